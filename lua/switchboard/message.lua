@@ -1,0 +1,65 @@
+-- The UserMessage rules of SPEC §3.5: what a channel returns becomes exactly what the bot gets.
+local sb = require "switchboard"
+
+local json = sb.json
+local M = {}
+
+local function absent(v)
+  return v == nil or v == json.null
+end
+
+-- Ids become strings: 123 (or the float 123.0 lua-cjson decodes) -> "123".
+local function id_string(v, field)
+  local t = type(v)
+  if t == "string" then
+    return v
+  elseif t == "number" then
+    if math.type(v) == "float" and v == math.floor(v) and v > -2 ^ 63 and v < 2 ^ 63 then
+      return ("%d"):format(v)
+    end
+    return tostring(v)
+  elseif t == "boolean" then
+    return tostring(v)
+  end
+  sb.http_error(400, "invalid_message", ("%s must be a string or a number, not a %s"):format(field, t))
+end
+
+local function strip(s)
+  return (s:gsub("^%s+", ""):gsub("%s+$", ""))
+end
+
+-- Normalize message table `m` from channel `channel_name`; `headers` are the request headers.
+function M.normalize(m, channel_name, headers)
+  if type(m) ~= "table" then
+    error(("channel.receive must return an array of message tables; an element is a %s")
+      :format(type(m)), 0)
+  end
+  local text = m.text
+  if absent(text) then
+    text = nil
+  elseif type(text) == "string" then
+    text = strip(text)
+  else
+    sb.http_error(400, "invalid_message",
+      ("the message text must be a string, not a %s"):format(type(text)))
+  end
+  local input_channel = m.input_channel
+  if absent(input_channel) or input_channel == false or input_channel == "" then
+    input_channel = channel_name
+  else
+    input_channel = id_string(input_channel, "input_channel")
+  end
+  local metadata = m.metadata
+  if metadata == json.null then metadata = nil end
+  return {
+    text = text,
+    sender_id = absent(m.sender_id) and "default" or id_string(m.sender_id, "sender_id"),
+    message_id = absent(m.message_id) and sb.uuid() or id_string(m.message_id, "message_id"),
+    input_channel = input_channel,
+    metadata = metadata,
+    parse_data = m.parse_data,
+    headers = headers,
+  }
+end
+
+return M

@@ -1,0 +1,243 @@
+-- Where bot messages go: the dispatch of one bot message (SPEC §4.1) and the collected shapes
+-- (SPEC §4.2), mirroring Rasa's OutputChannel and CollectingOutputChannel.
+--
+-- A "sink" is a table of senders, each taking the recipient first and a table of extras last:
+-- send_text_message(recipient_id, text, extras), send_image_url(recipient_id, url, extras), ...
+-- A push channel is its own sink; the collector below is the sink of collect and stream mode.
+-- A sender the sink lacks falls back as Rasa's OutputChannel does. This is Lua, not C, because a
+-- sender may wait (sb.http, sb.sleep), which needs every frame between it and the job's
+-- coroutine to be yieldable.
+local sb = require "switchboard"
+
+local json = sb.json
+local M = {}
+
+M.SENDERS = {
+  "send_text_message", "send_image_url", "send_attachment", "send_text_with_buttons",
+  "send_quick_replies", "send_elements", "send_custom_json",
+}
+
+-- Rasa tests message.get(key): nil, JSON null, false, "", 0 and empty tables count as absent.
+local function present(v)
+  if v == nil or v == false or v == json.null or v == "" or v == 0 then
+    return false
+  end
+  return type(v) ~= "table" or next(v) ~= nil
+end
+M.present = present
+
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+
+local fallback = {}
+
+-- Call sender `name` of the sink, or its fallback.
+local function call(sink, name, recipient, ...)
+  local sender = sink[name]
+  if sender then
+    return sender(recipient, ...)
+  end
+  return fallback[name](sink, recipient, ...)
+end
+M.call = call
+
+local function as_text(v)
+  if type(v) == "table" then
+    return json.encode(v)
+  end
+  return tostring(v)
+end
+
+-- Python's json.dumps(d, sort_keys=True) layout, for the extra keys of a button.
+local function sorted_json(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = tostring(k) end
+  table.sort(keys)
+  local parts = {}
+  for i, k in ipairs(keys) do
+    parts[i] = json.encode(k) .. ": " .. json.encode(t[k])
+  end
+  return "{" .. table.concat(parts, ", ") .. "}"
+end
+
+-- "<n>: <title> (<payload>)" as Rasa's button_to_string writes it.
+function M.button_to_string(button, index)
+  local rest = copy(button)
+  local title = rest.title or ""
+  rest.title = nil
+  local payload = ""
+  if rest.payload ~= nil then
+    payload = " (" .. as_text(rest.payload) .. ")"
+    rest.payload = nil
+  end
+  local details = next(rest) ~= nil and (" - " .. sorted_json(rest)) or ""
+  return ("%d: %s%s%s"):format(index, as_text(title), payload, details)
+end
+
+function fallback.send_text_message(sink)
+  error("the channel defines no send_text_message, which every other sender falls back to", 0)
+end
+
+function fallback.send_image_url(sink, recipient, image)
+  return call(sink, "send_text_message", recipient, "Image: " .. as_text(image), {})
+end
+
+function fallback.send_attachment(sink, recipient, attachment)
+  return call(sink, "send_text_message", recipient, "Attachment: " .. as_text(attachment), {})
+end
+
+function fallback.send_text_with_buttons(sink, recipient, text, buttons)
+  if text ~= nil and text ~= json.null then
+    call(sink, "send_text_message", recipient, text, {})
+  end
+  for i, button in ipairs(buttons or {}) do
+    call(sink, "send_text_message", recipient, M.button_to_string(button, i), {})
+  end
+end
+
+function fallback.send_quick_replies(sink, recipient, text, quick_replies)
+  return call(sink, "send_text_with_buttons", recipient, text, quick_replies, {})
+end
+
+function fallback.send_elements(sink, recipient, elements)
+  for _, element in ipairs(elements) do
+    local text = ("%s : %s"):format(as_text(element.title or ""), as_text(element.subtitle or ""))
+    call(sink, "send_text_with_buttons", recipient, text, element.buttons or json.array(), {})
+  end
+end
+
+function fallback.send_custom_json(sink, recipient, value)
+  return call(sink, "send_text_message", recipient, json.encode(value), {})
+end
+
+-- Dispatch one bot message in Rasa's order. A sink with send_response handles it whole.
+function M.dispatch(sink, recipient, message)
+  if type(message) ~= "table" then
+    error(("a bot message must be a table, not %s"):format(type(message)), 2)
+  end
+  if sink.send_response then
+    return sink.send_response(recipient, message)
+  end
+  local m = copy(message)
+  local function take(key)
+    local v = m[key]
+    m[key] = nil
+    return v
+  end
+  if present(m.quick_replies) then
+    local text, quick_replies = take("text"), take("quick_replies")
+    call(sink, "send_quick_replies", recipient, text, quick_replies, copy(m))
+  elseif present(m.buttons) then
+    local text, buttons = take("text"), take("buttons")
+    call(sink, "send_text_with_buttons", recipient, text, buttons, copy(m))
+  elseif present(m.text) then
+    call(sink, "send_text_message", recipient, take("text"), copy(m))
+  end
+  if present(m.custom) then
+    call(sink, "send_custom_json", recipient, take("custom"), copy(m))
+  end
+  if present(m.image) then
+    call(sink, "send_image_url", recipient, take("image"), copy(m))
+  end
+  if present(m.attachment) then
+    call(sink, "send_attachment", recipient, take("attachment"), copy(m))
+  end
+  if present(m.elements) then
+    call(sink, "send_elements", recipient, take("elements"), copy(m))
+  end
+end
+
+-- Split on blank lines exactly as Python's text.split("\n\n") does (parts are not stripped).
+local function split_blank_lines(text)
+  local parts, start = {}, 1
+  while true do
+    local i = text:find("\n\n", start, true)
+    if not i then
+      parts[#parts + 1] = text:sub(start)
+      return parts
+    end
+    parts[#parts + 1] = text:sub(start, i - 1)
+    start = i + 2
+  end
+end
+
+local function strip(s)
+  return (s:gsub("^%s+", ""):gsub("%s+$", ""))
+end
+
+-- The collecting sink: stores the §4.2 shapes in a JSON array and calls on_message(shape) for
+-- each one as it is stored (streaming writes it out there). Returns sink, array.
+function M.collector(on_message)
+  local messages = json.array()
+  local function store(shape)
+    messages[#messages + 1] = shape
+    if on_message then
+      on_message(shape)
+    end
+  end
+  local sink = {}
+  function sink.send_text_message(recipient, text)
+    if text == nil or text == json.null then
+      return
+    end
+    for _, part in ipairs(split_blank_lines(strip(as_text(text)))) do
+      store({ recipient_id = recipient, text = part })
+    end
+  end
+  function sink.send_text_with_buttons(recipient, text, buttons)
+    if text == json.null then text = nil end
+    store({ recipient_id = recipient, text = text, buttons = buttons })
+  end
+  function sink.send_quick_replies(recipient, text, quick_replies)
+    return sink.send_text_with_buttons(recipient, text, quick_replies)
+  end
+  function sink.send_image_url(recipient, image)
+    store({ recipient_id = recipient, image = image })
+  end
+  function sink.send_attachment(recipient, attachment)
+    store({ recipient_id = recipient, attachment = attachment })
+  end
+  function sink.send_custom_json(recipient, value)
+    store({ recipient_id = recipient, custom = value })
+  end
+  return sink, messages
+end
+
+-- The `out` object a Lua bot gets: the senders bound to the message's sender.
+local Out = {}
+Out.__index = Out
+
+function M.new_out(sink, recipient)
+  return setmetatable({ sink = sink, recipient_id = recipient }, Out)
+end
+
+function Out:send_text_message(text, extras)
+  return call(self.sink, "send_text_message", self.recipient_id, text, extras or {})
+end
+function Out:send_image_url(url, extras)
+  return call(self.sink, "send_image_url", self.recipient_id, url, extras or {})
+end
+function Out:send_attachment(value, extras)
+  return call(self.sink, "send_attachment", self.recipient_id, value, extras or {})
+end
+function Out:send_text_with_buttons(text, buttons, extras)
+  return call(self.sink, "send_text_with_buttons", self.recipient_id, text, buttons, extras or {})
+end
+function Out:send_quick_replies(text, quick_replies, extras)
+  return call(self.sink, "send_quick_replies", self.recipient_id, text, quick_replies,
+    extras or {})
+end
+function Out:send_elements(elements, extras)
+  return call(self.sink, "send_elements", self.recipient_id, elements, extras or {})
+end
+function Out:send_custom_json(value, extras)
+  return call(self.sink, "send_custom_json", self.recipient_id, value, extras or {})
+end
+function Out:send_response(message)
+  return M.dispatch(self.sink, self.recipient_id, message)
+end
+
+return M

@@ -1,0 +1,238 @@
+-- What happens to one request (SPEC §3.4, §4): verify, receive, the UserMessages, the bot, and
+-- the answer: collected, streamed or pushed. The engine runs run() in a coroutine per request;
+-- everything here may yield (the sender's turn, sb.sleep, outbound HTTP), so it is Lua.
+--
+-- The engine provides `host` (setup): sender_enter(sender) / sender_leave() for per-sender order,
+-- stream_start(status, content_type) / stream_write(text), and answer(status, content_type,
+-- body, headers) to answer before processing ends (async push channels).
+local sb = require "switchboard"
+local output = require "switchboard.output"
+local message = require "switchboard.message"
+
+local json = sb.json
+local M = {}
+local host, bot
+
+function M.setup(host_functions, bot_table)
+  host, bot = host_functions, bot_table
+end
+
+-- The default per-field hooks read a JSON object body (the rest channel's format).
+local function json_object(req)
+  local body = req.json
+  if type(body) ~= "table" or not req.body:match("^%s*{") then
+    sb.http_error(400, "invalid_body", "the request body must be a JSON object")
+  end
+  return body
+end
+
+local defaults = {}
+function defaults.sender(req) return json_object(req).sender end
+function defaults.message(req) return json_object(req).message end
+function defaults.input_channel(req) return json_object(req).input_channel end
+function defaults.metadata(req) return json_object(req).metadata end
+function defaults.message_id(req) return json_object(req).message_id end
+function defaults.stream(req)
+  local stream = req.query.stream
+  return type(stream) == "string" and stream:lower() == "true"
+end
+function defaults.respond(messages)
+  return { status = 200, json = messages }
+end
+function defaults.ack()
+  return { status = 200, body = "success", content_type = "text/plain" }
+end
+
+local function hook(channel, name)
+  return channel[name] or defaults[name]
+end
+
+local function default_receive(channel, req)
+  return { {
+    sender_id = hook(channel, "sender")(req),
+    text = hook(channel, "message")(req),
+    input_channel = hook(channel, "input_channel")(req),
+    metadata = hook(channel, "metadata")(req),
+    message_id = hook(channel, "message_id")(req),
+  } }
+end
+
+-- A channel that sends replies itself (SPEC §4 item 3).
+local function pushes(channel)
+  if channel.send_response then
+    return true
+  end
+  for _, name in ipairs(output.SENDERS) do
+    if channel[name] then
+      return true
+    end
+  end
+  return false
+end
+
+-- One message through the bot, in its sender's turn. A failing bot is logged; what it sent
+-- before failing stays sent.
+local function run_bot(msg, sink)
+  host.sender_enter(msg.sender_id)
+  local ok, err = xpcall(bot.handle, debug.traceback, msg, output.new_out(sink, msg.sender_id))
+  host.sender_leave()
+  if not ok then
+    sb.log.error("the bot failed on message %s of sender %s: %s", msg.message_id,
+      msg.sender_id, tostring(err))
+  end
+end
+
+-- A response table (SPEC §3.7) -> status, content type, body, headers.
+local function finalize(resp)
+  if type(resp) ~= "table" then
+    error(("a response must be a table, not %s"):format(type(resp)), 0)
+  end
+  local status = math.tointeger(resp.status or 200)
+  if not status or status < 100 or status > 599 then
+    error(("response status must be an integer from 100 to 599, not %s"):format(
+      tostring(resp.status)), 0)
+  end
+  local headers = resp.headers
+  if headers ~= nil and type(headers) ~= "table" then
+    error("response headers must be a table of name = value", 0)
+  end
+  if resp.json ~= nil then
+    return status, resp.content_type or "application/json", json.encode(resp.json), headers
+  end
+  local body = resp.body or ""
+  if type(body) ~= "string" then
+    error(("response body must be a string, not %s (use json = ... for tables)"):format(
+      type(body)), 0)
+  end
+  local content_type = resp.content_type
+  if content_type == nil and body ~= "" then
+    content_type = "text/plain; charset=utf-8"
+  end
+  return status, content_type, body, headers
+end
+
+-- POST /webhooks/<name>/webhook. Returns a response table, or nil when the answer was streamed
+-- or already sent. `state` tells run() what has gone out if an error comes later.
+local function webhook(channel, req, state)
+  if channel.verify then
+    local ok, reason = channel.verify(req)
+    if not ok then
+      reason = reason ~= nil and tostring(reason) or "request verification failed"
+      sb.log.warn("channel %s refused the request: %s", channel.name, reason)
+      if channel.reject then
+        return channel.reject(req, reason)
+      end
+      return { status = 401, json = { error = "unauthorized", message = reason } }
+    end
+  end
+
+  local messages, response
+  if channel.receive then
+    messages, response = channel.receive(req)
+  else
+    messages = default_receive(channel, req)
+  end
+  if messages == nil or messages == json.null then
+    messages = {}
+  elseif type(messages) ~= "table" then
+    error(("channel.receive must return an array of messages, not %s"):format(type(messages)), 0)
+  end
+  local headers = req.headers
+  local normalized = {}
+  for i, m in ipairs(messages) do
+    normalized[i] = message.normalize(m, channel.name, headers)
+  end
+
+  if pushes(channel) then
+    local answer = response or hook(channel, "ack")(req)
+    if channel.async then
+      host.answer(finalize(answer))
+      state.answered = true
+    end
+    for _, msg in ipairs(normalized) do
+      run_bot(msg, channel)
+    end
+    if state.answered then
+      return nil
+    end
+    return answer
+  end
+
+  if response == nil and hook(channel, "stream")(req) then
+    host.stream_start(200, "text/event-stream")
+    state.answered = true
+    local sink = output.collector(function(shape)
+      host.stream_write(json.encode(shape) .. "\n")
+    end)
+    for _, msg in ipairs(normalized) do
+      run_bot(msg, sink)
+    end
+    return nil
+  end
+
+  local sink, collected = output.collector()
+  for _, msg in ipairs(normalized) do
+    run_bot(msg, sink)
+  end
+  if response ~= nil then
+    return response
+  end
+  return hook(channel, "respond")(collected, req)
+end
+
+-- An extra route (SPEC §3.6): find the handler declared as "METHOD /path".
+local function route(channel, req, state, method, path)
+  for spec, handler in pairs(channel.routes) do
+    local m, p = spec:match("^%s*(%a+)%s+(/%S*)%s*$")
+    if m and m:upper() == method and (p == path or p == path .. "/") then
+      return handler(req)
+    end
+  end
+  error(("no handler for %s %s"):format(method, path), 0)
+end
+
+local function error_answer(status, code, text)
+  return finalize({ status = status, json = { error = code, message = text } })
+end
+
+-- The engine's entry: kind is "webhook" or "route". Returns status, content type, body,
+-- headers; or nothing when the answer was streamed or sent earlier.
+function M.run(kind, channel, req, method, path)
+  local state = {}
+  local request_id = req.id
+  local ok, status, content_type, body, headers = xpcall(function()
+    local resp
+    if kind == "webhook" then
+      resp = webhook(channel, req, state)
+    else
+      resp = route(channel, req, state, method, path)
+    end
+    if state.answered then
+      return nil
+    end
+    return finalize(resp)
+  end, function(err)
+    if sb.is_http_error(err) then
+      return err
+    end
+    return debug.traceback(tostring(err), 2)
+  end)
+  if ok then
+    return status, content_type, body, headers
+  end
+  local err = status
+  if state.answered then
+    sb.log.error("channel %s failed after answering: %s", channel.name, tostring(err))
+    return
+  end
+  if sb.is_http_error(err) then
+    sb.log.info("%s %s: %d %s: %s", req.method, req.path, err.status, err.error, err.message)
+    return error_answer(err.status, err.error, err.message)
+  end
+  sb.log.error("channel %s failed: %s", channel.name, err)
+  return error_answer(500, "channel_error",
+    ("the channel '%s' failed to handle the request; the log has the details under request id %s")
+      :format(channel.name, request_id))
+end
+
+return M

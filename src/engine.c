@@ -1,0 +1,783 @@
+/* engine: see engine.h. */
+#include "engine.h"
+
+#include "bot.h"
+#include "channel.h"
+#include "config.h"
+#include "log.h"
+#include "lua_request.h"
+#include "lua_sb.h"
+#include "router.h"
+#include "sender_gate.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <lauxlib.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+enum job_wait { WAIT_NONE, WAIT_SLEEP, WAIT_GATE };
+
+/* One request that runs a script: a coroutine of pipeline.run. */
+struct job {
+    struct lua_task task;         /* first: a coroutine's task pointer is its job */
+    struct worker *w;
+    struct http_exchange *x;      /* NULL once answered */
+    const struct http_request *r;
+    lua_State *co;
+    int co_ref, req_ref;
+    enum job_wait wait;
+    size_t timer_slot;            /* index in the timer heap while sleeping */
+    struct gate_waiter gate;
+    char *gate_sender;            /* the sender whose gate the job holds or waits for */
+    unsigned gate_held : 1;
+    unsigned streaming : 1;
+    struct job *prev, *next;      /* the worker's live jobs */
+    struct job *woken_next;       /* the worker's inbox */
+};
+
+struct timer {
+    uint64_t due_ms;
+    struct job *job;
+};
+
+struct worker {
+    struct engine *engine;
+    unsigned index;
+    pthread_t thread;
+    int thread_started;
+    lua_State *L;
+    int *channel_refs;
+    int run_ref;
+    struct http_server *http;
+    int epfd, wake_fd;
+    atomic_int stopping;
+
+    /* Jobs handed their sender's turn by another message (possibly on another worker). */
+    pthread_mutex_t inbox_lock;
+    struct job *woken_head, *woken_tail;
+
+    struct timer *timers; /* min-heap on due_ms */
+    size_t timer_count, timer_cap;
+    struct job *jobs;
+};
+
+struct engine {
+    struct engine_options opt;
+    struct route_table routes;
+    unsigned worker_count;
+    struct worker *workers;
+    time_t started;
+    atomic_ulong answers[6]; /* by status class: [1] 1xx ... [5] 5xx */
+    char bot_text[512];
+};
+
+#define EV_HTTP 1u
+#define EV_WAKE 2u
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+unsigned engine_cpu_count(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return (unsigned)CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (unsigned)n : 1;
+}
+
+static void count_answer(struct engine *e, int status)
+{
+    int cls = status / 100;
+    if (cls >= 1 && cls <= 5)
+        atomic_fetch_add(&e->answers[cls], 1);
+}
+
+/* ---- timers: a binary min-heap, each job knowing its slot so it can be taken out ------------- */
+
+static void timer_swap(struct worker *w, size_t a, size_t b)
+{
+    struct timer t = w->timers[a];
+    w->timers[a] = w->timers[b];
+    w->timers[b] = t;
+    w->timers[a].job->timer_slot = a;
+    w->timers[b].job->timer_slot = b;
+}
+
+static void timer_up(struct worker *w, size_t i)
+{
+    while (i > 0 && w->timers[(i - 1) / 2].due_ms > w->timers[i].due_ms) {
+        timer_swap(w, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+}
+
+static void timer_down(struct worker *w, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < w->timer_count && w->timers[l].due_ms < w->timers[m].due_ms)
+            m = l;
+        if (r < w->timer_count && w->timers[r].due_ms < w->timers[m].due_ms)
+            m = r;
+        if (m == i)
+            return;
+        timer_swap(w, i, m);
+        i = m;
+    }
+}
+
+static int timer_add(struct worker *w, struct job *job, uint64_t due_ms)
+{
+    if (w->timer_count == w->timer_cap) {
+        size_t cap = w->timer_cap ? w->timer_cap * 2 : 64;
+        struct timer *t = realloc(w->timers, cap * sizeof *t);
+        if (!t)
+            return -1;
+        w->timers = t;
+        w->timer_cap = cap;
+    }
+    size_t i = w->timer_count++;
+    w->timers[i] = (struct timer){due_ms, job};
+    job->timer_slot = i;
+    timer_up(w, i);
+    return 0;
+}
+
+static void timer_remove(struct worker *w, struct job *job)
+{
+    size_t i = job->timer_slot;
+    if (i >= w->timer_count || w->timers[i].job != job)
+        return;
+    size_t last = --w->timer_count;
+    if (i != last) {
+        w->timers[i] = w->timers[last];
+        w->timers[i].job->timer_slot = i;
+        timer_down(w, i);
+        timer_up(w, i);
+    }
+    job->timer_slot = SIZE_MAX;
+}
+
+/* ---- jobs ----------------------------------------------------------------------------------- */
+
+static struct job *job_of(lua_State *L)
+{
+    struct lua_task *t = lua_task_of(L);
+    return t && t->co == L ? (struct job *)t : NULL;
+}
+
+static void release_gate(struct job *job)
+{
+    if (job->gate_held)
+        sender_gate_leave(job->gate_sender);
+    else if (job->wait == WAIT_GATE && !sender_gate_cancel(job->gate_sender, &job->gate))
+        sender_gate_leave(job->gate_sender); /* handed over meanwhile: pass it on */
+    job->gate_held = 0;
+    free(job->gate_sender);
+    job->gate_sender = NULL;
+}
+
+static void job_free(struct job *job)
+{
+    struct worker *w = job->w;
+    lua_State *L = w->L;
+    if (job->wait == WAIT_SLEEP)
+        timer_remove(w, job);
+    if (job->gate_sender)
+        release_gate(job);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, job->req_ref);
+    lua_request_invalidate(L, -1);
+    lua_pop(L, 1);
+    luaL_unref(L, LUA_REGISTRYINDEX, job->req_ref);
+    lua_task_bind(job->co, NULL);
+    lua_resetthread(job->co);
+    luaL_unref(L, LUA_REGISTRYINDEX, job->co_ref);
+    if (job->prev)
+        job->prev->next = job->next;
+    else
+        w->jobs = job->next;
+    if (job->next)
+        job->next->prev = job->prev;
+    free(job);
+}
+
+/* Finish the exchange with an answer built from the coroutine's results: status, content type,
+ * body, headers (a table of name = value). */
+static void job_answer_from_stack(struct job *job, lua_State *co, int base)
+{
+    struct http_header headers[32];
+    size_t count = 0;
+    struct http_response resp = {0};
+    resp.status = (int)lua_tointeger(co, base);
+    resp.content_type = lua_tostring(co, base + 1);
+    resp.body = lua_tolstring(co, base + 2, &resp.body_len);
+    if (lua_istable(co, base + 3)) {
+        lua_pushnil(co);
+        while (lua_next(co, base + 3) && count < sizeof headers / sizeof headers[0]) {
+            if (lua_type(co, -2) == LUA_TSTRING &&
+                (lua_type(co, -1) == LUA_TSTRING || lua_type(co, -1) == LUA_TNUMBER)) {
+                lua_pushvalue(co, -1);
+                headers[count].name = lua_tostring(co, -3);
+                headers[count].value = lua_tostring(co, -1);
+                count++;
+                lua_insert(co, -3); /* keep the converted value alive below the key */
+                lua_pop(co, 1);
+            } else {
+                lua_pop(co, 1);
+            }
+        }
+    }
+    resp.headers = headers;
+    resp.header_count = count;
+    count_answer(job->w->engine, resp.status);
+    http_respond(job->x, &resp);
+    job->x = NULL;
+}
+
+static void job_resume(struct job *job, int nargs)
+{
+    lua_State *co = job->co;
+    int nres = 0;
+    job->wait = WAIT_NONE;
+    int rc = lua_resume(co, job->w->L, nargs, &nres);
+    if (rc == LUA_YIELD) {
+        lua_pop(co, nres);
+        if (job->wait != WAIT_NONE)
+            return; /* parked: a timer or the sender gate resumes it */
+        log_msg(LOG_ERROR, job->r->id, "a script called coroutine.yield outside a coroutine of "
+                                       "its own; the request is abandoned");
+        rc = LUA_ERRRUN;
+        lua_pushliteral(co, "coroutine.yield outside a coroutine");
+    }
+    if (rc == LUA_OK && job->x) {
+        if (nres >= 3 && lua_isinteger(co, -nres))
+            job_answer_from_stack(job, co, lua_gettop(co) - nres + 1);
+    } else if (rc != LUA_OK) {
+        log_msg(LOG_ERROR, job->r->id, "the pipeline failed: %s",
+                lua_tostring(co, -1) ? lua_tostring(co, -1) : "(no message)");
+    }
+    if (job->x) {
+        if (job->streaming) {
+            http_stream_finish(job->x);
+        } else {
+            count_answer(job->w->engine, 500);
+            http_respond_error(job->x, 500, "internal_error",
+                               "the request could not be processed; see the log");
+        }
+        job->x = NULL;
+    }
+    job_free(job);
+}
+
+/* Resume the jobs other messages handed their sender's turn to. */
+static void drain_inbox(struct worker *w)
+{
+    uint64_t ignored;
+    ssize_t n = read(w->wake_fd, &ignored, sizeof ignored);
+    (void)n;
+    pthread_mutex_lock(&w->inbox_lock);
+    struct job *job = w->woken_head;
+    w->woken_head = w->woken_tail = NULL;
+    pthread_mutex_unlock(&w->inbox_lock);
+    while (job) {
+        struct job *next = job->woken_next;
+        job->woken_next = NULL;
+        job->gate_held = 1;
+        job_resume(job, 0);
+        job = next;
+    }
+}
+
+static void wake_worker(struct worker *w)
+{
+    uint64_t one = 1;
+    ssize_t n = write(w->wake_fd, &one, sizeof one);
+    (void)n;
+}
+
+/* sender_gate wake: may run on any thread, so the job goes through its worker's inbox. */
+static void job_gate_wake(struct gate_waiter *g)
+{
+    struct job *job = (struct job *)((char *)g - offsetof(struct job, gate));
+    struct worker *w = job->w;
+    /* Stopping: the job is freed by its own worker, which passes the turn on. */
+    if (atomic_load(&w->stopping))
+        return;
+    pthread_mutex_lock(&w->inbox_lock);
+    if (w->woken_tail)
+        w->woken_tail->woken_next = job;
+    else
+        w->woken_head = job;
+    w->woken_tail = job;
+    pthread_mutex_unlock(&w->inbox_lock);
+    wake_worker(w);
+}
+
+static void task_sleep(struct lua_task *t, double seconds)
+{
+    struct job *job = (struct job *)t;
+    if (timer_add(job->w, job, now_ms() + (uint64_t)(seconds * 1000.0 + 0.5)) == 0)
+        job->wait = WAIT_SLEEP;
+}
+
+static const struct lua_task_ops task_ops = {.sleep = task_sleep};
+
+static void job_start(struct worker *w, struct http_exchange *x, const struct http_request *r,
+                      const struct route_match *m)
+{
+    struct job *job = calloc(1, sizeof *job);
+    if (!job) {
+        http_respond_error(x, 503, "overloaded", "out of memory");
+        return;
+    }
+    lua_State *L = w->L;
+    job->w = w;
+    job->x = x;
+    job->r = r;
+    job->timer_slot = SIZE_MAX;
+    job->gate.wake = job_gate_wake;
+    job->task.request_id = r->id;
+    job->task.ops = &task_ops;
+    job->co = lua_newthread(L);
+    job->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    job->task.co = job->co;
+    lua_task_bind(job->co, &job->task);
+    job->next = w->jobs;
+    if (w->jobs)
+        w->jobs->prev = job;
+    w->jobs = job;
+
+    lua_State *co = job->co;
+    lua_rawgeti(co, LUA_REGISTRYINDEX, w->run_ref);
+    lua_pushstring(co, m->kind == ROUTE_WEBHOOK ? "webhook" : "route");
+    lua_rawgeti(co, LUA_REGISTRYINDEX, w->channel_refs[m->channel]);
+    lua_request_push(co, x, r);
+    lua_pushvalue(co, -1);
+    job->req_ref = luaL_ref(co, LUA_REGISTRYINDEX);
+    lua_pushstring(co, m->route ? m->route->method : r->method);
+    lua_pushstring(co, m->route ? m->route->path : "/webhook");
+    job_resume(job, 5);
+}
+
+/* ---- the host functions pipeline.lua gets --------------------------------------------------- */
+
+static struct job *running_job(lua_State *L)
+{
+    struct job *job = job_of(L);
+    if (!job)
+        luaL_error(L, "this host function belongs to the pipeline's own coroutine");
+    return job;
+}
+
+/* host.sender_enter(sender): waits (parks the coroutine) for the sender's turn  [-0,+0,e] */
+static int l_host_sender_enter(lua_State *L)
+{
+    struct job *job = running_job(L);
+    const char *sender = luaL_checkstring(L, 1);
+    if (job->gate_sender)
+        return luaL_error(L, "sender_enter called twice");
+    job->gate_sender = strdup(sender);
+    if (!job->gate_sender)
+        return luaL_error(L, "out of memory");
+    if (sender_gate_enter(sender, &job->gate)) {
+        job->gate_held = 1;
+        return 0;
+    }
+    job->wait = WAIT_GATE;
+    return lua_yield(L, 0);
+}
+
+/* host.sender_leave(): the sender's next message may go  [-0,+0,-] */
+static int l_host_sender_leave(lua_State *L)
+{
+    struct job *job = running_job(L);
+    if (job->gate_sender)
+        release_gate(job);
+    return 0;
+}
+
+/* host.stream_start(status, content_type)  [-0,+0,e] */
+static int l_host_stream_start(lua_State *L)
+{
+    struct job *job = running_job(L);
+    int status = (int)luaL_checkinteger(L, 1);
+    const char *content_type = luaL_checkstring(L, 2);
+    if (job->x && !job->streaming) {
+        http_stream_start(job->x, status, content_type, NULL, 0);
+        count_answer(job->w->engine, status);
+        job->streaming = 1;
+    }
+    return 0;
+}
+
+/* host.stream_write(text)  [-0,+0,e] */
+static int l_host_stream_write(lua_State *L)
+{
+    struct job *job = running_job(L);
+    size_t len;
+    const char *text = luaL_checklstring(L, 1, &len);
+    if (job->x && job->streaming)
+        http_stream_write(job->x, text, len);
+    return 0;
+}
+
+/* host.answer(status, content_type, body, headers): answer now, keep processing  [-0,+0,e] */
+static int l_host_answer(lua_State *L)
+{
+    struct job *job = running_job(L);
+    if (!job->x)
+        return 0;
+    job_answer_from_stack(job, L, 1);
+    /* The exchange may be freed from now on: so is everything req borrowed from it. */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, job->req_ref);
+    lua_request_invalidate(L, -1);
+    lua_pop(L, 1);
+    return 0;
+}
+
+static void push_host_table(lua_State *L)
+{
+    static const luaL_Reg functions[] = {
+        {"sender_enter", l_host_sender_enter},
+        {"sender_leave", l_host_sender_leave},
+        {"stream_start", l_host_stream_start},
+        {"stream_write", l_host_stream_write},
+        {"answer", l_host_answer},
+        {NULL, NULL},
+    };
+    luaL_newlib(L, functions);
+}
+
+/* ---- built-in routes ------------------------------------------------------------------------ */
+
+static void respond_json(struct worker *w, struct http_exchange *x, int status, const char *body,
+                         const struct http_header *headers, size_t header_count)
+{
+    struct http_response resp = {.status = status, .content_type = "application/json",
+                                 .headers = headers, .header_count = header_count,
+                                 .body = body, .body_len = strlen(body)};
+    count_answer(w->engine, status);
+    http_respond(x, &resp);
+}
+
+static void respond_error(struct worker *w, struct http_exchange *x, int status, const char *code,
+                          const char *message, const struct http_header *headers,
+                          size_t header_count)
+{
+    char escaped[1024], body[1200];
+    http_json_escape(message, escaped, sizeof escaped);
+    snprintf(body, sizeof body, "{\"error\":\"%s\",\"message\":\"%s\"}", code, escaped);
+    respond_json(w, x, status, body, headers, header_count);
+}
+
+static void respond_status(struct worker *w, struct http_exchange *x)
+{
+    struct engine *e = w->engine;
+    size_t size = 4096 + e->opt.channels->count * 1024;
+    char *body = malloc(size);
+    if (!body) {
+        respond_error(w, x, 503, "overloaded", "out of memory", NULL, 0);
+        return;
+    }
+    char bot[1100];
+    http_json_escape(e->bot_text, bot, sizeof bot);
+    size_t n = (size_t)snprintf(body, size,
+                                "{\"version\":\"%s\",\"uptime\":%ld,\"workers\":%u,"
+                                "\"bot\":\"%s\",\"channels\":[",
+                                SB_VERSION, (long)(time(NULL) - e->started), e->worker_count, bot);
+    for (size_t i = 0; i < e->opt.channels->count && n < size; i++) {
+        const struct channel_def *d = &e->opt.channels->defs[i];
+        char key[300], name[300], script[900];
+        http_json_escape(d->key, key, sizeof key);
+        http_json_escape(d->name ? d->name : "", name, sizeof name);
+        http_json_escape(d->script, script, sizeof script);
+        n += (size_t)snprintf(body + n, size - n,
+                              "%s{\"name\":\"%s\",\"key\":\"%s\",\"script\":\"%s\","
+                              "\"generation\":1,\"last_reload_error\":null}",
+                              i ? "," : "", name, key, script);
+    }
+    if (n < size)
+        snprintf(body + n, size - n,
+                 "],\"requests\":{\"1xx\":%lu,\"2xx\":%lu,\"3xx\":%lu,\"4xx\":%lu,\"5xx\":%lu}}",
+                 atomic_load(&e->answers[1]), atomic_load(&e->answers[2]),
+                 atomic_load(&e->answers[3]), atomic_load(&e->answers[4]),
+                 atomic_load(&e->answers[5]));
+    respond_json(w, x, 200, body, NULL, 0);
+    free(body);
+}
+
+static void on_request(void *ctx, struct http_exchange *x, const struct http_request *r)
+{
+    struct worker *w = ctx;
+    struct route_match m;
+    router_match(&w->engine->routes, r->method, r->path, &m);
+    switch (m.kind) {
+    case ROUTE_ROOT: {
+        char text[64];
+        snprintf(text, sizeof text, "Hello from Switchboard: %s", SB_VERSION);
+        struct http_response resp = {.status = 200, .content_type = "text/plain; charset=utf-8",
+                                     .body = text, .body_len = strlen(text)};
+        count_answer(w->engine, 200);
+        http_respond(x, &resp);
+        return;
+    }
+    case ROUTE_STATUS:
+        respond_status(w, x);
+        return;
+    case ROUTE_HEALTH:
+        respond_json(w, x, 200, "{\"status\":\"ok\"}", NULL, 0);
+        return;
+    case ROUTE_WEBHOOK:
+    case ROUTE_CUSTOM:
+        job_start(w, x, r, &m);
+        return;
+    case ROUTE_METHOD_NOT_ALLOWED: {
+        char message[512];
+        snprintf(message, sizeof message, "%s is not allowed on %s; allowed: %s", r->method,
+                 r->path, m.allow);
+        struct http_header allow = {"Allow", m.allow};
+        respond_error(w, x, 405, "method_not_allowed", message, &allow, 1);
+        return;
+    }
+    case ROUTE_NOT_FOUND:
+    default: {
+        char message[600];
+        snprintf(message, sizeof message,
+                 "no route for %s %s; channels answer at /webhooks/<name>/webhook", r->method,
+                 r->path);
+        respond_error(w, x, 404, "not_found", message, NULL, 0);
+        return;
+    }
+    }
+}
+
+/* ---- workers -------------------------------------------------------------------------------- */
+
+static void run_due_timers(struct worker *w)
+{
+    uint64_t now = now_ms();
+    while (w->timer_count > 0 && w->timers[0].due_ms <= now) {
+        struct job *job = w->timers[0].job;
+        timer_remove(w, job);
+        job_resume(job, 0);
+    }
+}
+
+static int loop_timeout(struct worker *w)
+{
+    long timeout = http_server_timeout_ms(w->http);
+    if (w->timer_count > 0) {
+        uint64_t now = now_ms(), due = w->timers[0].due_ms;
+        long t = due > now ? (long)(due - now) : 0;
+        if (timeout < 0 || t < timeout)
+            timeout = t;
+    }
+    return timeout < 0 ? 1000 : (int)timeout;
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct epoll_event events[64];
+    while (!atomic_load(&w->stopping)) {
+        int n = epoll_wait(w->epfd, events, 64, loop_timeout(w));
+        if (n < 0 && errno != EINTR) {
+            log_msg(LOG_ERROR, NULL, "worker %u: epoll_wait: %s", w->index, strerror(errno));
+            break;
+        }
+        for (int i = 0; i < n; i++) {
+            if (events[i].data.u32 == EV_WAKE)
+                drain_inbox(w);
+        }
+        run_due_timers(w);
+        http_server_run(w->http);
+    }
+    return NULL;
+}
+
+/* Load channels, bot and pipeline into a new state. The first load (routes != NULL) learns the
+ * channel names and routes. */
+static lua_State *load_state(const struct engine_options *opt, int *channel_refs, int *run_ref,
+                             struct route_table *routes, char *err, size_t errlen)
+{
+    lua_State *L = lua_state_new(&opt->paths, &opt->limits, err, errlen);
+    if (!L)
+        return NULL;
+    int bot_ref;
+    char lua_err[2048];
+    if (channel_load_all(L, opt->channels, channel_refs, routes, err, errlen) != 0 ||
+        bot_load(L, opt->endpoints, opt->paths.data_dir, &bot_ref, err, errlen) != 0)
+        goto fail;
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "switchboard.pipeline");
+    if (lua_state_pcall(L, 1, 1, lua_err, sizeof lua_err) != 0) {
+        snprintf(err, errlen, "loading the pipeline: %s", lua_err);
+        goto fail;
+    }
+    lua_getfield(L, -1, "setup");
+    push_host_table(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, bot_ref);
+    lua_call(L, 2, 0);
+    lua_getfield(L, -1, "run");
+    *run_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pop(L, 1);
+    return L;
+fail:
+    if (routes && routes->channels)
+        route_table_free(routes);
+    lua_state_close(L);
+    return NULL;
+}
+
+int engine_check(const struct engine_options *opt, char *err, size_t errlen)
+{
+    int *refs = calloc(opt->channels->count + 1, sizeof *refs);
+    if (!refs) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    struct route_table routes = {0};
+    int run_ref;
+    lua_State *L = load_state(opt, refs, &run_ref, &routes, err, errlen);
+    free(refs);
+    if (!L)
+        return -1;
+    route_table_free(&routes);
+    lua_state_close(L);
+    return 0;
+}
+
+static int worker_init(struct engine *e, struct worker *w, unsigned index, char *err,
+                       size_t errlen)
+{
+    w->engine = e;
+    w->index = index;
+    w->epfd = w->wake_fd = -1;
+    pthread_mutex_init(&w->inbox_lock, NULL);
+    w->channel_refs = calloc(e->opt.channels->count + 1, sizeof *w->channel_refs);
+    if (!w->channel_refs) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    w->L = load_state(&e->opt, w->channel_refs, &w->run_ref, index == 0 ? &e->routes : NULL, err,
+                      errlen);
+    if (!w->L)
+        return -1;
+    w->http = http_server_create(e->opt.listen_fd, &e->opt.http, on_request, w, err, errlen);
+    if (!w->http)
+        return -1;
+    w->epfd = epoll_create1(EPOLL_CLOEXEC);
+    w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->epfd < 0 || w->wake_fd < 0) {
+        snprintf(err, errlen, "cannot create the event loop: %s", strerror(errno));
+        return -1;
+    }
+    struct epoll_event http_ev = {.events = EPOLLIN, .data.u32 = EV_HTTP};
+    struct epoll_event wake_ev = {.events = EPOLLIN, .data.u32 = EV_WAKE};
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, http_server_fd(w->http), &http_ev) != 0 ||
+        epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->wake_fd, &wake_ev) != 0) {
+        snprintf(err, errlen, "cannot watch the HTTP server: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static void worker_cleanup(struct worker *w)
+{
+    if (w->http)
+        http_server_destroy(w->http); /* answers exchanges still waiting */
+    w->http = NULL;
+    while (w->jobs) {
+        w->jobs->x = NULL; /* the server answered and freed it */
+        job_free(w->jobs);
+    }
+    if (w->L)
+        lua_state_close(w->L);
+    w->L = NULL;
+    free(w->channel_refs);
+    w->channel_refs = NULL;
+    free(w->timers);
+    w->timers = NULL;
+    if (w->epfd >= 0)
+        close(w->epfd);
+    if (w->wake_fd >= 0)
+        close(w->wake_fd);
+    pthread_mutex_destroy(&w->inbox_lock);
+}
+
+struct engine *engine_create(const struct engine_options *opt, char *err, size_t errlen)
+{
+    struct engine *e = calloc(1, sizeof *e);
+    if (!e) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    e->opt = *opt;
+    e->worker_count = opt->workers ? opt->workers : engine_cpu_count();
+    e->started = time(NULL);
+    bot_describe(opt->endpoints, opt->paths.data_dir, e->bot_text, sizeof e->bot_text);
+    e->workers = calloc(e->worker_count, sizeof *e->workers);
+    if (!e->workers) {
+        snprintf(err, errlen, "out of memory");
+        free(e);
+        return NULL;
+    }
+    for (unsigned i = 0; i < e->worker_count; i++) {
+        if (worker_init(e, &e->workers[i], i, err, errlen) != 0) {
+            e->worker_count = i + 1;
+            engine_destroy(e);
+            return NULL;
+        }
+    }
+    return e;
+}
+
+int engine_start(struct engine *e, char *err, size_t errlen)
+{
+    for (unsigned i = 0; i < e->worker_count; i++) {
+        struct worker *w = &e->workers[i];
+        int rc = pthread_create(&w->thread, NULL, worker_main, w);
+        if (rc != 0) {
+            snprintf(err, errlen, "cannot start worker %u: %s", i, strerror(rc));
+            return -1;
+        }
+        w->thread_started = 1;
+    }
+    return 0;
+}
+
+void engine_destroy(struct engine *e)
+{
+    if (!e)
+        return;
+    for (unsigned i = 0; i < e->worker_count; i++) {
+        atomic_store(&e->workers[i].stopping, 1);
+        if (e->workers[i].wake_fd >= 0)
+            wake_worker(&e->workers[i]);
+    }
+    for (unsigned i = 0; i < e->worker_count; i++)
+        if (e->workers[i].thread_started)
+            pthread_join(e->workers[i].thread, NULL);
+    for (unsigned i = 0; i < e->worker_count; i++)
+        worker_cleanup(&e->workers[i]);
+    route_table_free(&e->routes);
+    free(e->workers);
+    free(e);
+}
+
+unsigned engine_worker_count(const struct engine *e) { return e->worker_count; }

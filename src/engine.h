@@ -1,0 +1,47 @@
+/* engine: the workers that run the on_new_message pipeline (DESIGN "The flow of one message").
+ *
+ * Each worker is one thread with one event loop (epoll), one HTTP server on the shared listening
+ * socket and one Lua state holding every channel, the bot and the pipeline. A request that needs a
+ * script becomes a job: a coroutine running pipeline.run. Whatever a job waits for (its sender's
+ * turn, sb.sleep) parks the coroutine, never the thread; the loop resumes it when the wait is
+ * over. Built-in routes (root, health, status, 404, 405) are answered in C.
+ * Uses: http, router, lua_state, lua_request, lua_sb, channel, bot, sender_gate, log. */
+#ifndef SB_ENGINE_H
+#define SB_ENGINE_H
+
+#include <stddef.h>
+
+#include "http.h"
+#include "lua_state.h"
+
+struct channel_set;
+struct endpoints;
+
+struct engine_options {
+    struct lua_paths paths;
+    struct lua_limits limits;
+    struct channel_set *channels;     /* borrowed; names filled by the first load */
+    const struct endpoints *endpoints;/* borrowed */
+    unsigned workers;                 /* 0: one per CPU the process may run on */
+    struct http_options http;         /* borrowed pointers inside must outlive the engine */
+    int listen_fd;
+};
+
+struct engine;
+
+/* Create the workers: every Lua state is loaded (channels, bot, pipeline) before this returns, so
+ * a configuration error stops startup with nothing half-started. Returns NULL with err. */
+struct engine *engine_create(const struct engine_options *opt, char *err, size_t errlen);
+/* Start the worker threads. Returns 0 or -1 with err. */
+int engine_start(struct engine *e, char *err, size_t errlen);
+/* Ask the workers to stop, wait for them, free everything. */
+void engine_destroy(struct engine *e);
+unsigned engine_worker_count(const struct engine *e);
+
+/* Load every channel and the bot into a scratch state and discard it: `switchboard check`. */
+int engine_check(const struct engine_options *opt, char *err, size_t errlen);
+
+/* The number of CPUs this process may run on. */
+unsigned engine_cpu_count(void);
+
+#endif

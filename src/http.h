@@ -1,0 +1,103 @@
+/* http: the HTTP side of the host (SPEC §2), the only file that includes <microhttpd.h>.
+ *
+ * Provides: one listening socket shared by several servers, each server driven by the event loop
+ * of one engine worker (external epoll mode: no thread of its own); per request an exchange that
+ * carries the parsed request to the engine and takes back one answer or a stream of chunks, at
+ * once or later (the connection is suspended meanwhile). Owns the parts of HTTP that need no
+ * script: body size limit (413), CORS and preflight, request ids, the connection timeout.
+ * Uses: libmicrohttpd, log. Knows nothing of Lua. */
+#ifndef SB_HTTP_H
+#define SB_HTTP_H
+
+#include <stddef.h>
+
+struct http_exchange;
+struct http_server;
+
+struct http_header {
+    const char *name;
+    const char *value;
+};
+
+/* The request as the engine sees it. Every pointer is owned by the exchange and stays valid until
+ * the engine finishes the exchange (http_respond or http_stream_finish). */
+struct http_request {
+    const char *id;          /* request id, also sent back as X-Request-Id */
+    const char *method;
+    const char *path;        /* percent-decoded path, without the query */
+    const char *raw_uri;     /* the request target as sent: path and query, not decoded */
+    const char *scheme;      /* "http" or "https" (X-Forwarded-Proto when present) */
+    const char *host;        /* Host header (X-Forwarded-Host when present), or "" */
+    const char *remote_addr; /* peer address, no port */
+    const char *body;        /* exactly as received; NUL-terminated for convenience */
+    size_t body_len;
+};
+
+struct http_response {
+    int status;
+    const char *content_type;        /* NULL: no Content-Type */
+    const struct http_header *headers;
+    size_t header_count;
+    const char *body;
+    size_t body_len;
+};
+
+/* Called by a server for every request whose body is complete (413 and preflights never reach
+ * it). The callee must finish the exchange exactly once, now or later, from the thread that runs
+ * this server. */
+typedef void (*http_request_fn)(void *ctx, struct http_exchange *x, const struct http_request *r);
+
+struct http_options {
+    size_t max_body_size;
+    unsigned connection_timeout;  /* seconds */
+    unsigned connection_limit;    /* per server */
+    const char *const *cors_origins; /* NULL-terminated list, or NULL for no CORS */
+    const char *tls_cert_pem;     /* both set: serve HTTPS */
+    const char *tls_key_pem;
+};
+
+/* Open the listening socket. Returns the fd, or -1 with "cannot listen on HOST:PORT: reason". */
+int http_listen(const char *interface, unsigned port, char *err, size_t errlen);
+/* The port a listening socket is bound to (for port 0). */
+unsigned http_bound_port(int listen_fd);
+
+/* A server on a shared listening socket; borrows fd and options (they must outlive it). */
+struct http_server *http_server_create(int listen_fd, const struct http_options *opt,
+                                       http_request_fn on_request, void *ctx, char *err,
+                                       size_t errlen);
+/* Resume every suspended exchange with 503, stop, free. */
+void http_server_destroy(struct http_server *s);
+/* An fd that becomes readable when the server has work; call http_server_run then. */
+int http_server_fd(const struct http_server *s);
+void http_server_run(struct http_server *s);
+/* Milliseconds until the server needs running for its own timeouts, or -1. */
+long http_server_timeout_ms(struct http_server *s);
+/* Connections open right now on this server. */
+unsigned http_server_connections(struct http_server *s);
+
+/* Header lookups and iteration over the request (names are passed in lower case). */
+const char *http_header_get(struct http_exchange *x, const char *name);
+void http_each_header(struct http_exchange *x,
+                      void (*fn)(void *ctx, const char *name, const char *value), void *ctx);
+/* Query arguments in order, percent-decoded; a name may come more than once. */
+void http_each_query_arg(struct http_exchange *x,
+                         void (*fn)(void *ctx, const char *name, const char *value), void *ctx);
+/* 1 when the client went away before the answer (writes are then dropped). */
+int http_exchange_closed(const struct http_exchange *x);
+
+/* Finish with one answer (copied). */
+void http_respond(struct http_exchange *x, const struct http_response *r);
+/* Or stream: start (status, content type, headers copied), write chunks (copied) as they come,
+ * finish once. Chunked transfer encoding on HTTP/1.1. */
+void http_stream_start(struct http_exchange *x, int status, const char *content_type,
+                       const struct http_header *headers, size_t header_count);
+void http_stream_write(struct http_exchange *x, const char *data, size_t len);
+void http_stream_finish(struct http_exchange *x);
+
+/* A JSON error body {"error": code, "message": message} (message JSON-escaped) as an answer. */
+void http_respond_error(struct http_exchange *x, int status, const char *code,
+                        const char *message);
+/* Escape `s` as the inside of a JSON string into out (always NUL-terminated, truncated to fit). */
+void http_json_escape(const char *s, char *out, size_t size);
+
+#endif

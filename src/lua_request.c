@@ -1,0 +1,176 @@
+/* lua_request: see lua_request.h. */
+#include "lua_request.h"
+
+#include "http.h"
+#include "lua_sb.h"
+
+#include <lauxlib.h>
+#include <string.h>
+
+#define REQUEST_MT "switchboard.request"
+
+struct request_ud {
+    struct http_exchange *x; /* NULL once invalidated */
+    const struct http_request *r;
+};
+
+void lua_request_push(lua_State *L, struct http_exchange *x, const struct http_request *r)
+{
+    struct request_ud *u = lua_newuserdatauv(L, sizeof *u, 1);
+    u->x = x;
+    u->r = r;
+    lua_newtable(L); /* cache of built fields */
+    lua_setiuservalue(L, -2, 1);
+    luaL_setmetatable(L, REQUEST_MT);
+}
+
+void lua_request_invalidate(lua_State *L, int idx)
+{
+    struct request_ud *u = luaL_checkudata(L, idx, REQUEST_MT);
+    u->x = NULL;
+    u->r = NULL;
+}
+
+static void add_first_value(void *ctx, const char *name, const char *value)
+{
+    lua_State *L = ctx;
+    if (lua_getfield(L, -1, name) == LUA_TNIL) {
+        lua_pushstring(L, value);
+        lua_setfield(L, -3, name);
+    }
+    lua_pop(L, 1);
+}
+
+/* A header sent more than once reads as its values joined with ", " (RFC 9110 §5.3). */
+static void add_header(void *ctx, const char *name, const char *value)
+{
+    lua_State *L = ctx;
+    if (lua_getfield(L, -1, name) == LUA_TNIL)
+        lua_pushstring(L, value);
+    else
+        lua_pushfstring(L, "%s, %s", lua_tostring(L, -1), value);
+    lua_setfield(L, -3, name);
+    lua_pop(L, 1);
+}
+
+/* application/x-www-form-urlencoded: first value per name, like the query. */
+static void push_form(lua_State *L, const char *body, size_t len)
+{
+    lua_newtable(L);
+    const char *p = body, *end = body + len;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *pair_end = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(pair_end - p));
+        const char *name_end = eq ? eq : pair_end;
+        if (name_end > p) {
+            luaL_Buffer b;
+            luaL_buffinit(L, &b);
+            sb_urldecode_into(&b, p, (size_t)(name_end - p));
+            luaL_pushresult(&b);
+            if (lua_rawget(L, -2) == LUA_TNIL) { /* first value wins */
+                lua_pop(L, 1);
+                luaL_buffinit(L, &b);
+                sb_urldecode_into(&b, p, (size_t)(name_end - p));
+                luaL_pushresult(&b);
+                luaL_buffinit(L, &b);
+                if (eq)
+                    sb_urldecode_into(&b, eq + 1, (size_t)(pair_end - eq - 1));
+                luaL_pushresult(&b);
+                lua_rawset(L, -3);
+            } else {
+                lua_pop(L, 1);
+            }
+        }
+        p = pair_end + 1;
+    }
+}
+
+static void push_json(lua_State *L, const struct http_request *r)
+{
+    size_t skip = 0;
+    while (skip < r->body_len && strchr(" \t\r\n", r->body[skip]))
+        skip++;
+    if (skip == r->body_len)
+        sb_raise_http_error(L, 400, "invalid_json", "the request body is empty; expected JSON");
+    if (sb_json_decode(L, r->body, r->body_len) != 0)
+        sb_raise_http_error(L, 400, "invalid_json", "the request body is not valid JSON: %s",
+                            lua_tostring(L, -1));
+}
+
+/* Build field `key` of the request; pushes nil for unknown names. */
+static void build_field(lua_State *L, struct request_ud *u, const char *key)
+{
+    const struct http_request *r = u->r;
+    if (strcmp(key, "method") == 0) {
+        lua_pushstring(L, r->method);
+    } else if (strcmp(key, "path") == 0) {
+        lua_pushstring(L, r->path);
+    } else if (strcmp(key, "body") == 0) {
+        lua_pushlstring(L, r->body, r->body_len);
+    } else if (strcmp(key, "id") == 0) {
+        lua_pushstring(L, r->id);
+    } else if (strcmp(key, "remote_addr") == 0) {
+        lua_pushstring(L, r->remote_addr);
+    } else if (strcmp(key, "url") == 0) {
+        lua_pushfstring(L, "%s://%s%s", r->scheme, r->host, r->raw_uri);
+    } else if (strcmp(key, "query") == 0) {
+        lua_newtable(L);
+        http_each_query_arg(u->x, add_first_value, L);
+    } else if (strcmp(key, "headers") == 0) {
+        lua_newtable(L);
+        http_each_header(u->x, add_header, L);
+    } else if (strcmp(key, "json") == 0) {
+        push_json(L, r);
+    } else if (strcmp(key, "form") == 0) {
+        push_form(L, r->body, r->body_len);
+    } else {
+        lua_pushnil(L);
+    }
+}
+
+/* req.<field>  [-0,+1,e] */
+static int l_request_index(lua_State *L)
+{
+    struct request_ud *u = luaL_checkudata(L, 1, REQUEST_MT);
+    const char *key = luaL_checkstring(L, 2);
+    if (!u->x)
+        return luaL_error(L, "req.%s: the request object is no longer valid (it belongs to a "
+                             "call that has finished)", key);
+    lua_getiuservalue(L, 1, 1);
+    if (lua_getfield(L, -1, key) != LUA_TNIL)
+        return 1;
+    lua_pop(L, 1);
+    build_field(L, u, key);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, key);
+    return 1;
+}
+
+static int l_request_newindex(lua_State *L)
+{
+    return luaL_error(L, "req is read-only (tried to set req.%s)", luaL_optstring(L, 2, "?"));
+}
+
+static int l_request_tostring(lua_State *L)
+{
+    struct request_ud *u = luaL_checkudata(L, 1, REQUEST_MT);
+    if (u->r)
+        lua_pushfstring(L, "request %s %s [%s]", u->r->method, u->r->path, u->r->id);
+    else
+        lua_pushliteral(L, "request (finished)");
+    return 1;
+}
+
+void lua_request_open(lua_State *L)
+{
+    static const luaL_Reg meta[] = {
+        {"__index", l_request_index},
+        {"__newindex", l_request_newindex},
+        {"__tostring", l_request_tostring},
+        {NULL, NULL},
+    };
+    if (luaL_newmetatable(L, REQUEST_MT))
+        luaL_setfuncs(L, meta, 0);
+    lua_pop(L, 1);
+}

@@ -1,0 +1,469 @@
+/* lua_sb: see lua_sb.h. */
+#include "lua_sb.h"
+
+#include "log.h"
+
+#include <lua-cjson.h>
+#include <stdlib.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+/* Registry keys (addresses of these variables). */
+static char key_encode, key_decode, key_array_mt, key_error_mt, key_format;
+
+/* ---- JSON ----------------------------------------------------------------------------------- */
+
+/* lua-cjson 2.1.0 has no array marker: an empty table always encodes as {}. Tables the host or a
+ * script marks with sb.json.array() are arrays; when one of them is empty it is swapped for a
+ * sentinel string before encoding and the sentinel's JSON text is replaced by [] after. */
+#define EMPTY_ARRAY_SENTINEL "\001sb-empty-array\001"
+#define EMPTY_ARRAY_JSON "\"\\u0001sb-empty-array\\u0001\""
+
+static int is_marked_empty_array(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx))
+        return 0;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_array_mt);
+    int marked = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    if (!marked)
+        return 0;
+    lua_pushnil(L);
+    if (lua_next(L, idx)) {
+        lua_pop(L, 2);
+        return 0;
+    }
+    return 1;
+}
+
+/* 1 when the table at idx holds (at any depth below `depth` levels) a marked empty array. */
+static int has_empty_array(lua_State *L, int idx, int depth)
+{
+    if (depth > 64 || !lua_checkstack(L, 4))
+        return 0;
+    idx = lua_absindex(L, idx);
+    int found = 0;
+    lua_pushnil(L);
+    while (!found && lua_next(L, idx)) {
+        if (lua_type(L, -1) == LUA_TTABLE)
+            found = is_marked_empty_array(L, -1) || has_empty_array(L, -1, depth + 1);
+        lua_pop(L, 1);
+    }
+    if (found)
+        lua_pop(L, 1); /* the key left by the interrupted lua_next */
+    return found;
+}
+
+/* Push a copy of the value at idx where every marked empty array is the sentinel. */
+static void push_with_sentinels(lua_State *L, int idx, int depth)
+{
+    idx = lua_absindex(L, idx);
+    if (is_marked_empty_array(L, idx)) {
+        lua_pushliteral(L, EMPTY_ARRAY_SENTINEL);
+        return;
+    }
+    if (lua_type(L, idx) != LUA_TTABLE || depth > 64) {
+        lua_pushvalue(L, idx);
+        return;
+    }
+    luaL_checkstack(L, 6, "JSON value nested too deeply");
+    lua_newtable(L);
+    if (lua_getmetatable(L, idx))
+        lua_setmetatable(L, -2);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pushvalue(L, -2);
+        push_with_sentinels(L, -2, depth + 1);
+        lua_rawset(L, -5);
+        lua_pop(L, 1);
+    }
+}
+
+void sb_json_encode(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    if (is_marked_empty_array(L, idx)) {
+        lua_pushliteral(L, "[]");
+        return;
+    }
+    int swap = lua_type(L, idx) == LUA_TTABLE && has_empty_array(L, idx, 0);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_encode);
+    if (swap)
+        push_with_sentinels(L, idx, 0);
+    else
+        lua_pushvalue(L, idx);
+    lua_call(L, 1, 1);
+    if (swap) {
+        luaL_gsub(L, lua_tostring(L, -1), EMPTY_ARRAY_JSON, "[]");
+        lua_remove(L, -2);
+    }
+}
+
+int sb_json_decode(lua_State *L, const char *text, size_t len)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_decode);
+    lua_pushlstring(L, text, len);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK)
+        return -1;
+    return 0;
+}
+
+/* sb.json.encode(value) -> string  [-0,+1,e] */
+static int l_json_encode(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    sb_json_encode(L, 1);
+    return 1;
+}
+
+/* sb.json.array([t]) -> t marked as a JSON array (a new empty one without argument)  [-0,+1,-] */
+static int l_json_array(lua_State *L)
+{
+    if (lua_isnoneornil(L, 1))
+        lua_newtable(L);
+    else
+        luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_array_mt);
+    lua_setmetatable(L, 1);
+    return 1;
+}
+
+static void open_json(lua_State *L)
+{
+    luaL_requiref(L, "cjson", luaopen_cjson, 0);
+    lua_getfield(L, -1, "encode");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_encode);
+    lua_getfield(L, -1, "decode");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_decode);
+
+    lua_newtable(L); /* array marker metatable */
+    lua_pushliteral(L, "array");
+    lua_setfield(L, -2, "__jsontype");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_array_mt);
+
+    lua_createtable(L, 0, 4); /* sb.json */
+    lua_pushcfunction(L, l_json_encode);
+    lua_setfield(L, -2, "encode");
+    lua_getfield(L, -2, "decode");
+    lua_setfield(L, -2, "decode");
+    lua_getfield(L, -2, "null");
+    lua_setfield(L, -2, "null");
+    lua_pushcfunction(L, l_json_array);
+    lua_setfield(L, -2, "array");
+    lua_remove(L, -2); /* cjson */
+}
+
+/* ---- HTTP errors ---------------------------------------------------------------------------- */
+
+static void push_http_error(lua_State *L, int status, const char *code, const char *message)
+{
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, status);
+    lua_setfield(L, -2, "status");
+    lua_pushstring(L, code);
+    lua_setfield(L, -2, "error");
+    lua_pushstring(L, message);
+    lua_setfield(L, -2, "message");
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_error_mt);
+    lua_setmetatable(L, -2);
+}
+
+int sb_raise_http_error(lua_State *L, int status, const char *code, const char *fmt, ...)
+{
+    char message[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    push_http_error(L, status, code, message);
+    return lua_error(L);
+}
+
+/* sb.http_error(status, code, message): raises; the request is answered with that status and
+ * {"error": code, "message": message}  [-0,+0,v] */
+static int l_http_error(lua_State *L)
+{
+    lua_Integer status = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, status >= 400 && status <= 599, 1, "status must be 400-599");
+    push_http_error(L, (int)status, luaL_checkstring(L, 2), luaL_optstring(L, 3, ""));
+    return lua_error(L);
+}
+
+/* sb.is_http_error(v) -> boolean  [-0,+1,-] */
+static int l_is_http_error(lua_State *L)
+{
+    int yes = 0;
+    if (lua_getmetatable(L, 1)) {
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &key_error_mt);
+        yes = lua_rawequal(L, -1, -2);
+        lua_pop(L, 2);
+    }
+    lua_pushboolean(L, yes);
+    return 1;
+}
+
+/* __tostring of an HTTP error: "400 invalid_json: message" */
+static int l_http_error_tostring(lua_State *L)
+{
+    lua_getfield(L, 1, "status");
+    lua_getfield(L, 1, "error");
+    lua_getfield(L, 1, "message");
+    lua_pushfstring(L, "%s %s: %s", lua_tostring(L, -3), lua_tostring(L, -2), lua_tostring(L, -1));
+    return 1;
+}
+
+/* ---- log ------------------------------------------------------------------------------------ */
+
+/* sb.log.<level>(fmt, ...): string.format(fmt, ...) into the host log with the request id;
+ * a lone argument is converted with tostring  [-0,+0,e] */
+static int l_log(lua_State *L)
+{
+    enum log_level level = (enum log_level)lua_tointeger(L, lua_upvalueindex(1));
+    if (!log_enabled(level))
+        return 0;
+    const char *text;
+    if (lua_gettop(L) <= 1) {
+        text = luaL_tolstring(L, 1, NULL);
+    } else {
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &key_format);
+        lua_insert(L, 1);
+        lua_call(L, lua_gettop(L) - 1, 1);
+        text = lua_tostring(L, -1);
+    }
+    struct lua_task *t = lua_task_of(L);
+    log_msg(level, t ? t->request_id : NULL, "%s", text ? text : "");
+    return 0;
+}
+
+static void open_log(lua_State *L)
+{
+    lua_getglobal(L, "string");
+    lua_getfield(L, -1, "format");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_format);
+    lua_pop(L, 1);
+    static const struct { const char *name; enum log_level level; } levels[] = {
+        {"debug", LOG_DEBUG}, {"info", LOG_INFO}, {"warn", LOG_WARNING},
+        {"warning", LOG_WARNING}, {"error", LOG_ERROR},
+    };
+    lua_createtable(L, 0, 5);
+    for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++) {
+        lua_pushinteger(L, levels[i].level);
+        lua_pushcclosure(L, l_log, 1);
+        lua_setfield(L, -2, levels[i].name);
+    }
+}
+
+/* ---- time, ids, sleeping -------------------------------------------------------------------- */
+
+/* sb.now() -> seconds since the epoch, as a float  [-0,+1,-] */
+static int l_now(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    lua_pushnumber(L, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
+    return 1;
+}
+
+/* sb.uuid() -> 32 lower-case hex characters of a random (version 4) uuid  [-0,+1,e] */
+static int l_uuid(lua_State *L)
+{
+    unsigned char b[16];
+    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b)
+        return luaL_error(L, "sb.uuid: no randomness available");
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    char hex[33];
+    for (int i = 0; i < 16; i++)
+        snprintf(hex + 2 * i, 3, "%02x", b[i]);
+    lua_pushlstring(L, hex, 32);
+    return 1;
+}
+
+/* sb.sleep(seconds): parks the request's coroutine, never the worker  [-0,+0,e] */
+static int l_sleep(lua_State *L)
+{
+    lua_Number seconds = luaL_checknumber(L, 1);
+    luaL_argcheck(L, seconds >= 0 && seconds == seconds, 1, "must be a number >= 0");
+    struct lua_task *t = lua_task_of(L);
+    if (!t || t->co != L || !lua_isyieldable(L))
+        return luaL_error(L, "sb.sleep can only be called while handling a request, from the "
+                             "request's own coroutine");
+    t->ops->sleep(t, seconds);
+    return lua_yield(L, 0);
+}
+
+/* ---- URL encoding --------------------------------------------------------------------------- */
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+void sb_urldecode_into(luaL_Buffer *b, const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '+') {
+            luaL_addchar(b, ' ');
+        } else if (s[i] == '%' && i + 2 < len && hex_value(s[i + 1]) >= 0 &&
+                   hex_value(s[i + 2]) >= 0) {
+            luaL_addchar(b, (char)(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2])));
+            i += 2;
+        } else {
+            luaL_addchar(b, s[i]);
+        }
+    }
+}
+
+static void urlencode_into(luaL_Buffer *b, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '.' || c == '_' || c == '~') {
+            luaL_addchar(b, (char)c);
+        } else if (c == ' ') {
+            luaL_addchar(b, '+');
+        } else {
+            luaL_addchar(b, '%');
+            luaL_addchar(b, hex[c >> 4]);
+            luaL_addchar(b, hex[c & 15]);
+        }
+    }
+}
+
+/* Append name=value (value converted with tostring) to the form being built. */
+static void add_pair(lua_State *L, luaL_Buffer *b, int *first, const char *name, size_t name_len,
+                     int value_idx)
+{
+    size_t len;
+    const char *value = luaL_tolstring(L, value_idx, &len);
+    char *copy = malloc(len ? len : 1);
+    if (!copy)
+        luaL_error(L, "out of memory");
+    memcpy(copy, value, len);
+    lua_pop(L, 1); /* the buffer may need the stack top */
+    if (!*first)
+        luaL_addchar(b, '&');
+    *first = 0;
+    urlencode_into(b, name, name_len);
+    luaL_addchar(b, '=');
+    urlencode_into(b, copy, len);
+    free(copy);
+}
+
+/* sb.urlencode(string) -> percent-encoded string (space as +);
+ * sb.urlencode(table) -> "a=1&b=x+y" with keys sorted; an array value repeats its key  [-0,+1,e] */
+static int l_urlencode(lua_State *L)
+{
+    if (lua_type(L, 1) != LUA_TTABLE) {
+        size_t len;
+        const char *s = luaL_checklstring(L, 1, &len);
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        urlencode_into(&b, s, len);
+        luaL_pushresult(&b);
+        return 1;
+    }
+    /* Sorted keys make the output stable (signatures, tests). */
+    lua_settop(L, 1);
+    lua_newtable(L); /* 2: keys */
+    lua_Integer n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 1)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            return luaL_error(L, "sb.urlencode: keys must be strings");
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, 2, ++n);
+    }
+    lua_getglobal(L, "table");
+    lua_getfield(L, -1, "sort");
+    lua_pushvalue(L, 2);
+    lua_call(L, 1, 0);
+    lua_pop(L, 1);
+
+    luaL_Buffer b;
+    int first = 1;
+    lua_pushliteral(L, ""); /* 3: the result so far */
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, 2, i);          /* 4: key */
+        lua_pushvalue(L, 4);
+        lua_gettable(L, 1);            /* 5: value */
+        luaL_buffinit(L, &b);          /* the buffer sits above 5 */
+        lua_pushvalue(L, 3);
+        luaL_addvalue(&b);
+        size_t name_len;
+        const char *name = lua_tolstring(L, 4, &name_len);
+        if (lua_type(L, 5) == LUA_TTABLE) {
+            for (lua_Integer j = 1;; j++) {
+                lua_rawgeti(L, 5, j);
+                if (lua_isnil(L, -1)) {
+                    lua_pop(L, 1);
+                    break;
+                }
+                int item = lua_gettop(L);
+                add_pair(L, &b, &first, name, name_len, item);
+                lua_remove(L, item);
+            }
+        } else {
+            add_pair(L, &b, &first, name, name_len, 5);
+        }
+        luaL_pushresult(&b);
+        lua_replace(L, 3);
+        lua_settop(L, 3);
+    }
+    return 1;
+}
+
+/* sb.urldecode(s) -> decoded string (+ is space)  [-0,+1,e] */
+static int l_urldecode(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    sb_urldecode_into(&b, s, len);
+    luaL_pushresult(&b);
+    return 1;
+}
+
+/* ---- the module ----------------------------------------------------------------------------- */
+
+int luaopen_switchboard(lua_State *L)
+{
+    static const luaL_Reg functions[] = {
+        {"now", l_now},
+        {"uuid", l_uuid},
+        {"sleep", l_sleep},
+        {"urlencode", l_urlencode},
+        {"urldecode", l_urldecode},
+        {"http_error", l_http_error},
+        {"is_http_error", l_is_http_error},
+        {NULL, NULL},
+    };
+    lua_newtable(L); /* the metatable of HTTP errors */
+    lua_pushcfunction(L, l_http_error_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_error_mt);
+
+    luaL_newlib(L, functions);
+    open_json(L);
+    lua_setfield(L, -2, "json");
+    open_log(L);
+    lua_setfield(L, -2, "log");
+    lua_pushliteral(L, SB_VERSION);
+    lua_setfield(L, -2, "version");
+    return 1;
+}

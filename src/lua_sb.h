@@ -1,0 +1,51 @@
+/* lua_sb: the `switchboard` module scripts get with `local sb = require "switchboard"` (SPEC §6):
+ * sb.json, sb.log, sb.uuid, sb.now, sb.sleep, sb.urlencode, sb.urldecode; and the host's
+ * HTTP errors (a table a script or the host raises to answer with a given status).
+ *
+ * The module finds the request a call belongs to through the running coroutine: the engine puts a
+ * `struct lua_task` pointer in each job coroutine's extra space. Waiting (sb.sleep) is delegated
+ * to the engine through the task's operations, so this file knows nothing of event loops.
+ * Uses: Lua 5.4, lua-cjson. */
+#ifndef SB_LUA_SB_H
+#define SB_LUA_SB_H
+
+#include <lauxlib.h>
+#include <lua.h>
+
+struct lua_task;
+
+struct lua_task_ops {
+    /* Arrange for the task's coroutine to be resumed after `seconds`; the caller yields. */
+    void (*sleep)(struct lua_task *t, double seconds);
+};
+
+/* What the module knows of the request a coroutine works for. */
+struct lua_task {
+    const char *request_id;
+    lua_State *co;                 /* the task's own coroutine */
+    const struct lua_task_ops *ops;
+};
+
+/* The task of the running coroutine, or NULL outside requests (init, scripts' own coroutines). */
+static inline struct lua_task *lua_task_of(lua_State *L)
+{
+    return *(struct lua_task **)lua_getextraspace(L);
+}
+static inline void lua_task_bind(lua_State *co, struct lua_task *t)
+{
+    *(struct lua_task **)lua_getextraspace(co) = t;
+}
+
+int luaopen_switchboard(lua_State *L);
+
+/* Raise an HTTP error: a table {status=, error=code, message=} with the module's metatable.
+ * The pipeline answers it as {"error": code, "message": message} with that status. */
+int sb_raise_http_error(lua_State *L, int status, const char *code, const char *fmt, ...);
+/* Push the JSON text of the value at idx (sb.json.encode); raises on values JSON cannot hold. */
+void sb_json_encode(lua_State *L, int idx);
+/* Decode JSON text: pushes the value and returns 0, or pushes an error message and returns -1. */
+int sb_json_decode(lua_State *L, const char *text, size_t len);
+/* Append the form-decoded (+ is space, %XX) bytes of s[0..len) to b. */
+void sb_urldecode_into(luaL_Buffer *b, const char *s, size_t len);
+
+#endif

@@ -1,0 +1,235 @@
+/* lua_state: see lua_state.h. */
+#include "lua_state.h"
+
+#include "config.h"
+#include "lua_request.h"
+#include "lua_sb.h"
+
+#include <lauxlib.h>
+#include <lua-cjson.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The allocator's bookkeeping lives in the state's allocator userdata. */
+struct lua_memory {
+    size_t used;
+    size_t limit;
+};
+
+static void *counting_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    struct lua_memory *m = ud;
+    size_t old = ptr ? osize : 0;
+    if (nsize == 0) {
+        free(ptr);
+        m->used -= old;
+        return NULL;
+    }
+    /* Refusing a growth makes Lua raise "not enough memory" in the script that asked. */
+    if (m->limit && nsize > old && m->used + (nsize - old) > m->limit)
+        return NULL;
+    void *p = realloc(ptr, nsize);
+    if (p)
+        m->used = m->used - old + nsize;
+    return p;
+}
+
+size_t lua_state_memory(lua_State *L)
+{
+    void *ud = NULL;
+    lua_getallocf(L, &ud);
+    return ((struct lua_memory *)ud)->used;
+}
+
+/* os.exit would end the whole host: scripts get an error instead. */
+static int l_os_exit_refused(lua_State *L)
+{
+    return luaL_error(L, "os.exit is not available to Switchboard scripts");
+}
+
+/* package.searchers[2] replacement: like Lua's own file searcher, but loads text only. */
+static int l_search_text_module(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "searchpath");
+    lua_pushstring(L, name);
+    lua_getfield(L, -3, "path");
+    lua_call(L, 2, 2);
+    if (lua_isnil(L, -2))
+        return 1; /* the "no file" text from searchpath */
+    const char *filename = lua_tostring(L, -2);
+    if (luaL_loadfilex(L, filename, "t") != LUA_OK)
+        return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s", name, filename,
+                          lua_tostring(L, -1));
+    lua_pushstring(L, filename);
+    return 2;
+}
+
+static void set_package_paths(lua_State *L, const struct lua_paths *paths)
+{
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    if (paths->project_dir) {
+        luaL_addstring(&b, paths->project_dir);
+        luaL_addstring(&b, "/?.lua;");
+        luaL_addstring(&b, paths->project_dir);
+        luaL_addstring(&b, "/?/init.lua;");
+    }
+    luaL_addstring(&b, paths->data_dir);
+    luaL_addstring(&b, "/lua/?.lua;");
+    luaL_addstring(&b, paths->data_dir);
+    luaL_addstring(&b, "/lua/?/init.lua;");
+    luaL_addstring(&b, paths->data_dir);
+    luaL_addstring(&b, "/channels/?.lua");
+    luaL_pushresult(&b);
+
+    lua_getglobal(L, "package");
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "path");
+    /* Native modules could block a worker or take the process down: none are loaded. */
+    lua_pushliteral(L, "");
+    lua_setfield(L, -2, "cpath");
+    lua_getfield(L, -1, "searchers");
+    lua_pushcfunction(L, l_search_text_module);
+    lua_rawseti(L, -2, 2);
+    lua_pushnil(L);
+    lua_rawseti(L, -2, 4); /* the all-in-one C searcher */
+    lua_pushnil(L);
+    lua_rawseti(L, -2, 3); /* the C searcher */
+    lua_pop(L, 2);
+}
+
+static void preload(lua_State *L, const char *name, lua_CFunction open)
+{
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    lua_pushcfunction(L, open);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 1);
+}
+
+lua_State *lua_state_new(const struct lua_paths *paths, const struct lua_limits *limits, char *err,
+                         size_t errlen)
+{
+    struct lua_memory *m = calloc(1, sizeof *m);
+    if (!m) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    m->limit = limits ? limits->memory_limit : 0;
+    lua_State *L = lua_newstate(counting_alloc, m);
+    if (!L) {
+        free(m);
+        snprintf(err, errlen, "cannot create a Lua state (memory limit too small?)");
+        return NULL;
+    }
+    luaL_openlibs(L);
+    lua_getglobal(L, "os");
+    lua_pushcfunction(L, l_os_exit_refused);
+    lua_setfield(L, -2, "exit");
+    lua_pop(L, 1);
+    set_package_paths(L, paths);
+    preload(L, "cjson", luaopen_cjson);
+    preload(L, "switchboard", luaopen_switchboard);
+    lua_request_open(L);
+    return L;
+}
+
+void lua_state_close(lua_State *L)
+{
+    if (!L)
+        return;
+    void *ud = NULL;
+    lua_getallocf(L, &ud);
+    lua_close(L);
+    free(ud);
+}
+
+/* Message handler: string errors get a traceback, anything else (host HTTP errors) passes. */
+static int message_handler(lua_State *L)
+{
+    if (lua_type(L, 1) == LUA_TTABLE)
+        return 1;
+    const char *msg = lua_tostring(L, 1);
+    if (!msg)
+        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+int lua_state_pcall(lua_State *L, int nargs, int nresults, char *err, size_t errlen)
+{
+    int base = lua_gettop(L) - nargs;
+    lua_pushcfunction(L, message_handler);
+    lua_insert(L, base);
+    int rc = lua_pcall(L, nargs, nresults, base);
+    lua_remove(L, base);
+    if (rc == LUA_OK)
+        return 0;
+    if (err) {
+        const char *msg = lua_tostring(L, -1);
+        if (!msg && lua_type(L, -1) == LUA_TTABLE) {
+            lua_getfield(L, -1, "message");
+            snprintf(err, errlen, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "error");
+            lua_pop(L, 1);
+        } else {
+            snprintf(err, errlen, "%s", msg ? msg : "unknown error");
+        }
+    }
+    return -1;
+}
+
+int lua_state_dofile(lua_State *L, const char *path, char *err, size_t errlen)
+{
+    if (luaL_loadfilex(L, path, "t") != LUA_OK) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return -1;
+    }
+    if (lua_state_pcall(L, 0, 1, err, errlen) != 0) {
+        lua_pop(L, 1);
+        return -1;
+    }
+    return 0;
+}
+
+void lua_push_cfg(lua_State *L, const struct cfg_value *v)
+{
+    if (!v) {
+        lua_pushnil(L);
+        return;
+    }
+    switch (v->type) {
+    case CFG_NULL:
+        lua_pushnil(L);
+        break;
+    case CFG_STRING:
+        lua_pushstring(L, v->text);
+        break;
+    case CFG_BOOL:
+        lua_pushboolean(L, v->boolean);
+        break;
+    case CFG_INT:
+        lua_pushinteger(L, (lua_Integer)v->integer);
+        break;
+    case CFG_FLOAT:
+        lua_pushnumber(L, v->number);
+        break;
+    case CFG_MAP:
+        lua_createtable(L, 0, (int)v->count);
+        for (size_t i = 0; i < v->count; i++) {
+            lua_push_cfg(L, &v->items[i]);
+            lua_setfield(L, -2, v->keys[i]);
+        }
+        break;
+    case CFG_SEQ:
+        lua_createtable(L, (int)v->count, 0);
+        for (size_t i = 0; i < v->count; i++) {
+            lua_push_cfg(L, &v->items[i]);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        break;
+    }
+}

@@ -1,0 +1,44 @@
+/* lua_state: creates the Lua state of an engine worker and calls into it safely.
+ *
+ * Provides: a state with the standard libraries (minus os.exit), `require` confined to text
+ * files on the project's and the host's paths, lua-cjson and the switchboard module preloaded,
+ * a counting allocator that caps the state's memory, one protected-call helper that turns errors
+ * into "file:line: message" text with a traceback, and conversion of config trees to tables.
+ * Uses: Lua 5.4, lua-cjson, config (plain data), lua_sb. */
+#ifndef SB_LUA_STATE_H
+#define SB_LUA_STATE_H
+
+#include <lua.h>
+#include <stddef.h>
+
+struct cfg_value;
+
+struct lua_paths {
+    const char *project_dir; /* the credentials file's folder: custom channels and their modules */
+    const char *data_dir;    /* the host's own files: lua/ and channels/ below it */
+};
+
+struct lua_limits {
+    size_t memory_limit;     /* bytes; 0 = no cap */
+    double cpu_budget;       /* seconds of Lua per call; 0 = no budget */
+};
+
+/* A new state, or NULL with a reason in err. */
+lua_State *lua_state_new(const struct lua_paths *paths, const struct lua_limits *limits, char *err,
+                         size_t errlen);
+void lua_state_close(lua_State *L);
+/* Bytes the state has allocated right now. */
+size_t lua_state_memory(lua_State *L);
+
+/* lua_pcall with a message handler that appends a traceback to string errors (a table error, such
+ * as an HTTP error raised by the host, is passed through untouched). On error the message is
+ * copied to err (when err is not NULL), the error value stays on the stack, returns -1. */
+int lua_state_pcall(lua_State *L, int nargs, int nresults, char *err, size_t errlen);
+/* Load a Lua file in text mode and run it; leaves its first result on the stack. Returns 0, or -1
+ * with "file:line: message" in err. */
+int lua_state_dofile(lua_State *L, const char *path, char *err, size_t errlen);
+
+/* Push a config tree as Lua values (maps and sequences become tables, null becomes nil). */
+void lua_push_cfg(lua_State *L, const struct cfg_value *v);
+
+#endif

@@ -1,0 +1,426 @@
+/* main: the command line (SPEC §1) and signals; nothing else. */
+#include "bot.h"
+#include "channel.h"
+#include "config.h"
+#include "engine.h"
+#include "http.h"
+#include "log.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_CORS 32
+
+struct cli {
+    const char *command;          /* "run" or "check" */
+    const char *credentials;
+    const char *endpoints;
+    unsigned port;
+    const char *interface;
+    const char *connector;
+    double response_timeout;
+    const char *cors[MAX_CORS + 1];
+    size_t cors_count;
+    const char *log_level;
+    const char *ssl_certificate;
+    const char *ssl_keyfile;
+};
+
+static const char usage[] =
+    "Usage:\n"
+    "  switchboard run   [--credentials FILE] [--endpoints FILE] [-p|--port 5005]\n"
+    "                    [-i|--interface 0.0.0.0] [--connector NAME] [--response-timeout SECONDS]\n"
+    "                    [--cors ORIGIN ...] [--log-level debug|info|warning|error]\n"
+    "                    [--ssl-certificate FILE --ssl-keyfile FILE]\n"
+    "  switchboard check [--credentials FILE] [--endpoints FILE]\n"
+    "  switchboard --version | --help\n"
+    "\n"
+    "run    serve the channels of credentials.yml and hand their messages to the bot of\n"
+    "       endpoints.yml (default: the bundled demo bot)\n"
+    "check  load and validate every file and script, then exit (0: all good)\n"
+    "\n"
+    "Both files default to credentials.yml and endpoints.yml in the working directory when they\n"
+    "exist. Docs: docs/configuration.md.\n";
+
+static int fail_usage(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "switchboard: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n(see switchboard --help)\n");
+    return 2;
+}
+
+static int parse_number(const char *text, double min, double max, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || end == text || *end || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Returns 0, 1 when the program should exit 0 (help, version), or 2 for a usage error. */
+static int parse_cli(int argc, char **argv, struct cli *c)
+{
+    memset(c, 0, sizeof *c);
+    c->port = 5005;
+    c->interface = "0.0.0.0";
+    c->response_timeout = 30;
+    c->log_level = "info";
+    if (argc < 2)
+        return fail_usage("%s", "missing command: run or check");
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("Switchboard %s\n", SB_VERSION);
+        return 1;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        fputs(usage, stdout);
+        return 1;
+    }
+    if (strcmp(argv[1], "run") != 0 && strcmp(argv[1], "check") != 0)
+        return fail_usage("unknown command '%s': expected run or check", argv[1]);
+    c->command = argv[1];
+    int run = strcmp(c->command, "run") == 0;
+
+    for (int i = 2; i < argc; i++) {
+        const char *opt = argv[i];
+        const char *value = i + 1 < argc ? argv[i + 1] : NULL;
+        int takes_value = 1;
+        if (strcmp(opt, "--help") == 0 || strcmp(opt, "-h") == 0) {
+            fputs(usage, stdout);
+            return 1;
+        }
+        if (strcmp(opt, "--cors") == 0) {
+            if (!run)
+                return fail_usage("%s is an option of `run`", opt);
+            int any = 0;
+            while (i + 1 < argc && argv[i + 1][0] != '-') {
+                if (c->cors_count == MAX_CORS)
+                    return fail_usage("%s", "too many --cors origins");
+                c->cors[c->cors_count++] = argv[++i];
+                any = 1;
+            }
+            if (!any)
+                return fail_usage("%s needs at least one origin (or *)", opt);
+            continue;
+        }
+        if (!value)
+            return fail_usage("%s needs a value", opt);
+        if (strcmp(opt, "--credentials") == 0) {
+            c->credentials = value;
+        } else if (strcmp(opt, "--endpoints") == 0) {
+            c->endpoints = value;
+        } else if (!run) {
+            return fail_usage("unknown option for check: %s", opt);
+        } else if (strcmp(opt, "-p") == 0 || strcmp(opt, "--port") == 0) {
+            double port;
+            if (parse_number(value, 0, 65535, &port) != 0 || port != (unsigned)port)
+                return fail_usage("--port must be a whole number from 0 to 65535, not '%s'",
+                                  value);
+            c->port = (unsigned)port;
+        } else if (strcmp(opt, "-i") == 0 || strcmp(opt, "--interface") == 0) {
+            c->interface = value;
+        } else if (strcmp(opt, "--connector") == 0) {
+            c->connector = value;
+        } else if (strcmp(opt, "--response-timeout") == 0) {
+            if (parse_number(value, 0.001, 86400, &c->response_timeout) != 0)
+                return fail_usage("--response-timeout must be a number of seconds > 0, not '%s'",
+                                  value);
+        } else if (strcmp(opt, "--log-level") == 0) {
+            enum log_level level;
+            if (log_parse_level(value, &level) != 0)
+                return fail_usage("--log-level must be debug, info, warning or error, not '%s'",
+                                  value);
+            c->log_level = value;
+        } else if (strcmp(opt, "--ssl-certificate") == 0) {
+            c->ssl_certificate = value;
+        } else if (strcmp(opt, "--ssl-keyfile") == 0) {
+            c->ssl_keyfile = value;
+        } else {
+            takes_value = 0;
+        }
+        if (!takes_value)
+            return fail_usage("unknown option: %s", opt);
+        i++;
+    }
+    if (!c->ssl_certificate != !c->ssl_keyfile)
+        return fail_usage("%s", "--ssl-certificate and --ssl-keyfile go together");
+    return 0;
+}
+
+static int file_readable(const char *path) { return access(path, R_OK) == 0; }
+
+/* The folder holding lua/ and channels/: $SWITCHBOARD_HOME, the install prefix next to the
+ * binary, the source tree of a build, or the configured install folder. */
+static int find_data_dir(char *out, size_t size)
+{
+    char exe[PATH_MAX], candidate[PATH_MAX + 64];
+    const char *env = getenv("SWITCHBOARD_HOME");
+    const char *fixed[] = {env, NULL, SB_SOURCE_DIR, SB_INSTALL_DATADIR};
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    char installed[PATH_MAX + 64] = "";
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash)
+            *slash = '\0';
+        snprintf(installed, sizeof installed, "%s/../share/switchboard", exe);
+        fixed[1] = installed;
+    }
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
+        if (!fixed[i] || !*fixed[i])
+            continue;
+        snprintf(candidate, sizeof candidate, "%s/lua/switchboard/pipeline.lua", fixed[i]);
+        if (file_readable(candidate) && realpath(fixed[i], out))
+            return 0;
+        if (i == 0) {
+            fprintf(stderr, "switchboard: SWITCHBOARD_HOME=%s has no lua/switchboard/pipeline.lua\n",
+                    env);
+            return -1;
+        }
+    }
+    (void)size;
+    fprintf(stderr, "switchboard: cannot find the bundled Lua files (lua/, channels/); set "
+                    "SWITCHBOARD_HOME to the folder that holds them\n");
+    return -1;
+}
+
+static char *read_whole_file(const char *path, const char *what)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "switchboard: %s %s: %s\n", what, path, strerror(errno));
+        return NULL;
+    }
+    char *text = NULL;
+    size_t len = 0, cap = 0, n;
+    char chunk[4096];
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (len + n + 1 > cap) {
+            cap = (len + n + 1) * 2;
+            char *grown = realloc(text, cap);
+            if (!grown) {
+                free(text);
+                fclose(f);
+                return NULL;
+            }
+            text = grown;
+        }
+        memcpy(text + len, chunk, n);
+        len += n;
+    }
+    fclose(f);
+    if (!text)
+        text = calloc(1, 1);
+    else
+        text[len] = '\0';
+    return text;
+}
+
+/* The config files and channel set shared by run and check. */
+struct setup {
+    struct credentials credentials;
+    int have_credentials;
+    struct endpoints endpoints;
+    struct channel_set channels;
+    char data_dir[PATH_MAX];
+    char cwd[PATH_MAX];
+};
+
+static int load_setup(const struct cli *c, struct setup *s)
+{
+    char err[4096];
+    memset(s, 0, sizeof *s);
+    endpoints_defaults(&s->endpoints);
+    if (find_data_dir(s->data_dir, sizeof s->data_dir) != 0)
+        return -1;
+    if (!getcwd(s->cwd, sizeof s->cwd))
+        snprintf(s->cwd, sizeof s->cwd, ".");
+
+    const char *credentials = c->credentials;
+    if (!credentials && file_readable("credentials.yml"))
+        credentials = "credentials.yml";
+    if (credentials) {
+        if (credentials_load(credentials, &s->credentials, err, sizeof err) != 0)
+            goto fail;
+        s->have_credentials = 1;
+    } else {
+        log_msg(LOG_WARNING, NULL, "no credentials.yml here and no --credentials given: serving "
+                                   "the rest channel alone");
+    }
+    const char *endpoints = c->endpoints;
+    if (!endpoints && file_readable("endpoints.yml"))
+        endpoints = "endpoints.yml";
+    if (endpoints && endpoints_load(endpoints, &s->endpoints, err, sizeof err) != 0)
+        goto fail;
+    if (channel_resolve(s->have_credentials ? &s->credentials : NULL, s->data_dir, &s->channels,
+                        err, sizeof err) != 0)
+        goto fail;
+    return 0;
+fail:
+    fprintf(stderr, "switchboard: %s\n", err);
+    return -1;
+}
+
+static void free_setup(struct setup *s)
+{
+    channel_set_free(&s->channels);
+    endpoints_free(&s->endpoints);
+    if (s->have_credentials)
+        credentials_free(&s->credentials);
+}
+
+static void engine_options_init(struct engine_options *o, struct setup *s)
+{
+    memset(o, 0, sizeof *o);
+    o->paths.project_dir = s->have_credentials ? s->credentials.dir : s->cwd;
+    o->paths.data_dir = s->data_dir;
+    o->limits.memory_limit = s->endpoints.server.lua_memory_limit;
+    o->limits.cpu_budget = s->endpoints.server.lua_cpu_budget;
+    o->channels = &s->channels;
+    o->endpoints = &s->endpoints;
+    o->workers = s->endpoints.server.workers;
+    o->http.max_body_size = s->endpoints.server.max_body_size;
+    o->http.connection_timeout = s->endpoints.server.connection_timeout;
+    o->http.connection_limit = s->endpoints.server.connection_limit;
+    o->listen_fd = -1;
+}
+
+/* --connector: keep one channel. A key is known before loading; a name only after. */
+static int apply_connector(const struct cli *c, struct engine_options *o, char *err,
+                           size_t errlen)
+{
+    if (!c->connector)
+        return 0;
+    for (size_t i = 0; i < o->channels->count; i++)
+        if (strcmp(o->channels->defs[i].key, c->connector) == 0)
+            return channel_filter(o->channels, c->connector, err, errlen);
+    if (engine_check(o, err, errlen) != 0) /* learns the names */
+        return -1;
+    return channel_filter(o->channels, c->connector, err, errlen);
+}
+
+static int command_check(const struct cli *c)
+{
+    struct setup s;
+    if (load_setup(c, &s) != 0)
+        return 1;
+    struct engine_options o;
+    engine_options_init(&o, &s);
+    char err[4096];
+    int rc = engine_check(&o, err, sizeof err);
+    if (rc != 0) {
+        fprintf(stderr, "switchboard: %s\n", err);
+    } else {
+        printf("configuration OK: %zu channel%s (", s.channels.count,
+               s.channels.count == 1 ? "" : "s");
+        for (size_t i = 0; i < s.channels.count; i++)
+            printf("%s%s", i ? ", " : "", s.channels.defs[i].name);
+        char bot[1024];
+        bot_describe(&s.endpoints, s.data_dir, bot, sizeof bot);
+        printf("); bot: %s\n", bot);
+    }
+    free_setup(&s);
+    return rc == 0 ? 0 : 1;
+}
+
+static int command_run(const struct cli *c)
+{
+    enum log_level level = LOG_INFO;
+    log_parse_level(c->log_level, &level);
+    log_set_level(level);
+
+    struct setup s;
+    if (load_setup(c, &s) != 0)
+        return 1;
+    int rc = 1;
+    char err[4096];
+    char *cert = NULL, *key = NULL;
+    struct engine *engine = NULL;
+    struct engine_options o;
+    engine_options_init(&o, &s);
+    o.http.cors_origins = c->cors_count ? c->cors : NULL;
+    if (c->ssl_certificate) {
+        cert = read_whole_file(c->ssl_certificate, "--ssl-certificate");
+        key = read_whole_file(c->ssl_keyfile, "--ssl-keyfile");
+        if (!cert || !key)
+            goto done;
+        o.http.tls_cert_pem = cert;
+        o.http.tls_key_pem = key;
+    }
+    if (apply_connector(c, &o, err, sizeof err) != 0)
+        goto fail;
+    unsigned workers = o.workers ? o.workers : engine_cpu_count();
+    o.http.connection_limit = (o.http.connection_limit + workers - 1) / workers;
+
+    /* Signals are handled by this thread alone (sigwait); workers inherit the blocked mask. */
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    o.listen_fd = http_listen(c->interface, c->port, err, sizeof err);
+    if (o.listen_fd < 0)
+        goto fail;
+    engine = engine_create(&o, err, sizeof err);
+    if (!engine || engine_start(engine, err, sizeof err) != 0)
+        goto fail;
+
+    char names[2048] = "";
+    for (size_t i = 0; i < s.channels.count; i++) {
+        size_t used = strlen(names);
+        snprintf(names + used, sizeof names - used, "%s/webhooks/%s/webhook", i ? ", " : "",
+                 s.channels.defs[i].name);
+    }
+    log_msg(LOG_INFO, NULL, "Switchboard %s listening on %s://%s:%u (%u workers); channels: %s",
+            SB_VERSION, cert ? "https" : "http", c->interface, http_bound_port(o.listen_fd),
+            engine_worker_count(engine), names);
+
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&signals, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            log_msg(LOG_WARNING, NULL, "SIGHUP received: this version does not reload its "
+                                       "configuration; restart to apply changes");
+            continue;
+        }
+        log_msg(LOG_INFO, NULL, "%s received: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        break;
+    }
+    rc = 0;
+    goto done;
+fail:
+    fprintf(stderr, "switchboard: %s\n", err);
+done:
+    engine_destroy(engine);
+    if (o.listen_fd >= 0)
+        close(o.listen_fd);
+    free(cert);
+    free(key);
+    free_setup(&s);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    struct cli c;
+    int rc = parse_cli(argc, argv, &c);
+    if (rc == 1)
+        return 0;
+    if (rc != 0)
+        return rc;
+    if (strcmp(c.command, "check") == 0)
+        return command_check(&c);
+    return command_run(&c);
+}

@@ -1,0 +1,121 @@
+/* sender_gate: see sender_gate.h. A hash table of busy senders under one mutex; an entry exists
+ * only while its sender has a message inside, so the table stays as small as the traffic. */
+#include "sender_gate.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GATE_BUCKETS 4096u
+
+struct gate_entry {
+    struct gate_entry *next;
+    struct gate_waiter *head, *tail; /* queued messages of this sender, arrival order */
+    char sender[];
+};
+
+static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct gate_entry *buckets[GATE_BUCKETS];
+static unsigned long active_senders;
+
+/* FNV-1a: short keys, no need for anything stronger. */
+static uint32_t hash_sender(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+static struct gate_entry **find_slot(const char *sender)
+{
+    struct gate_entry **slot = &buckets[hash_sender(sender) % GATE_BUCKETS];
+    while (*slot && strcmp((*slot)->sender, sender) != 0)
+        slot = &(*slot)->next;
+    return slot;
+}
+
+int sender_gate_enter(const char *sender, struct gate_waiter *w)
+{
+    int entered = 0;
+    pthread_mutex_lock(&gate_lock);
+    struct gate_entry **slot = find_slot(sender);
+    if (!*slot) {
+        size_t len = strlen(sender);
+        struct gate_entry *e = calloc(1, sizeof *e + len + 1);
+        if (!e)
+            abort(); /* out of memory: nothing sensible to do with the order guarantee */
+        memcpy(e->sender, sender, len + 1);
+        *slot = e;
+        active_senders++;
+        entered = 1;
+    } else {
+        struct gate_entry *e = *slot;
+        w->next = NULL;
+        if (e->tail)
+            e->tail->next = w;
+        else
+            e->head = w;
+        e->tail = w;
+    }
+    pthread_mutex_unlock(&gate_lock);
+    return entered;
+}
+
+void sender_gate_leave(const char *sender)
+{
+    struct gate_waiter *next = NULL;
+    pthread_mutex_lock(&gate_lock);
+    struct gate_entry **slot = find_slot(sender);
+    struct gate_entry *e = *slot;
+    if (e) {
+        next = e->head;
+        if (next) {
+            e->head = next->next;
+            if (!e->head)
+                e->tail = NULL;
+            next->next = NULL;
+        } else {
+            *slot = e->next;
+            free(e);
+            e = NULL;
+            active_senders--;
+        }
+    }
+    pthread_mutex_unlock(&gate_lock);
+    if (next)
+        next->wake(next);
+}
+
+int sender_gate_cancel(const char *sender, struct gate_waiter *w)
+{
+    int removed = 0;
+    pthread_mutex_lock(&gate_lock);
+    struct gate_entry *e = *find_slot(sender);
+    if (e) {
+        struct gate_waiter *prev = NULL;
+        for (struct gate_waiter *it = e->head; it; prev = it, it = it->next) {
+            if (it != w)
+                continue;
+            if (prev)
+                prev->next = it->next;
+            else
+                e->head = it->next;
+            if (e->tail == it)
+                e->tail = prev;
+            removed = 1;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&gate_lock);
+    return removed;
+}
+
+unsigned long sender_gate_active(void)
+{
+    pthread_mutex_lock(&gate_lock);
+    unsigned long n = active_senders;
+    pthread_mutex_unlock(&gate_lock);
+    return n;
+}
