@@ -9,6 +9,7 @@
 #include <string.h>
 
 #define DEMO_BOT "lua/switchboard/demo_bot.lua"
+#define HTTP_BOT "lua/switchboard/http_bot.lua"
 
 static void bot_script_path(const struct endpoints *e, const char *data_dir, char *out,
                             size_t size)
@@ -16,7 +17,7 @@ static void bot_script_path(const struct endpoints *e, const char *data_dir, cha
     if (e->bot.kind == BOT_SCRIPT)
         snprintf(out, size, "%s", e->bot.script);
     else
-        snprintf(out, size, "%s/%s", data_dir, DEMO_BOT);
+        snprintf(out, size, "%s/%s", data_dir, e->bot.kind == BOT_HTTP ? HTTP_BOT : DEMO_BOT);
 }
 
 void bot_describe(const struct endpoints *e, const char *data_dir, char *out, size_t size)
@@ -50,11 +51,6 @@ int bot_load(lua_State *L, const struct endpoints *e, const char *data_dir, int 
 {
     char where[1024];
     bot_where(e, where, sizeof where);
-    if (e->bot.kind == BOT_HTTP) {
-        snprintf(err, errlen, "%s: `url` (an HTTP bot) is not supported by this version; use "
-                              "`script` (a Lua bot)", where);
-        return -1;
-    }
     char path[4096], lua_err[2048];
     bot_script_path(e, data_dir, path, sizeof path);
     if (lua_state_dofile(L, path, lua_err, sizeof lua_err) != 0) {
@@ -77,11 +73,15 @@ int bot_load(lua_State *L, const struct endpoints *e, const char *data_dir, int 
     }
     lua_pop(L, 1);
     if (lua_getfield(L, -1, "init") == LUA_TFUNCTION) {
-        /* init(config): the bot map without `script`. */
+        /* init(config): the bot map without `script`; an HTTP bot's timeout as a number. */
         lua_push_cfg(L, e->bot.params);
         if (lua_istable(L, -1)) {
             lua_pushnil(L);
             lua_setfield(L, -2, "script");
+            if (e->bot.kind == BOT_HTTP) {
+                lua_pushnumber(L, e->bot.timeout);
+                lua_setfield(L, -2, "timeout");
+            }
         }
         if (lua_state_pcall(L, 1, 0, lua_err, sizeof lua_err) != 0) {
             char *nl = strchr(lua_err, '\n');

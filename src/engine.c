@@ -5,6 +5,7 @@
 #include "channel.h"
 #include "config.h"
 #include "log.h"
+#include "outbound.h"
 #include "lua_request.h"
 #include "lua_sb.h"
 #include "router.h"
@@ -25,7 +26,14 @@
 #include <time.h>
 #include <unistd.h>
 
-enum job_wait { WAIT_NONE, WAIT_SLEEP, WAIT_GATE };
+enum job_wait { WAIT_NONE, WAIT_SLEEP, WAIT_GATE, WAIT_HTTP };
+
+/* A point in time a worker acts at; lives inside its owner, kept in the worker's heap. */
+struct timer {
+    uint64_t due_ms;
+    size_t slot;                  /* index in the heap, SIZE_MAX when not armed */
+    void (*fire)(struct timer *t);
+};
 
 /* One request that runs a script: a coroutine of pipeline.run. */
 struct job {
@@ -36,18 +44,16 @@ struct job {
     lua_State *co;
     int co_ref, req_ref;
     enum job_wait wait;
-    size_t timer_slot;            /* index in the timer heap while sleeping */
+    struct timer sleep_timer;     /* sb.sleep */
+    struct timer deadline;        /* --response-timeout of the message being processed */
+    struct outbound_call *call;   /* WAIT_HTTP */
+    char deadline_text[96];
     struct gate_waiter gate;
     char *gate_sender;            /* the sender whose gate the job holds or waits for */
     unsigned gate_held : 1;
     unsigned streaming : 1;
     struct job *prev, *next;      /* the worker's live jobs */
     struct job *woken_next;       /* the worker's inbox */
-};
-
-struct timer {
-    uint64_t due_ms;
-    struct job *job;
 };
 
 struct worker {
@@ -59,6 +65,7 @@ struct worker {
     int *channel_refs;
     int run_ref;
     struct http_server *http;
+    struct outbound *outbound;
     int epfd, wake_fd;
     atomic_int stopping;
 
@@ -66,7 +73,7 @@ struct worker {
     pthread_mutex_t inbox_lock;
     struct job *woken_head, *woken_tail;
 
-    struct timer *timers; /* min-heap on due_ms */
+    struct timer **timers; /* min-heap on due_ms */
     size_t timer_count, timer_cap;
     struct job *jobs;
 };
@@ -107,20 +114,20 @@ static void count_answer(struct engine *e, int status)
         atomic_fetch_add(&e->answers[cls], 1);
 }
 
-/* ---- timers: a binary min-heap, each job knowing its slot so it can be taken out ------------- */
+/* ---- timers: a binary min-heap of timers that know their slot, so they can be taken out ----- */
 
 static void timer_swap(struct worker *w, size_t a, size_t b)
 {
-    struct timer t = w->timers[a];
+    struct timer *t = w->timers[a];
     w->timers[a] = w->timers[b];
     w->timers[b] = t;
-    w->timers[a].job->timer_slot = a;
-    w->timers[b].job->timer_slot = b;
+    w->timers[a]->slot = a;
+    w->timers[b]->slot = b;
 }
 
 static void timer_up(struct worker *w, size_t i)
 {
-    while (i > 0 && w->timers[(i - 1) / 2].due_ms > w->timers[i].due_ms) {
+    while (i > 0 && w->timers[(i - 1) / 2]->due_ms > w->timers[i]->due_ms) {
         timer_swap(w, i, (i - 1) / 2);
         i = (i - 1) / 2;
     }
@@ -130,9 +137,9 @@ static void timer_down(struct worker *w, size_t i)
 {
     for (;;) {
         size_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < w->timer_count && w->timers[l].due_ms < w->timers[m].due_ms)
+        if (l < w->timer_count && w->timers[l]->due_ms < w->timers[m]->due_ms)
             m = l;
-        if (r < w->timer_count && w->timers[r].due_ms < w->timers[m].due_ms)
+        if (r < w->timer_count && w->timers[r]->due_ms < w->timers[m]->due_ms)
             m = r;
         if (m == i)
             return;
@@ -141,36 +148,38 @@ static void timer_down(struct worker *w, size_t i)
     }
 }
 
-static int timer_add(struct worker *w, struct job *job, uint64_t due_ms)
+static void timer_stop(struct worker *w, struct timer *t)
 {
-    if (w->timer_count == w->timer_cap) {
-        size_t cap = w->timer_cap ? w->timer_cap * 2 : 64;
-        struct timer *t = realloc(w->timers, cap * sizeof *t);
-        if (!t)
-            return -1;
-        w->timers = t;
-        w->timer_cap = cap;
-    }
-    size_t i = w->timer_count++;
-    w->timers[i] = (struct timer){due_ms, job};
-    job->timer_slot = i;
-    timer_up(w, i);
-    return 0;
-}
-
-static void timer_remove(struct worker *w, struct job *job)
-{
-    size_t i = job->timer_slot;
-    if (i >= w->timer_count || w->timers[i].job != job)
+    size_t i = t->slot;
+    if (i >= w->timer_count || w->timers[i] != t)
         return;
     size_t last = --w->timer_count;
     if (i != last) {
         w->timers[i] = w->timers[last];
-        w->timers[i].job->timer_slot = i;
+        w->timers[i]->slot = i;
         timer_down(w, i);
         timer_up(w, i);
     }
-    job->timer_slot = SIZE_MAX;
+    t->slot = SIZE_MAX;
+}
+
+static int timer_start(struct worker *w, struct timer *t, uint64_t due_ms)
+{
+    timer_stop(w, t);
+    if (w->timer_count == w->timer_cap) {
+        size_t cap = w->timer_cap ? w->timer_cap * 2 : 64;
+        struct timer **grown = realloc(w->timers, cap * sizeof *grown);
+        if (!grown)
+            return -1;
+        w->timers = grown;
+        w->timer_cap = cap;
+    }
+    size_t i = w->timer_count++;
+    t->due_ms = due_ms;
+    t->slot = i;
+    w->timers[i] = t;
+    timer_up(w, i);
+    return 0;
 }
 
 /* ---- jobs ----------------------------------------------------------------------------------- */
@@ -196,8 +205,11 @@ static void job_free(struct job *job)
 {
     struct worker *w = job->w;
     lua_State *L = w->L;
-    if (job->wait == WAIT_SLEEP)
-        timer_remove(w, job);
+    timer_stop(w, &job->sleep_timer);
+    timer_stop(w, &job->deadline);
+    if (job->call)
+        outbound_cancel(w->outbound, job->call);
+    job->call = NULL;
     if (job->gate_sender)
         release_gate(job);
     lua_rawgeti(L, LUA_REGISTRYINDEX, job->req_ref);
@@ -328,14 +340,68 @@ static void job_gate_wake(struct gate_waiter *g)
     wake_worker(w);
 }
 
+#define JOB_OF(ptr, member) ((struct job *)((char *)(ptr) - offsetof(struct job, member)))
+
+static void sleep_fired(struct timer *t)
+{
+    struct job *job = JOB_OF(t, sleep_timer);
+    job_resume(job, 0);
+}
+
 static void task_sleep(struct lua_task *t, double seconds)
 {
     struct job *job = (struct job *)t;
-    if (timer_add(job->w, job, now_ms() + (uint64_t)(seconds * 1000.0 + 0.5)) == 0)
+    if (timer_start(job->w, &job->sleep_timer, now_ms() + (uint64_t)(seconds * 1000.0 + 0.5)) == 0)
         job->wait = WAIT_SLEEP;
 }
 
-static const struct lua_task_ops task_ops = {.sleep = task_sleep};
+static void http_done(void *ctx, const struct outbound_result *result)
+{
+    struct job *job = ctx;
+    job->call = NULL;
+    int n = sb_push_http_result(job->co, result);
+    job_resume(job, n);
+}
+
+static int task_http(struct lua_task *t, const struct outbound_request *req, char *err,
+                     size_t errlen)
+{
+    struct job *job = (struct job *)t;
+    job->call = outbound_start(job->w->outbound, req, http_done, job, err, errlen);
+    if (!job->call)
+        return -1;
+    job->wait = WAIT_HTTP;
+    return 0;
+}
+
+/* The message ran out of time: stop what it waits for and resume it into the cancellation,
+ * which the pipeline catches, logs and answers with what was collected. */
+static void deadline_fired(struct timer *t)
+{
+    struct job *job = JOB_OF(t, deadline);
+    struct worker *w = job->w;
+    job->task.cancelled = job->deadline_text;
+    switch (job->wait) {
+    case WAIT_SLEEP:
+        timer_stop(w, &job->sleep_timer);
+        break;
+    case WAIT_HTTP:
+        outbound_cancel(w->outbound, job->call);
+        job->call = NULL;
+        break;
+    case WAIT_GATE:
+        if (!sender_gate_cancel(job->gate_sender, &job->gate))
+            return; /* handed the turn meanwhile: the inbox resumes it into the cancellation */
+        free(job->gate_sender);
+        job->gate_sender = NULL;
+        break;
+    case WAIT_NONE:
+        return;
+    }
+    job_resume(job, 0);
+}
+
+static const struct lua_task_ops task_ops = {.sleep = task_sleep, .http = task_http};
 
 static void job_start(struct worker *w, struct http_exchange *x, const struct http_request *r,
                       const struct route_match *m)
@@ -349,7 +415,8 @@ static void job_start(struct worker *w, struct http_exchange *x, const struct ht
     job->w = w;
     job->x = x;
     job->r = r;
-    job->timer_slot = SIZE_MAX;
+    job->sleep_timer = (struct timer){.slot = SIZE_MAX, .fire = sleep_fired};
+    job->deadline = (struct timer){.slot = SIZE_MAX, .fire = deadline_fired};
     job->gate.wake = job_gate_wake;
     job->task.request_id = r->id;
     job->task.ops = &task_ops;
@@ -384,13 +451,19 @@ static struct job *running_job(lua_State *L)
     return job;
 }
 
-/* host.sender_enter(sender): waits (parks the coroutine) for the sender's turn  [-0,+0,e] */
-static int l_host_sender_enter(lua_State *L)
+/* host.message_begin(sender): starts the message's deadline, then waits (parks the coroutine)
+ * for the sender's turn  [-0,+0,e] */
+static int l_host_message_begin(lua_State *L)
 {
     struct job *job = running_job(L);
     const char *sender = luaL_checkstring(L, 1);
     if (job->gate_sender)
-        return luaL_error(L, "sender_enter called twice");
+        return luaL_error(L, "message_begin called twice");
+    double timeout = job->w->engine->opt.response_timeout;
+    snprintf(job->deadline_text, sizeof job->deadline_text,
+             "the message took longer than the response timeout (%g s)", timeout);
+    job->task.cancelled = NULL;
+    timer_start(job->w, &job->deadline, now_ms() + (uint64_t)(timeout * 1000.0 + 0.5));
     job->gate_sender = strdup(sender);
     if (!job->gate_sender)
         return luaL_error(L, "out of memory");
@@ -399,13 +472,16 @@ static int l_host_sender_enter(lua_State *L)
         return 0;
     }
     job->wait = WAIT_GATE;
-    return lua_yield(L, 0);
+    lua_settop(L, 0);
+    return sb_yield_wait(L);
 }
 
-/* host.sender_leave(): the sender's next message may go  [-0,+0,-] */
-static int l_host_sender_leave(lua_State *L)
+/* host.message_end(): stops the deadline; the sender's next message may go  [-0,+0,-] */
+static int l_host_message_end(lua_State *L)
 {
     struct job *job = running_job(L);
+    timer_stop(job->w, &job->deadline);
+    job->task.cancelled = NULL;
     if (job->gate_sender)
         release_gate(job);
     return 0;
@@ -453,8 +529,8 @@ static int l_host_answer(lua_State *L)
 static void push_host_table(lua_State *L)
 {
     static const luaL_Reg functions[] = {
-        {"sender_enter", l_host_sender_enter},
-        {"sender_leave", l_host_sender_leave},
+        {"message_begin", l_host_message_begin},
+        {"message_end", l_host_message_end},
         {"stream_start", l_host_stream_start},
         {"stream_write", l_host_stream_write},
         {"answer", l_host_answer},
@@ -571,21 +647,28 @@ static void on_request(void *ctx, struct http_exchange *x, const struct http_req
 static void run_due_timers(struct worker *w)
 {
     uint64_t now = now_ms();
-    while (w->timer_count > 0 && w->timers[0].due_ms <= now) {
-        struct job *job = w->timers[0].job;
-        timer_remove(w, job);
-        job_resume(job, 0);
+    while (w->timer_count > 0 && w->timers[0]->due_ms <= now) {
+        struct timer *t = w->timers[0];
+        timer_stop(w, t);
+        t->fire(t);
     }
+}
+
+static long earliest(long a, long b)
+{
+    if (a < 0)
+        return b;
+    if (b < 0)
+        return a;
+    return a < b ? a : b;
 }
 
 static int loop_timeout(struct worker *w)
 {
-    long timeout = http_server_timeout_ms(w->http);
+    long timeout = earliest(http_server_timeout_ms(w->http), outbound_timeout_ms(w->outbound));
     if (w->timer_count > 0) {
-        uint64_t now = now_ms(), due = w->timers[0].due_ms;
-        long t = due > now ? (long)(due - now) : 0;
-        if (timeout < 0 || t < timeout)
-            timeout = t;
+        uint64_t now = now_ms(), due = w->timers[0]->due_ms;
+        timeout = earliest(timeout, due > now ? (long)(due - now) : 0);
     }
     return timeout < 0 ? 1000 : (int)timeout;
 }
@@ -601,9 +684,14 @@ static void *worker_main(void *arg)
             break;
         }
         for (int i = 0; i < n; i++) {
-            if (events[i].data.u32 == EV_WAKE)
+            uint64_t tag = events[i].data.u64 >> 32;
+            if (tag == OUTBOUND_EPOLL_TAG)
+                outbound_on_socket(w->outbound, (int)(uint32_t)events[i].data.u64,
+                                   events[i].events);
+            else if (events[i].data.u64 == EV_WAKE)
                 drain_inbox(w);
         }
+        outbound_on_timer(w->outbound);
         run_due_timers(w);
         http_server_run(w->http);
     }
@@ -687,8 +775,11 @@ static int worker_init(struct engine *e, struct worker *w, unsigned index, char 
         snprintf(err, errlen, "cannot create the event loop: %s", strerror(errno));
         return -1;
     }
-    struct epoll_event http_ev = {.events = EPOLLIN, .data.u32 = EV_HTTP};
-    struct epoll_event wake_ev = {.events = EPOLLIN, .data.u32 = EV_WAKE};
+    w->outbound = outbound_create(w->epfd, err, errlen);
+    if (!w->outbound)
+        return -1;
+    struct epoll_event http_ev = {.events = EPOLLIN, .data.u64 = EV_HTTP};
+    struct epoll_event wake_ev = {.events = EPOLLIN, .data.u64 = EV_WAKE};
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, http_server_fd(w->http), &http_ev) != 0 ||
         epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->wake_fd, &wake_ev) != 0) {
         snprintf(err, errlen, "cannot watch the HTTP server: %s", strerror(errno));
@@ -706,6 +797,8 @@ static void worker_cleanup(struct worker *w)
         w->jobs->x = NULL; /* the server answered and freed it */
         job_free(w->jobs);
     }
+    outbound_destroy(w->outbound);
+    w->outbound = NULL;
     if (w->L)
         lua_state_close(w->L);
     w->L = NULL;

@@ -23,6 +23,7 @@ struct engine_options {
     struct channel_set *channels;     /* borrowed; names filled by the first load */
     const struct endpoints *endpoints;/* borrowed */
     unsigned workers;                 /* 0: one per CPU the process may run on */
+    double response_timeout;          /* seconds one message may take (--response-timeout) */
     struct http_options http;         /* borrowed pointers inside must outlive the engine */
     int listen_fd;
 };

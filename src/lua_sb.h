@@ -12,11 +12,18 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "outbound.h"
+
 struct lua_task;
 
+/* What the engine does for the module. Each arranges for the task's coroutine to be resumed
+ * later; the caller then yields with sb_yield_wait. */
 struct lua_task_ops {
-    /* Arrange for the task's coroutine to be resumed after `seconds`; the caller yields. */
+    /* Resume after `seconds`, with no values. */
     void (*sleep)(struct lua_task *t, double seconds);
+    /* Start an outbound request; resume with the values of sb_push_http_result. Returns 0, or -1
+     * with err (nothing started, no resume). */
+    int (*http)(struct lua_task *t, const struct outbound_request *req, char *err, size_t errlen);
 };
 
 /* What the module knows of the request a coroutine works for. */
@@ -24,6 +31,7 @@ struct lua_task {
     const char *request_id;
     lua_State *co;                 /* the task's own coroutine */
     const struct lua_task_ops *ops;
+    const char *cancelled;         /* set by the engine (deadline): every wait raises this */
 };
 
 /* The task of the running coroutine, or NULL outside requests (init, scripts' own coroutines). */
@@ -37,6 +45,14 @@ static inline void lua_task_bind(lua_State *co, struct lua_task *t)
 }
 
 int luaopen_switchboard(lua_State *L);
+
+/* Yield the running task's coroutine until the engine resumes it. When it resumes, the values
+ * the engine passed are returned to the script, or, when the task was cancelled meanwhile, the
+ * cancellation is raised as an error. Use as `return sb_yield_wait(L);` from a C function. */
+int sb_yield_wait(lua_State *L);
+/* Push what sb.http.request returns for a result: a table {status, headers, body, json}, or
+ * nil and an error message. Returns the number of values pushed. */
+int sb_push_http_result(lua_State *L, const struct outbound_result *r);
 
 /* Raise an HTTP error: a table {status=, error=code, message=} with the module's metatable.
  * The pipeline answers it as {"error": code, "message": message} with that status. */

@@ -287,6 +287,7 @@ static void engine_options_init(struct engine_options *o, struct setup *s)
     o->channels = &s->channels;
     o->endpoints = &s->endpoints;
     o->workers = s->endpoints.server.workers;
+    o->response_timeout = 30;
     o->http.max_body_size = s->endpoints.server.max_body_size;
     o->http.connection_timeout = s->endpoints.server.connection_timeout;
     o->http.connection_limit = s->endpoints.server.connection_limit;
@@ -347,6 +348,7 @@ static int command_run(const struct cli *c)
     struct engine_options o;
     engine_options_init(&o, &s);
     o.http.cors_origins = c->cors_count ? c->cors : NULL;
+    o.response_timeout = c->response_timeout;
     if (c->ssl_certificate) {
         cert = read_whole_file(c->ssl_certificate, "--ssl-certificate");
         key = read_whole_file(c->ssl_keyfile, "--ssl-keyfile");

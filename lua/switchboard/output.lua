@@ -206,38 +206,44 @@ function M.collector(on_message)
   return sink, messages
 end
 
--- The `out` object a Lua bot gets: the senders bound to the message's sender.
+-- The `out` object a Lua bot gets: the senders bound to the message's sender. With `protect`
+-- (push channels) a sender that raises is logged and the bot goes on (SPEC §4 item 3).
 local Out = {}
 Out.__index = Out
 
-function M.new_out(sink, recipient)
-  return setmetatable({ sink = sink, recipient_id = recipient }, Out)
+function M.new_out(sink, recipient, protect)
+  return setmetatable({ sink = sink, recipient_id = recipient, protect = protect }, Out)
 end
 
-function Out:send_text_message(text, extras)
-  return call(self.sink, "send_text_message", self.recipient_id, text, extras or {})
+local function send(self, f, ...)
+  if not self.protect then
+    return f(self.sink, self.recipient_id, ...)
+  end
+  local ok, err = pcall(f, self.sink, self.recipient_id, ...)
+  if not ok then
+    sb.log.error("sending to %s failed: %s", tostring(self.recipient_id), tostring(err))
+  end
 end
-function Out:send_image_url(url, extras)
-  return call(self.sink, "send_image_url", self.recipient_id, url, extras or {})
+
+local function sender(name)
+  return function(sink, recipient, ...)
+    return call(sink, name, recipient, ...)
+  end
 end
-function Out:send_attachment(value, extras)
-  return call(self.sink, "send_attachment", self.recipient_id, value, extras or {})
+
+for _, name in ipairs(M.SENDERS) do
+  local f = sender(name)
+  Out[name] = function(self, ...)
+    local args = table.pack(...)
+    -- every sender takes extras last; the bot may leave them out
+    local arity = (name == "send_text_with_buttons" or name == "send_quick_replies") and 3 or 2
+    if args[arity] == nil then args[arity] = {} end
+    return send(self, f, table.unpack(args, 1, arity))
+  end
 end
-function Out:send_text_with_buttons(text, buttons, extras)
-  return call(self.sink, "send_text_with_buttons", self.recipient_id, text, buttons, extras or {})
-end
-function Out:send_quick_replies(text, quick_replies, extras)
-  return call(self.sink, "send_quick_replies", self.recipient_id, text, quick_replies,
-    extras or {})
-end
-function Out:send_elements(elements, extras)
-  return call(self.sink, "send_elements", self.recipient_id, elements, extras or {})
-end
-function Out:send_custom_json(value, extras)
-  return call(self.sink, "send_custom_json", self.recipient_id, value, extras or {})
-end
+
 function Out:send_response(message)
-  return M.dispatch(self.sink, self.recipient_id, message)
+  return send(self, M.dispatch, message)
 end
 
 return M

@@ -2,9 +2,10 @@
 -- the answer: collected, streamed or pushed. The engine runs run() in a coroutine per request;
 -- everything here may yield (the sender's turn, sb.sleep, outbound HTTP), so it is Lua.
 --
--- The engine provides `host` (setup): sender_enter(sender) / sender_leave() for per-sender order,
--- stream_start(status, content_type) / stream_write(text), and answer(status, content_type,
--- body, headers) to answer before processing ends (async push channels).
+-- The engine provides `host` (setup): message_begin(sender) / message_end() around each message
+-- (its deadline and its sender's turn: per-sender order), stream_start(status, content_type) /
+-- stream_write(text), and answer(status, content_type, body, headers) to answer before
+-- processing ends (async push channels).
 local sb = require "switchboard"
 local output = require "switchboard.output"
 local message = require "switchboard.message"
@@ -70,15 +71,23 @@ local function pushes(channel)
   return false
 end
 
--- One message through the bot, in its sender's turn. A failing bot is logged; what it sent
--- before failing stays sent.
-local function run_bot(msg, sink)
-  host.sender_enter(msg.sender_id)
-  local ok, err = xpcall(bot.handle, debug.traceback, msg, output.new_out(sink, msg.sender_id))
-  host.sender_leave()
+-- One message through the bot, in its sender's turn and within the response timeout. A failing
+-- bot (or a deadline) is logged; what it sent before stays sent. With a push channel each sender
+-- call is protected on its own, so one failed send does not stop the next messages.
+local function run_bot(msg, sink, pushing)
+  local ok, err = xpcall(function()
+    host.message_begin(msg.sender_id)
+    bot.handle(msg, output.new_out(sink, msg.sender_id, pushing))
+  end, debug.traceback)
+  host.message_end()
   if not ok then
+    local text = tostring(err)
+    local first, trace = text:match("^(.-)\n(stack traceback:.*)$")
     sb.log.error("the bot failed on message %s of sender %s: %s", msg.message_id,
-      msg.sender_id, tostring(err))
+      msg.sender_id, first or text)
+    if trace then
+      sb.log.debug("%s", trace)
+    end
   end
 end
 
@@ -150,7 +159,7 @@ local function webhook(channel, req, state)
       state.answered = true
     end
     for _, msg in ipairs(normalized) do
-      run_bot(msg, channel)
+      run_bot(msg, channel, true)
     end
     if state.answered then
       return nil

@@ -1,0 +1,48 @@
+-- The HTTP bot (SPEC §5.1): each UserMessage is POSTed to `url` in the JSON of Rasa's REST
+-- channel, and each bot message of the JSON array it answers is dispatched as in SPEC §4.1.
+-- A refused connection, a non-2xx answer, invalid JSON or a timeout raises, which the pipeline
+-- logs as a bot failure (the answer keeps what was collected before).
+local sb = require "switchboard"
+
+local bot = {}
+
+function bot.init(config)
+  bot.url = config.url
+  bot.timeout = config.timeout or 10
+  bot.headers = config.headers
+end
+
+function bot.handle(msg, out)
+  local res, err = sb.http.request({
+    method = "POST",
+    url = bot.url,
+    headers = bot.headers,
+    timeout = bot.timeout,
+    json = {
+      sender = msg.sender_id,
+      message = msg.text,
+      metadata = msg.metadata,
+      input_channel = msg.input_channel,
+      message_id = msg.message_id,
+    },
+  })
+  if not res then
+    error(("the HTTP bot at %s did not answer: %s"):format(bot.url, err), 0)
+  end
+  if res.status < 200 or res.status > 299 then
+    error(("the HTTP bot at %s answered %d: %s"):format(bot.url, res.status, res.body:sub(1, 200)), 0)
+  end
+  local ok, messages = pcall(sb.json.decode, res.body)
+  if not ok or type(messages) ~= "table" or (next(messages) ~= nil and messages[1] == nil) then
+    error(("the HTTP bot at %s answered something that is not a JSON array of messages: %s")
+      :format(bot.url, res.body:sub(1, 200)), 0)
+  end
+  for _, message in ipairs(messages) do
+    if type(message) == "table" then
+      message.recipient_id = nil
+      out:send_response(message)
+    end
+  end
+end
+
+return bot
