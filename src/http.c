@@ -652,6 +652,9 @@ void http_server_destroy(struct http_server *s)
 {
     if (!s)
         return;
+    /* The listening socket is shared and belongs to the caller: take it back from MHD first, or
+     * MHD_stop_daemon would close it under the other servers. */
+    MHD_quiesce_daemon(s->daemon);
     /* MHD may not be stopped with suspended connections: answer those first. */
     for (struct http_exchange *x = s->live; x; x = x->next) {
         if (x->delivered && !x->engine_done) {

@@ -2,6 +2,7 @@
 #include "lua_sb.h"
 
 #include "log.h"
+#include "lua_crypto.h"
 
 #include <lua-cjson.h>
 #include <stdlib.h>
@@ -625,6 +626,7 @@ int luaopen_switchboard(lua_State *L)
     lua_rawsetp(L, LUA_REGISTRYINDEX, &key_error_mt);
 
     luaL_newlib(L, functions);
+    lua_crypto_register(L);
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, l_http_request);
     lua_setfield(L, -2, "request");

@@ -1,0 +1,70 @@
+-- The callback channel (SPEC §8), the counterpart of Rasa's CallbackInput: requests as for the
+-- rest channel, and every bot message is POSTed on its own, as one JSON object of the collected
+-- shapes of SPEC §4.2, to `url`. The webhook answers 200 "success" once processing is done.
+--
+-- callback:
+--   url: "http://localhost:5034/bot"   # required
+--   headers: { X-Api-Key: "..." }       # sent with every POST
+--   params: { channel: "web" }          # added to the URL's query
+--   basic_auth: { username: "u", password: "p" }
+--   token: "secret"                     # added to the query as token_name=token
+--   token_name: "token"
+--   timeout: 10                         # seconds per POST
+local sb = require "switchboard"
+local output = require "switchboard.output"
+
+local channel = { name = "callback" }
+
+local function query_of(config)
+  local query = {}
+  for k, v in pairs(config.params or {}) do query[k] = v end
+  if config.token ~= nil then
+    query[config.token_name or "token"] = config.token
+  end
+  return next(query) and sb.urlencode(query) or nil
+end
+
+function channel.init(config)
+  if type(config) ~= "table" or type(config.url) ~= "string" or config.url == "" then
+    error("the callback channel needs a `url` parameter (where to POST the bot's messages)", 0)
+  end
+  local query = query_of(config)
+  channel.url = query and (config.url .. (config.url:find("?", 1, true) and "&" or "?") .. query)
+    or config.url
+  channel.headers = {}
+  for k, v in pairs(config.headers or {}) do channel.headers[k] = tostring(v) end
+  local auth = config.basic_auth
+  if auth ~= nil then
+    if type(auth) ~= "table" or auth.username == nil then
+      error("basic_auth needs `username` and `password`", 0)
+    end
+    channel.headers.Authorization = "Basic " ..
+      sb.base64(tostring(auth.username) .. ":" .. tostring(auth.password or ""))
+  end
+  channel.timeout = tonumber(config.timeout) or 10
+end
+
+local function post(shape)
+  local res, err = sb.http.request({
+    method = "POST", url = channel.url, headers = channel.headers, json = shape,
+    timeout = channel.timeout,
+  })
+  if not res then
+    error(("callback POST to %s failed: %s"):format(channel.url, err), 0)
+  end
+  if res.status < 200 or res.status > 299 then
+    error(("callback POST to %s answered %d"):format(channel.url, res.status), 0)
+  end
+end
+
+-- Each bot message becomes the shapes a collector would store; each shape is one POST.
+function channel.send_response(recipient_id, message)
+  local sink = output.collector(post)
+  output.dispatch(sink, recipient_id, message)
+end
+
+function channel.ack()
+  return { status = 200, body = "success", content_type = "text/plain" }
+end
+
+return channel
