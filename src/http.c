@@ -380,8 +380,12 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     x->server = s;
     x->conn = conn;
     x->raw_uri = strdup(uri ? uri : "/");
-    snprintf(x->id, sizeof x->id, "%08x%06llx", (unsigned)(s->id_base & 0xffffffffu),
-             (unsigned long long)(++s->id_counter & 0xffffff));
+    /* 8 hex digits of the server's random base, then a counter: unique and cheap. */
+    static const char digits[] = "0123456789abcdef";
+    uint64_t v = (s->id_base << 24) | (++s->id_counter & 0xffffff);
+    for (int i = 13; i >= 0; i--, v >>= 4)
+        x->id[i] = digits[v & 15];
+    x->id[14] = '\0';
     x->next = s->live;
     if (s->live)
         s->live->prev = x;
@@ -634,6 +638,9 @@ struct http_server *http_server_create(int listen_fd, const struct http_options 
         MHD_OPTION_LISTEN_SOCKET, listen_fd,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opt->connection_timeout,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)opt->connection_limit,
+        /* Request line and headers must fit here (MHD answers 431 otherwise); MHD clears it
+         * between the requests of a connection, so it is kept to what headers need. */
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,

@@ -5,6 +5,7 @@
 #include "lua_crypto.h"
 
 #include <lua-cjson.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <math.h>
 #include <stdarg.h>
@@ -271,17 +272,46 @@ static int l_now(lua_State *L)
     return 1;
 }
 
+/* uuid4 ids are made for every message: a per-thread xoshiro256** generator seeded from the
+ * kernel keeps that off the system call path. */
+static _Thread_local uint64_t rng_state[4];
+static _Thread_local int rng_seeded;
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static uint64_t rng_next(void)
+{
+    uint64_t *s = rng_state;
+    uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
 /* sb.uuid() -> 32 lower-case hex characters of a random (version 4) uuid  [-0,+1,e] */
 static int l_uuid(lua_State *L)
 {
+    static const char digits[] = "0123456789abcdef";
+    if (!rng_seeded) {
+        if (getrandom(rng_state, sizeof rng_state, 0) != (ssize_t)sizeof rng_state)
+            return luaL_error(L, "sb.uuid: no randomness available");
+        rng_seeded = 1;
+    }
     unsigned char b[16];
-    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b)
-        return luaL_error(L, "sb.uuid: no randomness available");
+    uint64_t hi = rng_next(), lo = rng_next();
+    memcpy(b, &hi, 8);
+    memcpy(b + 8, &lo, 8);
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    char hex[33];
-    for (int i = 0; i < 16; i++)
-        snprintf(hex + 2 * i, 3, "%02x", b[i]);
+    char hex[32];
+    for (int i = 0; i < 16; i++) {
+        hex[2 * i] = digits[b[i] >> 4];
+        hex[2 * i + 1] = digits[b[i] & 15];
+    }
     lua_pushlstring(L, hex, 32);
     return 1;
 }

@@ -12,28 +12,87 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The allocator's bookkeeping lives in the state's allocator userdata. */
+/* The allocator of a state: counts what Lua holds (for the memory cap) and keeps freed small
+ * blocks in per-size free lists, because a request allocates and frees hundreds of small
+ * objects and malloc/free were the largest single cost on the rest echo benchmark. A state is
+ * only ever used by one thread, so the lists need no lock. */
+#define SMALL_LIMIT 256
+#define SMALL_CLASSES (SMALL_LIMIT / 16)
+
 struct lua_memory {
     size_t used;
     size_t limit;
+    void *free_lists[SMALL_CLASSES]; /* class i holds blocks of (i + 1) * 16 bytes */
 };
+
+static size_t size_class(size_t size) { return (size - 1) / 16; }
+
+static void *block_new(struct lua_memory *m, size_t size)
+{
+    if (size > SMALL_LIMIT)
+        return malloc(size);
+    size_t c = size_class(size);
+    void *p = m->free_lists[c];
+    if (p) {
+        m->free_lists[c] = *(void **)p;
+        return p;
+    }
+    return malloc((c + 1) * 16);
+}
+
+static void block_free(struct lua_memory *m, void *p, size_t size)
+{
+    if (size > SMALL_LIMIT) {
+        free(p);
+        return;
+    }
+    size_t c = size_class(size);
+    *(void **)p = m->free_lists[c];
+    m->free_lists[c] = p;
+}
 
 static void *counting_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     struct lua_memory *m = ud;
     size_t old = ptr ? osize : 0;
     if (nsize == 0) {
-        free(ptr);
+        if (ptr)
+            block_free(m, ptr, osize);
         m->used -= old;
         return NULL;
     }
     /* Refusing a growth makes Lua raise "not enough memory" in the script that asked. */
     if (m->limit && nsize > old && m->used + (nsize - old) > m->limit)
         return NULL;
-    void *p = realloc(ptr, nsize);
+    void *p;
+    if (!ptr) {
+        p = block_new(m, nsize);
+    } else if (osize <= SMALL_LIMIT && nsize <= SMALL_LIMIT &&
+               size_class(osize) == size_class(nsize)) {
+        p = ptr; /* the block already has room */
+    } else if (osize > SMALL_LIMIT && nsize > SMALL_LIMIT) {
+        p = realloc(ptr, nsize);
+    } else {
+        p = block_new(m, nsize);
+        if (p) {
+            memcpy(p, ptr, osize < nsize ? osize : nsize);
+            block_free(m, ptr, osize);
+        }
+    }
     if (p)
         m->used = m->used - old + nsize;
     return p;
+}
+
+static void free_lists_release(struct lua_memory *m)
+{
+    for (size_t c = 0; c < SMALL_CLASSES; c++) {
+        while (m->free_lists[c]) {
+            void *next = *(void **)m->free_lists[c];
+            free(m->free_lists[c]);
+            m->free_lists[c] = next;
+        }
+    }
 }
 
 size_t lua_state_memory(lua_State *L)
@@ -126,6 +185,9 @@ lua_State *lua_state_new(const struct lua_paths *paths, const struct lua_limits 
         return NULL;
     }
     luaL_openlibs(L);
+    /* Most objects live for one request: the generational collector handles that pattern with
+     * less work than the incremental one (measured on the rest echo benchmark). */
+    lua_gc(L, LUA_GCGEN, 0, 0);
     lua_getglobal(L, "os");
     lua_pushcfunction(L, l_os_exit_refused);
     lua_setfield(L, -2, "exit");
@@ -144,6 +206,7 @@ void lua_state_close(lua_State *L)
     void *ud = NULL;
     lua_getallocf(L, &ud);
     lua_close(L);
+    free_lists_release(ud);
     free(ud);
 }
 

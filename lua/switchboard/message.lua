@@ -25,7 +25,7 @@ local function id_string(v, field)
 end
 
 local function strip(s)
-  return (s:gsub("^%s+", ""):gsub("%s+$", ""))
+  return s:match("^%s*(.*%S)") or ""
 end
 
 -- Normalize message table `m` from channel `channel_name`; `headers` are the request headers.

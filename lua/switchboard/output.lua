@@ -1,9 +1,9 @@
 -- Where bot messages go: the dispatch of one bot message (SPEC §4.1) and the collected shapes
 -- (SPEC §4.2), mirroring Rasa's OutputChannel and CollectingOutputChannel.
 --
--- A "sink" is a table of senders, each taking the recipient first and a table of extras last:
--- send_text_message(recipient_id, text, extras), send_image_url(recipient_id, url, extras), ...
--- A push channel is its own sink; the collector below is the sink of collect and stream mode.
+-- A "sink" is an object whose senders are methods taking the recipient first and a table of
+-- extras last: sink:send_text_message(recipient_id, text, extras), ... The collector below is the
+-- sink of collect and stream mode; channel_sink(channel) wraps a push channel's plain functions.
 -- A sender the sink lacks falls back as Rasa's OutputChannel does. This is Lua, not C, because a
 -- sender may wait (sb.http, sb.sleep), which needs every frame between it and the job's
 -- coroutine to be yieldable.
@@ -38,7 +38,7 @@ local fallback = {}
 local function call(sink, name, recipient, ...)
   local sender = sink[name]
   if sender then
-    return sender(recipient, ...)
+    return sender(sink, recipient, ...)
   end
   return fallback[name](sink, recipient, ...)
 end
@@ -119,7 +119,7 @@ function M.dispatch(sink, recipient, message)
     error(("a bot message must be a table, not %s"):format(type(message)), 2)
   end
   if sink.send_response then
-    return sink.send_response(recipient, message)
+    return sink:send_response(recipient, message)
   end
   local m = copy(message)
   local function take(key)
@@ -165,45 +165,83 @@ local function split_blank_lines(text)
 end
 
 local function strip(s)
-  return (s:gsub("^%s+", ""):gsub("%s+$", ""))
+  return s:match("^%s*(.*%S)") or ""
 end
 
 -- The collecting sink: stores the §4.2 shapes in a JSON array and calls on_message(shape) for
 -- each one as it is stored (streaming writes it out there). Returns sink, array.
+local Collector = {}
+Collector.__index = Collector
+
 function M.collector(on_message)
-  local messages = json.array()
-  local function store(shape)
-    messages[#messages + 1] = shape
-    if on_message then
-      on_message(shape)
+  local sink = setmetatable({ messages = json.array(), on_message = on_message }, Collector)
+  return sink, sink.messages
+end
+
+function Collector:store(shape)
+  local messages = self.messages
+  messages[#messages + 1] = shape
+  if self.on_message then
+    self.on_message(shape)
+  end
+end
+
+function Collector:send_text_message(recipient, text)
+  if text == nil or text == json.null then
+    return
+  end
+  text = strip(as_text(text))
+  if not text:find("\n\n", 1, true) then
+    return self:store({ recipient_id = recipient, text = text })
+  end
+  for _, part in ipairs(split_blank_lines(text)) do
+    self:store({ recipient_id = recipient, text = part })
+  end
+end
+
+function Collector:send_text_with_buttons(recipient, text, buttons)
+  if text == json.null then text = nil end
+  self:store({ recipient_id = recipient, text = text, buttons = buttons })
+end
+
+function Collector:send_quick_replies(recipient, text, quick_replies)
+  return self:send_text_with_buttons(recipient, text, quick_replies)
+end
+
+function Collector:send_image_url(recipient, image)
+  self:store({ recipient_id = recipient, image = image })
+end
+
+function Collector:send_attachment(recipient, attachment)
+  self:store({ recipient_id = recipient, attachment = attachment })
+end
+
+function Collector:send_custom_json(recipient, value)
+  self:store({ recipient_id = recipient, custom = value })
+end
+
+-- A push channel as a sink: its senders are plain functions (recipient_id, ..., extras). The
+-- wrapper is made once per channel table.
+local channel_sinks = setmetatable({}, { __mode = "k" })
+
+function M.channel_sink(channel)
+  local sink = channel_sinks[channel]
+  if sink then
+    return sink
+  end
+  sink = {}
+  for _, name in ipairs(M.SENDERS) do
+    local f = channel[name]
+    if f then
+      sink[name] = function(_, ...) return f(...) end
     end
   end
-  local sink = {}
-  function sink.send_text_message(recipient, text)
-    if text == nil or text == json.null then
-      return
-    end
-    for _, part in ipairs(split_blank_lines(strip(as_text(text)))) do
-      store({ recipient_id = recipient, text = part })
-    end
+  if channel.send_response then
+    local f = channel.send_response
+    sink.send_response = function(_, recipient, message) return f(recipient, message) end
   end
-  function sink.send_text_with_buttons(recipient, text, buttons)
-    if text == json.null then text = nil end
-    store({ recipient_id = recipient, text = text, buttons = buttons })
-  end
-  function sink.send_quick_replies(recipient, text, quick_replies)
-    return sink.send_text_with_buttons(recipient, text, quick_replies)
-  end
-  function sink.send_image_url(recipient, image)
-    store({ recipient_id = recipient, image = image })
-  end
-  function sink.send_attachment(recipient, attachment)
-    store({ recipient_id = recipient, attachment = attachment })
-  end
-  function sink.send_custom_json(recipient, value)
-    store({ recipient_id = recipient, custom = value })
-  end
-  return sink, messages
+  channel_sinks[channel] = sink
+  return sink
 end
 
 -- The `out` object a Lua bot gets: the senders bound to the message's sender. With `protect`
@@ -215,35 +253,47 @@ function M.new_out(sink, recipient, protect)
   return setmetatable({ sink = sink, recipient_id = recipient, protect = protect }, Out)
 end
 
-local function send(self, f, ...)
+local function send(self, name, ...)
   if not self.protect then
-    return f(self.sink, self.recipient_id, ...)
+    return call(self.sink, name, self.recipient_id, ...)
   end
-  local ok, err = pcall(f, self.sink, self.recipient_id, ...)
+  local ok, err = pcall(call, self.sink, name, self.recipient_id, ...)
   if not ok then
     sb.log.error("sending to %s failed: %s", tostring(self.recipient_id), tostring(err))
   end
 end
 
-local function sender(name)
-  return function(sink, recipient, ...)
-    return call(sink, name, recipient, ...)
-  end
+-- Every sender takes extras last; the bot may leave them out.
+function Out:send_text_message(text, extras)
+  return send(self, "send_text_message", text, extras or {})
 end
-
-for _, name in ipairs(M.SENDERS) do
-  local f = sender(name)
-  Out[name] = function(self, ...)
-    local args = table.pack(...)
-    -- every sender takes extras last; the bot may leave them out
-    local arity = (name == "send_text_with_buttons" or name == "send_quick_replies") and 3 or 2
-    if args[arity] == nil then args[arity] = {} end
-    return send(self, f, table.unpack(args, 1, arity))
-  end
+function Out:send_image_url(url, extras)
+  return send(self, "send_image_url", url, extras or {})
+end
+function Out:send_attachment(value, extras)
+  return send(self, "send_attachment", value, extras or {})
+end
+function Out:send_text_with_buttons(text, buttons, extras)
+  return send(self, "send_text_with_buttons", text, buttons, extras or {})
+end
+function Out:send_quick_replies(text, quick_replies, extras)
+  return send(self, "send_quick_replies", text, quick_replies, extras or {})
+end
+function Out:send_elements(elements, extras)
+  return send(self, "send_elements", elements, extras or {})
+end
+function Out:send_custom_json(value, extras)
+  return send(self, "send_custom_json", value, extras or {})
 end
 
 function Out:send_response(message)
-  return send(self, M.dispatch, message)
+  if not self.protect then
+    return M.dispatch(self.sink, self.recipient_id, message)
+  end
+  local ok, err = pcall(M.dispatch, self.sink, self.recipient_id, message)
+  if not ok then
+    sb.log.error("sending to %s failed: %s", tostring(self.recipient_id), tostring(err))
+  end
 end
 
 return M

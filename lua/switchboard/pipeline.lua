@@ -21,7 +21,9 @@ end
 -- The default per-field hooks read a JSON object body (the rest channel's format).
 local function json_object(req)
   local body = req.json
-  if type(body) ~= "table" or not req.body:match("^%s*{") then
+  -- lua-cjson decodes [] and {} alike: only an empty table needs a look at the raw body.
+  if type(body) ~= "table" or body[1] ~= nil
+      or (next(body) == nil and not req.body:match("^%s*{")) then
     sb.http_error(400, "invalid_body", "the request body must be a JSON object")
   end
   return body
@@ -48,13 +50,28 @@ local function hook(channel, name)
   return channel[name] or defaults[name]
 end
 
+local FIELD_HOOKS = { "sender", "message", "input_channel", "metadata", "message_id" }
+
 local function default_receive(channel, req)
+  for _, name in ipairs(FIELD_HOOKS) do
+    if channel[name] then
+      return { {
+        sender_id = hook(channel, "sender")(req),
+        text = hook(channel, "message")(req),
+        input_channel = hook(channel, "input_channel")(req),
+        metadata = hook(channel, "metadata")(req),
+        message_id = hook(channel, "message_id")(req),
+      } }
+    end
+  end
+  -- No field hook overridden: read the body once (the rest channel's hot path).
+  local body = json_object(req)
   return { {
-    sender_id = hook(channel, "sender")(req),
-    text = hook(channel, "message")(req),
-    input_channel = hook(channel, "input_channel")(req),
-    metadata = hook(channel, "metadata")(req),
-    message_id = hook(channel, "message_id")(req),
+    sender_id = body.sender,
+    text = body.message,
+    input_channel = body.input_channel,
+    metadata = body.metadata,
+    message_id = body.message_id,
   } }
 end
 
@@ -74,11 +91,13 @@ end
 -- One message through the bot, in its sender's turn and within the response timeout. A failing
 -- bot (or a deadline) is logged; what it sent before stays sent. With a push channel each sender
 -- call is protected on its own, so one failed send does not stop the next messages.
+local function process_message(msg, sink, pushing)
+  host.message_begin(msg.sender_id)
+  bot.handle(msg, output.new_out(sink, msg.sender_id, pushing))
+end
+
 local function run_bot(msg, sink, pushing)
-  local ok, err = xpcall(function()
-    host.message_begin(msg.sender_id)
-    bot.handle(msg, output.new_out(sink, msg.sender_id, pushing))
-  end, debug.traceback)
+  local ok, err = xpcall(process_message, debug.traceback, msg, sink, pushing)
   host.message_end()
   if not ok then
     local text = tostring(err)
@@ -158,8 +177,9 @@ local function webhook(channel, req, state)
       host.answer(finalize(answer))
       state.answered = true
     end
+    local sink = output.channel_sink(channel)
     for _, msg in ipairs(normalized) do
-      run_bot(msg, channel, true)
+      run_bot(msg, sink, true)
     end
     if state.answered then
       return nil
@@ -204,28 +224,33 @@ local function error_answer(status, code, text)
   return finalize({ status = status, json = { error = code, message = text } })
 end
 
+local function handle(kind, channel, req, state, method, path)
+  local resp
+  if kind == "webhook" then
+    resp = webhook(channel, req, state)
+  else
+    resp = route(channel, req, state, method, path)
+  end
+  if state.answered then
+    return nil
+  end
+  return finalize(resp)
+end
+
+local function keep_http_errors(err)
+  if sb.is_http_error(err) then
+    return err
+  end
+  return debug.traceback(tostring(err), 2)
+end
+
 -- The engine's entry: kind is "webhook" or "route". Returns status, content type, body,
 -- headers; or nothing when the answer was streamed or sent earlier.
 function M.run(kind, channel, req, method, path)
   local state = {}
   local request_id = req.id
-  local ok, status, content_type, body, headers = xpcall(function()
-    local resp
-    if kind == "webhook" then
-      resp = webhook(channel, req, state)
-    else
-      resp = route(channel, req, state, method, path)
-    end
-    if state.answered then
-      return nil
-    end
-    return finalize(resp)
-  end, function(err)
-    if sb.is_http_error(err) then
-      return err
-    end
-    return debug.traceback(tostring(err), 2)
-  end)
+  local ok, status, content_type, body, headers =
+    xpcall(handle, keep_http_errors, kind, channel, req, state, method, path)
   if ok then
     return status, content_type, body, headers
   end
