@@ -86,7 +86,6 @@ struct engine {
     unsigned worker_count;
     struct worker *workers;
     time_t started;
-    atomic_ulong answers[6]; /* by status class: [1] 1xx ... [5] 5xx */
     char bot_text[512];
 };
 
@@ -107,13 +106,6 @@ unsigned engine_cpu_count(void)
         return (unsigned)CPU_COUNT(&set);
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (unsigned)n : 1;
-}
-
-static void count_answer(struct engine *e, int status)
-{
-    int cls = status / 100;
-    if (cls >= 1 && cls <= 5)
-        atomic_fetch_add(&e->answers[cls], 1);
 }
 
 /* ---- timers: a binary min-heap of timers that know their slot, so they can be taken out ----- */
@@ -262,7 +254,6 @@ static void job_answer_from_stack(struct job *job, lua_State *co, int base)
     }
     resp.headers = headers;
     resp.header_count = count;
-    count_answer(job->w->engine, resp.status);
     http_respond(job->x, &resp);
     job->x = NULL;
 }
@@ -293,7 +284,6 @@ static void job_resume(struct job *job, int nargs)
         if (job->streaming) {
             http_stream_finish(job->x);
         } else {
-            count_answer(job->w->engine, 500);
             http_respond_error(job->x, 500, "internal_error",
                                "the request could not be processed; see the log");
         }
@@ -508,7 +498,6 @@ static int l_host_stream_start(lua_State *L)
     const char *content_type = luaL_checkstring(L, 2);
     if (job->x && !job->streaming) {
         http_stream_start(job->x, status, content_type, NULL, 0);
-        count_answer(job->w->engine, status);
         job->streaming = 1;
     }
     return 0;
@@ -554,24 +543,23 @@ static void push_host_table(lua_State *L)
 
 /* ---- built-in routes ------------------------------------------------------------------------ */
 
-static void respond_json(struct worker *w, struct http_exchange *x, int status, const char *body,
+static void respond_json(struct http_exchange *x, int status, const char *body,
                          const struct http_header *headers, size_t header_count)
 {
     struct http_response resp = {.status = status, .content_type = "application/json",
                                  .headers = headers, .header_count = header_count,
                                  .body = body, .body_len = strlen(body)};
-    count_answer(w->engine, status);
     http_respond(x, &resp);
 }
 
-static void respond_error(struct worker *w, struct http_exchange *x, int status, const char *code,
+static void respond_error(struct http_exchange *x, int status, const char *code,
                           const char *message, const struct http_header *headers,
                           size_t header_count)
 {
     char escaped[1024], body[1200];
     http_json_escape(message, escaped, sizeof escaped);
     snprintf(body, sizeof body, "{\"error\":\"%s\",\"message\":\"%s\"}", code, escaped);
-    respond_json(w, x, status, body, headers, header_count);
+    respond_json(x, status, body, headers, header_count);
 }
 
 static void respond_status(struct worker *w, struct http_exchange *x)
@@ -580,7 +568,7 @@ static void respond_status(struct worker *w, struct http_exchange *x)
     size_t size = 4096 + e->opt.channels->count * 1024;
     char *body = malloc(size);
     if (!body) {
-        respond_error(w, x, 503, "overloaded", "out of memory", NULL, 0);
+        respond_error(x, 503, "overloaded", "out of memory", NULL, 0);
         return;
     }
     char bot[1100];
@@ -600,13 +588,14 @@ static void respond_status(struct worker *w, struct http_exchange *x)
                               "\"generation\":1,\"last_reload_error\":null}",
                               i ? "," : "", name, key, script);
     }
+    unsigned long answers[6] = {0};
+    for (unsigned i = 0; i < e->worker_count; i++)
+        http_server_answers(e->workers[i].http, answers);
     if (n < size)
         snprintf(body + n, size - n,
                  "],\"requests\":{\"1xx\":%lu,\"2xx\":%lu,\"3xx\":%lu,\"4xx\":%lu,\"5xx\":%lu}}",
-                 atomic_load(&e->answers[1]), atomic_load(&e->answers[2]),
-                 atomic_load(&e->answers[3]), atomic_load(&e->answers[4]),
-                 atomic_load(&e->answers[5]));
-    respond_json(w, x, 200, body, NULL, 0);
+                 answers[1], answers[2], answers[3], answers[4], answers[5]);
+    respond_json(x, 200, body, NULL, 0);
     free(body);
 }
 
@@ -621,7 +610,6 @@ static void on_request(void *ctx, struct http_exchange *x, const struct http_req
         snprintf(text, sizeof text, "Hello from Switchboard: %s", SB_VERSION);
         struct http_response resp = {.status = 200, .content_type = "text/plain; charset=utf-8",
                                      .body = text, .body_len = strlen(text)};
-        count_answer(w->engine, 200);
         http_respond(x, &resp);
         return;
     }
@@ -629,7 +617,7 @@ static void on_request(void *ctx, struct http_exchange *x, const struct http_req
         respond_status(w, x);
         return;
     case ROUTE_HEALTH:
-        respond_json(w, x, 200, "{\"status\":\"ok\"}", NULL, 0);
+        respond_json(x, 200, "{\"status\":\"ok\"}", NULL, 0);
         return;
     case ROUTE_WEBHOOK:
     case ROUTE_CUSTOM:
@@ -640,7 +628,7 @@ static void on_request(void *ctx, struct http_exchange *x, const struct http_req
         snprintf(message, sizeof message, "%s is not allowed on %s; allowed: %s", r->method,
                  r->path, m.allow);
         struct http_header allow = {"Allow", m.allow};
-        respond_error(w, x, 405, "method_not_allowed", message, &allow, 1);
+        respond_error(x, 405, "method_not_allowed", message, &allow, 1);
         return;
     }
     case ROUTE_NOT_FOUND:
@@ -649,7 +637,7 @@ static void on_request(void *ctx, struct http_exchange *x, const struct http_req
         snprintf(message, sizeof message,
                  "no route for %s %s; channels answer at /webhooks/<name>/webhook", r->method,
                  r->path);
-        respond_error(w, x, 404, "not_found", message, NULL, 0);
+        respond_error(x, 404, "not_found", message, NULL, 0);
         return;
     }
     }

@@ -18,6 +18,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,7 @@ struct http_server {
     uint64_t id_base;    /* random per server, so ids from different servers differ */
     uint64_t id_counter;
     struct http_exchange *live; /* every exchange not yet freed (for shutdown) */
+    atomic_ulong answers[6];    /* answers sent, by status class: [2] counts 2xx */
 };
 
 struct http_exchange {
@@ -176,6 +178,9 @@ static struct MHD_Response *build_response(struct http_exchange *x, const struct
 /* Queue a ready answer from inside the access handler. */
 static enum MHD_Result queue_pending(struct http_exchange *x)
 {
+    unsigned cls = x->pending_status / 100;
+    if (cls >= 1 && cls <= 5)
+        atomic_fetch_add_explicit(&x->server->answers[cls], 1, memory_order_relaxed);
     enum MHD_Result ret = MHD_queue_response(x->conn, x->pending_status, x->pending);
     MHD_destroy_response(x->pending);
     x->pending = NULL;
@@ -703,4 +708,10 @@ unsigned http_server_connections(struct http_server *s)
     const union MHD_DaemonInfo *info =
         MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
     return info ? info->num_connections : 0;
+}
+
+void http_server_answers(struct http_server *s, unsigned long counts[6])
+{
+    for (int i = 0; i < 6; i++)
+        counts[i] += atomic_load_explicit(&s->answers[i], memory_order_relaxed);
 }

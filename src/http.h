@@ -72,6 +72,9 @@ int http_server_fd(const struct http_server *s);
 void http_server_run(struct http_server *s);
 /* Milliseconds until the server needs running for its own timeouts, or -1. */
 long http_server_timeout_ms(struct http_server *s);
+/* Add the answers this server has sent, by status class (counts[2] for 2xx), to counts.
+ * May be called from any thread. */
+void http_server_answers(struct http_server *s, unsigned long counts[6]);
 /* Connections open right now on this server. */
 unsigned http_server_connections(struct http_server *s);
 

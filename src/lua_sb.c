@@ -3,8 +3,8 @@
 
 #include "log.h"
 #include "lua_crypto.h"
+#include "lua_json.h"
 
-#include <lua-cjson.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <math.h>
@@ -16,150 +16,7 @@
 #include <time.h>
 
 /* Registry keys (addresses of these variables). */
-static char key_encode, key_decode, key_array_mt, key_error_mt, key_format;
-
-/* ---- JSON ----------------------------------------------------------------------------------- */
-
-/* lua-cjson 2.1.0 has no array marker: an empty table always encodes as {}. Tables the host or a
- * script marks with sb.json.array() are arrays; when one of them is empty it is swapped for a
- * sentinel string before encoding and the sentinel's JSON text is replaced by [] after. */
-#define EMPTY_ARRAY_SENTINEL "\001sb-empty-array\001"
-#define EMPTY_ARRAY_JSON "\"\\u0001sb-empty-array\\u0001\""
-
-static int is_marked_empty_array(lua_State *L, int idx)
-{
-    if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx))
-        return 0;
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_array_mt);
-    int marked = lua_rawequal(L, -1, -2);
-    lua_pop(L, 2);
-    if (!marked)
-        return 0;
-    lua_pushnil(L);
-    if (lua_next(L, idx)) {
-        lua_pop(L, 2);
-        return 0;
-    }
-    return 1;
-}
-
-/* 1 when the table at idx holds (at any depth below `depth` levels) a marked empty array. */
-static int has_empty_array(lua_State *L, int idx, int depth)
-{
-    if (depth > 64 || !lua_checkstack(L, 4))
-        return 0;
-    idx = lua_absindex(L, idx);
-    int found = 0;
-    lua_pushnil(L);
-    while (!found && lua_next(L, idx)) {
-        if (lua_type(L, -1) == LUA_TTABLE)
-            found = is_marked_empty_array(L, -1) || has_empty_array(L, -1, depth + 1);
-        lua_pop(L, 1);
-    }
-    if (found)
-        lua_pop(L, 1); /* the key left by the interrupted lua_next */
-    return found;
-}
-
-/* Push a copy of the value at idx where every marked empty array is the sentinel. */
-static void push_with_sentinels(lua_State *L, int idx, int depth)
-{
-    idx = lua_absindex(L, idx);
-    if (is_marked_empty_array(L, idx)) {
-        lua_pushliteral(L, EMPTY_ARRAY_SENTINEL);
-        return;
-    }
-    if (lua_type(L, idx) != LUA_TTABLE || depth > 64) {
-        lua_pushvalue(L, idx);
-        return;
-    }
-    luaL_checkstack(L, 6, "JSON value nested too deeply");
-    lua_newtable(L);
-    if (lua_getmetatable(L, idx))
-        lua_setmetatable(L, -2);
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        lua_pushvalue(L, -2);
-        push_with_sentinels(L, -2, depth + 1);
-        lua_rawset(L, -5);
-        lua_pop(L, 1);
-    }
-}
-
-void sb_json_encode(lua_State *L, int idx)
-{
-    idx = lua_absindex(L, idx);
-    if (is_marked_empty_array(L, idx)) {
-        lua_pushliteral(L, "[]");
-        return;
-    }
-    int swap = lua_type(L, idx) == LUA_TTABLE && has_empty_array(L, idx, 0);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_encode);
-    if (swap)
-        push_with_sentinels(L, idx, 0);
-    else
-        lua_pushvalue(L, idx);
-    lua_call(L, 1, 1);
-    if (swap) {
-        luaL_gsub(L, lua_tostring(L, -1), EMPTY_ARRAY_JSON, "[]");
-        lua_remove(L, -2);
-    }
-}
-
-int sb_json_decode(lua_State *L, const char *text, size_t len)
-{
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_decode);
-    lua_pushlstring(L, text, len);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK)
-        return -1;
-    return 0;
-}
-
-/* sb.json.encode(value) -> string  [-0,+1,e] */
-static int l_json_encode(lua_State *L)
-{
-    luaL_checkany(L, 1);
-    sb_json_encode(L, 1);
-    return 1;
-}
-
-/* sb.json.array([t]) -> t marked as a JSON array (a new empty one without argument)  [-0,+1,-] */
-static int l_json_array(lua_State *L)
-{
-    if (lua_isnoneornil(L, 1))
-        lua_newtable(L);
-    else
-        luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 1);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_array_mt);
-    lua_setmetatable(L, 1);
-    return 1;
-}
-
-static void open_json(lua_State *L)
-{
-    luaL_requiref(L, "cjson", luaopen_cjson, 0);
-    lua_getfield(L, -1, "encode");
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_encode);
-    lua_getfield(L, -1, "decode");
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_decode);
-
-    lua_newtable(L); /* array marker metatable */
-    lua_pushliteral(L, "array");
-    lua_setfield(L, -2, "__jsontype");
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_array_mt);
-
-    lua_createtable(L, 0, 4); /* sb.json */
-    lua_pushcfunction(L, l_json_encode);
-    lua_setfield(L, -2, "encode");
-    lua_getfield(L, -2, "decode");
-    lua_setfield(L, -2, "decode");
-    lua_getfield(L, -2, "null");
-    lua_setfield(L, -2, "null");
-    lua_pushcfunction(L, l_json_array);
-    lua_setfield(L, -2, "array");
-    lua_remove(L, -2); /* cjson */
-}
+static char key_error_mt, key_format;
 
 /* ---- HTTP errors ---------------------------------------------------------------------------- */
 
@@ -494,6 +351,53 @@ int sb_push_http_result(lua_State *L, const struct outbound_result *r)
     return 1;
 }
 
+/* ---- text ----------------------------------------------------------------------------------- */
+
+/* Length of the white-space character at s (UTF-8), or 0: ASCII white space and the Unicode
+ * spaces Python's str.isspace() accepts, so sb.strip matches Rasa's text.strip(). */
+static size_t space_at(const unsigned char *s, size_t len)
+{
+    if (len >= 1 && ((s[0] >= 0x09 && s[0] <= 0x0d) || s[0] == ' ' ||
+                     (s[0] >= 0x1c && s[0] <= 0x1f)))
+        return 1;
+    if (len >= 2 && s[0] == 0xc2 && (s[1] == 0x85 || s[1] == 0xa0))
+        return 2;
+    if (len >= 3) {
+        if (s[0] == 0xe1 && s[1] == 0x9a && s[2] == 0x80) /* U+1680 */
+            return 3;
+        if (s[0] == 0xe2 && s[1] == 0x80 &&
+            (s[2] <= 0x8a || s[2] == 0xa8 || s[2] == 0xa9 || s[2] == 0xaf) && s[2] >= 0x80)
+            return 3; /* U+2000-200A, U+2028, U+2029, U+202F */
+        if (s[0] == 0xe2 && s[1] == 0x81 && s[2] == 0x9f) /* U+205F */
+            return 3;
+        if (s[0] == 0xe3 && s[1] == 0x80 && s[2] == 0x80) /* U+3000 */
+            return 3;
+    }
+    return 0;
+}
+
+/* Length of the white-space character ending at s[len - 1], or 0. */
+static size_t space_before(const unsigned char *s, size_t len)
+{
+    for (size_t n = 1; n <= 3 && n <= len; n++)
+        if (space_at(s + len - n, n) == n)
+            return n;
+    return 0;
+}
+
+/* sb.strip(s) -> s without leading and trailing white space (ASCII and Unicode)  [-0,+1,v] */
+static int l_strip(lua_State *L)
+{
+    size_t len, n;
+    const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &len);
+    while (len > 0 && (n = space_at(s, len)) > 0)
+        s += n, len -= n;
+    while (len > 0 && (n = space_before(s, len)) > 0)
+        len -= n;
+    lua_pushlstring(L, (const char *)s, len);
+    return 1;
+}
+
 /* ---- URL encoding --------------------------------------------------------------------------- */
 
 static int hex_value(char c)
@@ -646,6 +550,7 @@ int luaopen_switchboard(lua_State *L)
         {"sleep", l_sleep},
         {"urlencode", l_urlencode},
         {"urldecode", l_urldecode},
+        {"strip", l_strip},
         {"http_error", l_http_error},
         {"is_http_error", l_is_http_error},
         {NULL, NULL},
@@ -661,7 +566,7 @@ int luaopen_switchboard(lua_State *L)
     lua_pushcfunction(L, l_http_request);
     lua_setfield(L, -2, "request");
     lua_setfield(L, -2, "http");
-    open_json(L);
+    lua_json_open(L);
     lua_setfield(L, -2, "json");
     open_log(L);
     lua_setfield(L, -2, "log");

@@ -12,6 +12,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "lua_json.h"
 #include "outbound.h"
 
 struct lua_task;
@@ -57,10 +58,6 @@ int sb_push_http_result(lua_State *L, const struct outbound_result *r);
 /* Raise an HTTP error: a table {status=, error=code, message=} with the module's metatable.
  * The pipeline answers it as {"error": code, "message": message} with that status. */
 int sb_raise_http_error(lua_State *L, int status, const char *code, const char *fmt, ...);
-/* Push the JSON text of the value at idx (sb.json.encode); raises on values JSON cannot hold. */
-void sb_json_encode(lua_State *L, int idx);
-/* Decode JSON text: pushes the value and returns 0, or pushes an error message and returns -1. */
-int sb_json_decode(lua_State *L, const char *text, size_t len);
 /* Append the form-decoded (+ is space, %XX) bytes of s[0..len) to b. */
 void sb_urldecode_into(luaL_Buffer *b, const char *s, size_t len);
 

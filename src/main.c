@@ -92,7 +92,6 @@ static int parse_cli(int argc, char **argv, struct cli *c)
     for (int i = 2; i < argc; i++) {
         const char *opt = argv[i];
         const char *value = i + 1 < argc ? argv[i + 1] : NULL;
-        int takes_value = 1;
         if (strcmp(opt, "--help") == 0 || strcmp(opt, "-h") == 0) {
             fputs(usage, stdout);
             return 1;
@@ -111,14 +110,25 @@ static int parse_cli(int argc, char **argv, struct cli *c)
                 return fail_usage("%s needs at least one origin (or *)", opt);
             continue;
         }
+        static const char *const valued[] = {"--credentials", "--endpoints", "-p", "--port",
+                                             "-i", "--interface", "--connector",
+                                             "--response-timeout", "--log-level",
+                                             "--ssl-certificate", "--ssl-keyfile", NULL};
+        int known = 0;
+        for (const char *const *v = valued; *v && !known; v++)
+            known = strcmp(opt, *v) == 0;
+        if (!known)
+            return fail_usage("unknown option: %s", opt);
+        int for_both = strcmp(opt, "--credentials") == 0 || strcmp(opt, "--endpoints") == 0;
+        if (!run && !for_both)
+            return fail_usage("unknown option for check: %s", opt);
         if (!value)
             return fail_usage("%s needs a value", opt);
+        i++;
         if (strcmp(opt, "--credentials") == 0) {
             c->credentials = value;
         } else if (strcmp(opt, "--endpoints") == 0) {
             c->endpoints = value;
-        } else if (!run) {
-            return fail_usage("unknown option for check: %s", opt);
         } else if (strcmp(opt, "-p") == 0 || strcmp(opt, "--port") == 0) {
             double port;
             if (parse_number(value, 0, 65535, &port) != 0 || port != (unsigned)port)
@@ -141,14 +151,9 @@ static int parse_cli(int argc, char **argv, struct cli *c)
             c->log_level = value;
         } else if (strcmp(opt, "--ssl-certificate") == 0) {
             c->ssl_certificate = value;
-        } else if (strcmp(opt, "--ssl-keyfile") == 0) {
-            c->ssl_keyfile = value;
         } else {
-            takes_value = 0;
+            c->ssl_keyfile = value;
         }
-        if (!takes_value)
-            return fail_usage("unknown option: %s", opt);
-        i++;
     }
     if (!c->ssl_certificate != !c->ssl_keyfile)
         return fail_usage("%s", "--ssl-certificate and --ssl-keyfile go together");
@@ -251,6 +256,9 @@ static int load_setup(const struct cli *c, struct setup *s)
         if (credentials_load(credentials, &s->credentials, err, sizeof err) != 0)
             goto fail;
         s->have_credentials = 1;
+        if (s->credentials.count == 0)
+            log_msg(LOG_WARNING, NULL, "%s names no channels: serving the rest channel alone",
+                    credentials);
     } else {
         log_msg(LOG_WARNING, NULL, "no credentials.yml here and no --credentials given: serving "
                                    "the rest channel alone");
@@ -260,8 +268,9 @@ static int load_setup(const struct cli *c, struct setup *s)
         endpoints = "endpoints.yml";
     if (endpoints && endpoints_load(endpoints, &s->endpoints, err, sizeof err) != 0)
         goto fail;
-    if (channel_resolve(s->have_credentials ? &s->credentials : NULL, s->data_dir, &s->channels,
-                        err, sizeof err) != 0)
+    int use_credentials = s->have_credentials && s->credentials.count > 0;
+    if (channel_resolve(use_credentials ? &s->credentials : NULL, s->data_dir, &s->channels, err,
+                        sizeof err) != 0)
         goto fail;
     return 0;
 fail:

@@ -24,8 +24,12 @@ local function id_string(v, field)
   sb.http_error(400, "invalid_message", ("%s must be a string or a number, not a %s"):format(field, t))
 end
 
-local function strip(s)
-  return s:match("^%s*(.*%S)") or ""
+local strip = sb.strip
+
+-- Python's truthiness, which Rasa's `value or default` relies on.
+local function falsy(v)
+  return v == nil or v == json.null or v == false or v == 0 or v == ""
+    or (type(v) == "table" and next(v) == nil)
 end
 
 -- Normalize message table `m` from channel `channel_name`; `headers` are the request headers.
@@ -44,7 +48,7 @@ function M.normalize(m, channel_name, headers)
       ("the message text must be a string, not a %s"):format(type(text)))
   end
   local input_channel = m.input_channel
-  if absent(input_channel) or input_channel == false or input_channel == "" then
+  if falsy(input_channel) then
     input_channel = channel_name
   else
     input_channel = id_string(input_channel, "input_channel")

@@ -164,9 +164,7 @@ local function split_blank_lines(text)
   end
 end
 
-local function strip(s)
-  return s:match("^%s*(.*%S)") or ""
-end
+local strip = sb.strip
 
 -- The collecting sink: stores the §4.2 shapes in a JSON array and calls on_message(shape) for
 -- each one as it is stored (streaming writes it out there). Returns sink, array.

@@ -1,0 +1,10 @@
+"""Dispatch order and collected shapes (SPEC §4.1, §4.2) through the rest channel:
+tests/lua/cases/dispatch.json."""
+import unittest
+
+import cases
+
+Dispatch = cases.table_tests("dispatch", "Dispatch")
+
+if __name__ == "__main__":
+    unittest.main()
