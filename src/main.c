@@ -239,6 +239,8 @@ struct setup {
     char cwd[PATH_MAX];
 };
 
+static void free_setup(struct setup *s);
+
 static int load_setup(const struct cli *c, struct setup *s)
 {
     char err[4096];
@@ -275,6 +277,7 @@ static int load_setup(const struct cli *c, struct setup *s)
     return 0;
 fail:
     fprintf(stderr, "switchboard: %s\n", err);
+    free_setup(s);
     return -1;
 }
 

@@ -12,7 +12,7 @@ and every case must give the same result both times (state leaking from one requ
 later one is a bug), as OpenResty's Test::Nginx does with `repeat_each(2)`. A last test checks
 that the host is still running after both passes.
 
-A case with "bug": "BUG: ..." documents a place where the host contradicts SPEC.md: its tests
+A case with "bug": "BUG: ..." (or "KNOWN LIMITATION ...", for what docs/ describe as such) marks a place where the host differs from SPEC.md: its tests
 are marked unittest.expectedFailure (the text is the test's description in the verbose output).
 "bug_passes": [2] limits the mark to one pass (a bug that shows only on the second pass).
 """
