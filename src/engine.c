@@ -263,7 +263,9 @@ static void job_resume(struct job *job, int nargs)
     lua_State *co = job->co;
     int nres = 0;
     job->wait = WAIT_NONE;
+    lua_state_budget_begin(co);
     int rc = lua_resume(co, job->w->L, nargs, &nres);
+    lua_state_budget_end(co);
     if (rc == LUA_YIELD) {
         lua_pop(co, nres);
         if (job->wait != WAIT_NONE)
@@ -485,6 +487,10 @@ static int l_host_message_end(lua_State *L)
     struct job *job = running_job(L);
     timer_stop(job->w, &job->deadline);
     job->task.cancelled = NULL;
+    /* The pipeline has caught whatever the message raised, a spent CPU budget included: what
+     * follows (the next message, respond) gets a budget of its own. */
+    lua_state_budget_end(L);
+    lua_state_budget_begin(L);
     if (job->gate_sender)
         release_gate(job);
     return 0;

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* The allocator of a state: counts what Lua holds (for the memory cap) and keeps freed small
  * blocks in per-size free lists, because a request allocates and frees hundreds of small
@@ -23,6 +24,9 @@ struct lua_memory {
     size_t used;
     size_t limit;
     void *free_lists[SMALL_CLASSES]; /* class i holds blocks of (i + 1) * 16 bytes */
+    double cpu_budget;               /* seconds of Lua per entry; 0 = none */
+    char host_source[4200];          /* "@<data_dir>/lua/switchboard/": the host's own Lua */
+    size_t host_source_len;
 };
 
 static size_t size_class(size_t size) { return (size - 1) / 16; }
@@ -127,6 +131,87 @@ static int l_search_text_module(lua_State *L)
     return 2;
 }
 
+/* ---- the CPU budget ------------------------------------------------------------------------
+ * A count hook looks at the thread's CPU clock every BUDGET_STEP instructions while an entry
+ * (a job's resume, an init) runs. Once the entry has used its budget the hook raises an error,
+ * and from then on raises again at every instruction of script code (not of the host's own
+ * pipeline), so a script's pcall cannot swallow it: the error unwinds to the host, which ends
+ * the entry with lua_state_budget_end. A state is used by one thread at a time, so the clock
+ * lives in thread-local storage. */
+#define BUDGET_STEP 10000
+
+static _Thread_local struct {
+    int active, exceeded;
+    double started;
+} budget;
+
+static double thread_cpu_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static struct lua_memory *state_info(lua_State *L)
+{
+    void *ud = NULL;
+    lua_getallocf(L, &ud);
+    return ud;
+}
+
+static int is_host_code(lua_State *L, lua_Debug *ar, const struct lua_memory *m)
+{
+    if (!lua_getinfo(L, "S", ar) || !ar->source)
+        return 0;
+    return strncmp(ar->source, m->host_source, m->host_source_len) == 0;
+}
+
+static void raise_budget_error(lua_State *L, const struct lua_memory *m)
+{
+    char text[96];
+    snprintf(text, sizeof text, "the script used up its CPU budget (%g s of Lua)", m->cpu_budget);
+    luaL_where(L, 0); /* inside a hook, level 0 is the function that was running */
+    lua_pushstring(L, text);
+    lua_concat(L, 2);
+    lua_error(L);
+}
+
+static void budget_hook(lua_State *L, lua_Debug *ar)
+{
+    if (!budget.active)
+        return;
+    struct lua_memory *m = state_info(L);
+    if (budget.exceeded) {
+        if (!is_host_code(L, ar, m))
+            raise_budget_error(L, m);
+        return;
+    }
+    if (thread_cpu_seconds() - budget.started < m->cpu_budget)
+        return;
+    budget.exceeded = 1;
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+    raise_budget_error(L, m);
+}
+
+void lua_state_budget_begin(lua_State *L)
+{
+    if (state_info(L)->cpu_budget <= 0)
+        return;
+    budget.active = 1;
+    budget.exceeded = 0;
+    budget.started = thread_cpu_seconds();
+}
+
+int lua_state_budget_end(lua_State *L)
+{
+    int exceeded = budget.exceeded;
+    budget.active = 0;
+    budget.exceeded = 0;
+    if (exceeded)
+        lua_sethook(L, budget_hook, LUA_MASKCOUNT, BUDGET_STEP);
+    return exceeded;
+}
+
 static void set_package_paths(lua_State *L, const struct lua_paths *paths)
 {
     luaL_Buffer b;
@@ -178,6 +263,9 @@ lua_State *lua_state_new(const struct lua_paths *paths, const struct lua_limits 
         return NULL;
     }
     m->limit = limits ? limits->memory_limit : 0;
+    m->cpu_budget = limits ? limits->cpu_budget : 0;
+    snprintf(m->host_source, sizeof m->host_source, "@%s/lua/switchboard/", paths->data_dir);
+    m->host_source_len = strlen(m->host_source);
     lua_State *L = lua_newstate(counting_alloc, m);
     if (!L) {
         free(m);
@@ -196,6 +284,9 @@ lua_State *lua_state_new(const struct lua_paths *paths, const struct lua_limits 
     preload(L, "cjson", luaopen_cjson);
     preload(L, "switchboard", luaopen_switchboard);
     lua_request_open(L);
+    /* Coroutines inherit the hook of the thread that creates them. */
+    if (m->cpu_budget > 0)
+        lua_sethook(L, budget_hook, LUA_MASKCOUNT, BUDGET_STEP);
     return L;
 }
 
@@ -227,7 +318,9 @@ int lua_state_pcall(lua_State *L, int nargs, int nresults, char *err, size_t err
     int base = lua_gettop(L) - nargs;
     lua_pushcfunction(L, message_handler);
     lua_insert(L, base);
+    lua_state_budget_begin(L);
     int rc = lua_pcall(L, nargs, nresults, base);
+    lua_state_budget_end(L);
     lua_remove(L, base);
     if (rc == LUA_OK)
         return 0;

@@ -30,6 +30,12 @@ void lua_state_close(lua_State *L);
 /* Bytes the state has allocated right now. */
 size_t lua_state_memory(lua_State *L);
 
+/* The CPU budget of one entry into Lua (SPEC §6): begin before resuming a coroutine or calling
+ * into a state, end when it returns or yields. Ending resets the hook of `L` (the thread that
+ * ran) and returns 1 when the budget was used up. lua_state_pcall does both itself. */
+void lua_state_budget_begin(lua_State *L);
+int lua_state_budget_end(lua_State *L);
+
 /* lua_pcall with a message handler that appends a traceback to string errors (a table error, such
  * as an HTTP error raised by the host, is passed through untouched). On error the message is
  * copied to err (when err is not NULL), the error value stays on the stack, returns -1. */
