@@ -68,6 +68,8 @@ struct worker {
     struct outbound *outbound;
     int epfd, wake_fd;
     atomic_int stopping;
+    atomic_int draining;    /* graceful stop: finish what is in flight, accept nothing new */
+    uint64_t drain_until_ms;
 
     /* Jobs handed their sender's turn by another message (possibly on another worker). */
     pthread_mutex_t inbox_lock;
@@ -672,6 +674,8 @@ static long earliest(long a, long b)
 
 static int loop_timeout(struct worker *w)
 {
+    if (atomic_load(&w->draining))
+        return 50; /* look at the drain condition regularly */
     long timeout = earliest(http_server_timeout_ms(w->http), outbound_timeout_ms(w->outbound));
     if (w->timer_count > 0) {
         uint64_t now = now_ms(), due = w->timers[0]->due_ms;
@@ -685,6 +689,11 @@ static void *worker_main(void *arg)
     struct worker *w = arg;
     struct epoll_event events[64];
     while (!atomic_load(&w->stopping)) {
+        if (atomic_load(&w->draining)) {
+            http_server_stop_accepting(w->http);
+            if ((!w->jobs && !http_server_busy(w->http)) || now_ms() >= w->drain_until_ms)
+                break;
+        }
         int n = epoll_wait(w->epfd, events, 64, loop_timeout(w));
         if (n < 0 && errno != EINTR) {
             log_msg(LOG_ERROR, NULL, "worker %u: epoll_wait: %s", w->index, strerror(errno));
@@ -878,6 +887,23 @@ void engine_destroy(struct engine *e)
     route_table_free(&e->routes);
     free(e->workers);
     free(e);
+}
+
+void engine_drain(struct engine *e, double seconds)
+{
+    uint64_t until = now_ms() + (uint64_t)(seconds * 1000.0);
+    for (unsigned i = 0; i < e->worker_count; i++) {
+        struct worker *w = &e->workers[i];
+        w->drain_until_ms = until;
+        atomic_store(&w->draining, 1);
+        wake_worker(w);
+    }
+    for (unsigned i = 0; i < e->worker_count; i++) {
+        if (e->workers[i].thread_started) {
+            pthread_join(e->workers[i].thread, NULL);
+            e->workers[i].thread_started = 0;
+        }
+    }
 }
 
 unsigned engine_worker_count(const struct engine *e) { return e->worker_count; }

@@ -35,6 +35,9 @@ struct engine;
 struct engine *engine_create(const struct engine_options *opt, char *err, size_t errlen);
 /* Start the worker threads. Returns 0 or -1 with err. */
 int engine_start(struct engine *e, char *err, size_t errlen);
+/* Graceful stop: accept no new connections, let the requests in flight finish (at most
+ * `seconds`), then stop the workers. engine_destroy frees everything afterwards. */
+void engine_drain(struct engine *e, double seconds);
 /* Ask the workers to stop, wait for them, free everything. */
 void engine_destroy(struct engine *e);
 unsigned engine_worker_count(const struct engine *e);

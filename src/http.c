@@ -37,6 +37,7 @@ struct http_server {
     uint64_t id_counter;
     struct http_exchange *live; /* every exchange not yet freed (for shutdown) */
     atomic_ulong answers[6];    /* answers sent, by status class: [2] counts 2xx */
+    int quiesced;               /* no longer accepting connections */
 };
 
 struct http_exchange {
@@ -666,7 +667,7 @@ void http_server_destroy(struct http_server *s)
         return;
     /* The listening socket is shared and belongs to the caller: take it back from MHD first, or
      * MHD_stop_daemon would close it under the other servers. */
-    MHD_quiesce_daemon(s->daemon);
+    http_server_stop_accepting(s);
     /* MHD may not be stopped with suspended connections: answer those first. */
     for (struct http_exchange *x = s->live; x; x = x->next) {
         if (x->delivered && !x->engine_done) {
@@ -694,6 +695,22 @@ int http_server_fd(const struct http_server *s)
 }
 
 void http_server_run(struct http_server *s) { MHD_run(s->daemon); }
+
+void http_server_stop_accepting(struct http_server *s)
+{
+    if (!s->quiesced)
+        MHD_quiesce_daemon(s->daemon);
+    s->quiesced = 1;
+}
+
+unsigned http_server_busy(const struct http_server *s)
+{
+    unsigned n = 0;
+    for (const struct http_exchange *x = s->live; x; x = x->next)
+        if (x->delivered && !x->mhd_done)
+            n++;
+    return n;
+}
 
 long http_server_timeout_ms(struct http_server *s)
 {

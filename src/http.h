@@ -70,6 +70,10 @@ void http_server_destroy(struct http_server *s);
 /* An fd that becomes readable when the server has work; call http_server_run then. */
 int http_server_fd(const struct http_server *s);
 void http_server_run(struct http_server *s);
+/* Stop accepting new connections (graceful stop); the listening socket stays open. */
+void http_server_stop_accepting(struct http_server *s);
+/* Requests handed to the engine whose answer is not completely sent yet. */
+unsigned http_server_busy(const struct http_server *s);
 /* Milliseconds until the server needs running for its own timeouts, or -1. */
 long http_server_timeout_ms(struct http_server *s);
 /* Add the answers this server has sent, by status class (counts[2] for 2xx), to counts.

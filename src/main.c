@@ -409,7 +409,9 @@ static int command_run(const struct cli *c)
                                        "configuration; restart to apply changes");
             continue;
         }
-        log_msg(LOG_INFO, NULL, "%s received: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        log_msg(LOG_INFO, NULL, "%s received: finishing the requests in flight, then stopping",
+                sig == SIGINT ? "SIGINT" : "SIGTERM");
+        engine_drain(engine, c->response_timeout + 1);
         break;
     }
     rc = 0;
