@@ -9,6 +9,7 @@
 #include "lua_request.h"
 #include "lua_sb.h"
 #include "router.h"
+#include "scripts.h"
 #include "sender_gate.h"
 
 #include <errno.h>
@@ -39,6 +40,7 @@ struct timer {
 struct job {
     struct lua_task task;         /* first: a coroutine's task pointer is its job */
     struct worker *w;
+    struct script_state *st;      /* the scripts the job started with (reloads do not change it) */
     struct http_exchange *x;      /* NULL once answered */
     const struct http_request *r;
     lua_State *co;
@@ -61,9 +63,8 @@ struct worker {
     unsigned index;
     pthread_t thread;
     int thread_started;
-    lua_State *L;
-    int *channel_refs;
-    int run_ref;
+    struct script_state *lua;     /* the current scripts: new jobs start here */
+    struct script_state *retired; /* older scripts that jobs still run on */
     struct http_server *http;
     struct outbound *outbound;
     int epfd, wake_fd;
@@ -74,9 +75,8 @@ struct worker {
     /* Jobs handed their sender's turn by another message (possibly on another worker). */
     pthread_mutex_t inbox_lock;
     struct job *woken_head, *woken_tail;
+    struct script_state *incoming;  /* a reload's scripts, adopted between jobs */
 
-    struct idle_coroutine { lua_State *co; int ref; } idle[64]; /* finished coroutines to reuse */
-    size_t idle_count;
     struct timer **timers; /* min-heap on due_ms */
     size_t timer_count, timer_cap;
     struct job *jobs;
@@ -84,11 +84,15 @@ struct worker {
 
 struct engine {
     struct engine_options opt;
-    struct route_table routes;
+    struct script_options scripts;
+    struct script_config *config;  /* the newest; older ones follow config->older */
+    struct generation *gen;        /* the newest generation (main thread only) */
     unsigned worker_count;
     struct worker *workers;
     time_t started;
-    char bot_text[512];
+    pthread_mutex_t reload_lock;   /* guards the two fields below (read by /status) */
+    unsigned generation;
+    char last_reload_error[2048];
 };
 
 #define EV_HTTP 1u
@@ -197,10 +201,36 @@ static void release_gate(struct job *job)
     job->gate_sender = NULL;
 }
 
+/* A retired state whose last job ended: close it. */
+static void retire_done(struct worker *w, struct script_state *st)
+{
+    for (struct script_state **p = &w->retired; *p; p = &(*p)->next) {
+        if (*p == st) {
+            *p = st->next;
+            break;
+        }
+    }
+    script_state_close(st);
+}
+
+/* Make a reload's scripts current: new jobs use them, running jobs finish on theirs. */
+static void adopt_scripts(struct worker *w, struct script_state *fresh)
+{
+    struct script_state *old = w->lua;
+    w->lua = fresh;
+    if (old->jobs == 0) {
+        script_state_close(old);
+    } else {
+        old->next = w->retired;
+        w->retired = old;
+    }
+}
+
 static void job_free(struct job *job)
 {
     struct worker *w = job->w;
-    lua_State *L = w->L;
+    struct script_state *st = job->st;
+    lua_State *L = st->L;
     timer_stop(w, &job->sleep_timer);
     timer_stop(w, &job->deadline);
     if (job->call)
@@ -215,8 +245,8 @@ static void job_free(struct job *job)
     lua_task_bind(job->co, NULL);
     /* A coroutine that ended normally is reset and kept for the next job: creating one per
      * request was a measurable share of the rest echo benchmark. */
-    if (lua_resetthread(job->co) == LUA_OK && w->idle_count < sizeof w->idle / sizeof w->idle[0])
-        w->idle[w->idle_count++] = (struct idle_coroutine){job->co, job->co_ref};
+    if (lua_resetthread(job->co) == LUA_OK && st->idle_count < sizeof st->idle / sizeof st->idle[0])
+        st->idle[st->idle_count++] = (struct idle_coroutine){job->co, job->co_ref};
     else
         luaL_unref(L, LUA_REGISTRYINDEX, job->co_ref);
     if (job->prev)
@@ -226,6 +256,8 @@ static void job_free(struct job *job)
     if (job->next)
         job->next->prev = job->prev;
     free(job);
+    if (--st->jobs == 0 && st != w->lua)
+        retire_done(w, st);
 }
 
 /* Finish the exchange with an answer built from the coroutine's results: status, content type,
@@ -266,7 +298,7 @@ static void job_resume(struct job *job, int nargs)
     int nres = 0;
     job->wait = WAIT_NONE;
     lua_state_budget_begin(co);
-    int rc = lua_resume(co, job->w->L, nargs, &nres);
+    int rc = lua_resume(co, job->st->L, nargs, &nres);
     lua_state_budget_end(co);
     if (rc == LUA_YIELD) {
         lua_pop(co, nres);
@@ -305,7 +337,11 @@ static void drain_inbox(struct worker *w)
     pthread_mutex_lock(&w->inbox_lock);
     struct job *job = w->woken_head;
     w->woken_head = w->woken_tail = NULL;
+    struct script_state *fresh = w->incoming;
+    w->incoming = NULL;
     pthread_mutex_unlock(&w->inbox_lock);
+    if (fresh)
+        adopt_scripts(w, fresh);
     while (job) {
         struct job *next = job->woken_next;
         job->woken_next = NULL;
@@ -414,8 +450,11 @@ static void job_start(struct worker *w, struct http_exchange *x, const struct ht
         http_respond_error(x, 503, "overloaded", "out of memory");
         return;
     }
-    lua_State *L = w->L;
+    struct script_state *st = w->lua;
+    lua_State *L = st->L;
     job->w = w;
+    job->st = st;
+    st->jobs++;
     job->x = x;
     job->r = r;
     job->sleep_timer = (struct timer){.slot = SIZE_MAX, .fire = sleep_fired};
@@ -423,10 +462,10 @@ static void job_start(struct worker *w, struct http_exchange *x, const struct ht
     job->gate.wake = job_gate_wake;
     job->task.request_id = r->id;
     job->task.ops = &task_ops;
-    if (w->idle_count > 0) {
-        w->idle_count--;
-        job->co = w->idle[w->idle_count].co;
-        job->co_ref = w->idle[w->idle_count].ref;
+    if (st->idle_count > 0) {
+        st->idle_count--;
+        job->co = st->idle[st->idle_count].co;
+        job->co_ref = st->idle[st->idle_count].ref;
     } else {
         job->co = lua_newthread(L);
         job->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -439,9 +478,9 @@ static void job_start(struct worker *w, struct http_exchange *x, const struct ht
     w->jobs = job;
 
     lua_State *co = job->co;
-    lua_rawgeti(co, LUA_REGISTRYINDEX, w->run_ref);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, st->run_ref);
     lua_pushstring(co, m->kind == ROUTE_WEBHOOK ? "webhook" : "route");
-    lua_rawgeti(co, LUA_REGISTRYINDEX, w->channel_refs[m->channel]);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, st->channel_refs[m->channel]);
     lua_request_push(co, x, r);
     lua_pushvalue(co, -1);
     job->req_ref = luaL_ref(co, LUA_REGISTRYINDEX);
@@ -573,28 +612,45 @@ static void respond_error(struct http_exchange *x, int status, const char *code,
 static void respond_status(struct worker *w, struct http_exchange *x)
 {
     struct engine *e = w->engine;
-    size_t size = 4096 + e->opt.channels->count * 1024;
+    const struct generation *gen = w->lua->gen;
+    size_t size = 8192 + gen->channels.count * 1200;
     char *body = malloc(size);
     if (!body) {
         respond_error(x, 503, "overloaded", "out of memory", NULL, 0);
         return;
     }
-    char bot[1100];
-    http_json_escape(e->bot_text, bot, sizeof bot);
+    char bot_text[1024], bot[1100], error[2100];
+    bot_describe(&gen->config->endpoints, e->opt.paths.data_dir, bot_text, sizeof bot_text);
+    http_json_escape(bot_text, bot, sizeof bot);
+    pthread_mutex_lock(&e->reload_lock);
+    unsigned newest = e->generation;
+    http_json_escape(e->last_reload_error, error, sizeof error);
+    pthread_mutex_unlock(&e->reload_lock);
+    char quoted_error[2200];
+    if (error[0])
+        snprintf(quoted_error, sizeof quoted_error, "\"%s\"", error);
+    else
+        snprintf(quoted_error, sizeof quoted_error, "null");
+
     size_t n = (size_t)snprintf(body, size,
                                 "{\"version\":\"%s\",\"uptime\":%ld,\"workers\":%u,"
+                                "\"generation\":%u,\"last_reload_error\":%s,"
                                 "\"bot\":\"%s\",\"channels\":[",
-                                SB_VERSION, (long)(time(NULL) - e->started), e->worker_count, bot);
-    for (size_t i = 0; i < e->opt.channels->count && n < size; i++) {
-        const struct channel_def *d = &e->opt.channels->defs[i];
+                                SB_VERSION, (long)(time(NULL) - e->started), e->worker_count,
+                                gen->number, quoted_error, bot);
+    for (size_t i = 0; i < gen->channels.count && n < size; i++) {
+        const struct channel_def *d = &gen->channels.defs[i];
         char key[300], name[300], script[900];
         http_json_escape(d->key, key, sizeof key);
         http_json_escape(d->name ? d->name : "", name, sizeof name);
         http_json_escape(d->script, script, sizeof script);
+        /* A rejected reload that names this script is its last reload error. */
+        int failed = error[0] && newest == gen->number && strstr(e->last_reload_error, d->script);
         n += (size_t)snprintf(body + n, size - n,
                               "%s{\"name\":\"%s\",\"key\":\"%s\",\"script\":\"%s\","
-                              "\"generation\":1,\"last_reload_error\":null}",
-                              i ? "," : "", name, key, script);
+                              "\"generation\":%u,\"last_reload_error\":%s}",
+                              i ? "," : "", name, key, script, gen->number,
+                              failed ? quoted_error : "null");
     }
     unsigned long answers[6] = {0};
     for (unsigned i = 0; i < e->worker_count; i++)
@@ -611,7 +667,7 @@ static void on_request(void *ctx, struct http_exchange *x, const struct http_req
 {
     struct worker *w = ctx;
     struct route_match m;
-    router_match(&w->engine->routes, r->method, r->path, &m);
+    router_match(&w->lua->gen->routes, r->method, r->path, &m);
     switch (m.kind) {
     case ROUTE_ROOT: {
         char text[64];
@@ -714,74 +770,43 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* Load channels, bot and pipeline into a new state. The first load (routes != NULL) learns the
- * channel names and routes. */
-static lua_State *load_state(const struct engine_options *opt, int *channel_refs, int *run_ref,
-                             struct route_table *routes, char *err, size_t errlen)
+static void scripts_options_init(struct script_options *so, const struct engine_options *opt)
 {
-    lua_State *L = lua_state_new(&opt->paths, &opt->limits, err, errlen);
-    if (!L)
-        return NULL;
-    int bot_ref;
-    char lua_err[2048];
-    if (channel_load_all(L, opt->channels, channel_refs, routes, err, errlen) != 0 ||
-        bot_load(L, opt->endpoints, opt->paths.data_dir, &bot_ref, err, errlen) != 0)
-        goto fail;
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "switchboard.pipeline");
-    if (lua_state_pcall(L, 1, 1, lua_err, sizeof lua_err) != 0) {
-        snprintf(err, errlen, "loading the pipeline: %s", lua_err);
-        goto fail;
-    }
-    lua_getfield(L, -1, "setup");
-    push_host_table(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, bot_ref);
-    lua_call(L, 2, 0);
-    lua_getfield(L, -1, "run");
-    *run_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_pop(L, 1);
-    return L;
-fail:
-    if (routes && routes->channels)
-        route_table_free(routes);
-    lua_state_close(L);
-    return NULL;
+    memset(so, 0, sizeof *so);
+    so->paths = opt->paths;
+    so->limits = opt->limits;
+    so->connector = opt->connector;
+    so->push_host = push_host_table;
 }
 
-int engine_check(const struct engine_options *opt, char *err, size_t errlen)
+int engine_check(const struct engine_options *opt, char *summary, size_t size, char *err,
+                 size_t errlen)
 {
-    int *refs = calloc(opt->channels->count + 1, sizeof *refs);
-    if (!refs) {
-        snprintf(err, errlen, "out of memory");
+    struct script_options so;
+    scripts_options_init(&so, opt);
+    struct script_state *state = NULL;
+    struct generation *gen = generation_load(opt->config, &so, 1, &state, 1, err, errlen);
+    if (!gen)
         return -1;
-    }
-    struct route_table routes = {0};
-    int run_ref;
-    lua_State *L = load_state(opt, refs, &run_ref, &routes, err, errlen);
-    free(refs);
-    if (!L)
-        return -1;
-    route_table_free(&routes);
-    lua_state_close(L);
+    size_t n = (size_t)snprintf(summary, size, "%zu channel%s (", gen->channels.count,
+                                gen->channels.count == 1 ? "" : "s");
+    for (size_t i = 0; i < gen->channels.count && n < size; i++)
+        n += (size_t)snprintf(summary + n, size - n, "%s%s", i ? ", " : "",
+                              gen->channels.defs[i].name);
+    if (n < size)
+        snprintf(summary + n, size - n, ")");
+    script_state_close(state);
     return 0;
 }
 
-static int worker_init(struct engine *e, struct worker *w, unsigned index, char *err,
-                       size_t errlen)
+static int worker_init(struct engine *e, struct worker *w, unsigned index,
+                       struct script_state *scripts, char *err, size_t errlen)
 {
     w->engine = e;
     w->index = index;
     w->epfd = w->wake_fd = -1;
+    w->lua = scripts;
     pthread_mutex_init(&w->inbox_lock, NULL);
-    w->channel_refs = calloc(e->opt.channels->count + 1, sizeof *w->channel_refs);
-    if (!w->channel_refs) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    w->L = load_state(&e->opt, w->channel_refs, &w->run_ref, index == 0 ? &e->routes : NULL, err,
-                      errlen);
-    if (!w->L)
-        return -1;
     w->http = http_server_create(e->opt.listen_fd, &e->opt.http, on_request, w, err, errlen);
     if (!w->http)
         return -1;
@@ -815,11 +840,12 @@ static void worker_cleanup(struct worker *w)
     }
     outbound_destroy(w->outbound);
     w->outbound = NULL;
-    if (w->L)
-        lua_state_close(w->L);
-    w->L = NULL;
-    free(w->channel_refs);
-    w->channel_refs = NULL;
+    while (w->retired)
+        retire_done(w, w->retired);
+    script_state_close(w->lua);
+    w->lua = NULL;
+    script_state_close(w->incoming);
+    w->incoming = NULL;
     free(w->timers);
     w->timers = NULL;
     if (w->epfd >= 0)
@@ -832,28 +858,45 @@ static void worker_cleanup(struct worker *w)
 struct engine *engine_create(const struct engine_options *opt, char *err, size_t errlen)
 {
     struct engine *e = calloc(1, sizeof *e);
+    struct script_state **states = NULL;
     if (!e) {
         snprintf(err, errlen, "out of memory");
+        script_config_free(opt->config);
         return NULL;
     }
     e->opt = *opt;
+    e->config = opt->config;
     e->worker_count = opt->workers ? opt->workers : engine_cpu_count();
     e->started = time(NULL);
-    bot_describe(opt->endpoints, opt->paths.data_dir, e->bot_text, sizeof e->bot_text);
+    e->generation = 1;
+    pthread_mutex_init(&e->reload_lock, NULL);
+    scripts_options_init(&e->scripts, opt);
     e->workers = calloc(e->worker_count, sizeof *e->workers);
-    if (!e->workers) {
+    states = calloc(e->worker_count, sizeof *states);
+    if (!e->workers || !states) {
         snprintf(err, errlen, "out of memory");
-        free(e);
-        return NULL;
+        goto fail;
+    }
+    /* Every state is loaded before anything starts: a bad script stops startup here. */
+    e->gen = generation_load(e->config, &e->scripts, 1, states, e->worker_count, err, errlen);
+    if (!e->gen) {
+        e->worker_count = 0; /* no worker was set up */
+        goto fail;
     }
     for (unsigned i = 0; i < e->worker_count; i++) {
-        if (worker_init(e, &e->workers[i], i, err, errlen) != 0) {
+        if (worker_init(e, &e->workers[i], i, states[i], err, errlen) != 0) {
+            for (unsigned j = i + 1; j < e->worker_count; j++)
+                script_state_close(states[j]);
             e->worker_count = i + 1;
-            engine_destroy(e);
-            return NULL;
+            goto fail;
         }
     }
+    free(states);
     return e;
+fail:
+    free(states);
+    engine_destroy(e);
+    return NULL;
 }
 
 int engine_start(struct engine *e, char *err, size_t errlen)
@@ -882,11 +925,87 @@ void engine_destroy(struct engine *e)
     for (unsigned i = 0; i < e->worker_count; i++)
         if (e->workers[i].thread_started)
             pthread_join(e->workers[i].thread, NULL);
-    for (unsigned i = 0; i < e->worker_count; i++)
+    for (unsigned i = 0; i < e->worker_count && e->workers; i++)
         worker_cleanup(&e->workers[i]);
-    route_table_free(&e->routes);
     free(e->workers);
+    while (e->config) {
+        struct script_config *older = e->config->older;
+        script_config_free(e->config);
+        e->config = older;
+    }
+    pthread_mutex_destroy(&e->reload_lock);
     free(e);
+}
+
+int engine_reload(struct engine *e, struct script_config *config, char *err, size_t errlen)
+{
+    struct script_state **states = calloc(e->worker_count, sizeof *states);
+    if (!states) {
+        snprintf(err, errlen, "out of memory");
+        script_config_free(config);
+        return -1;
+    }
+    const struct script_config *source = config ? config : e->config;
+    struct generation *gen = generation_load(source, &e->scripts, e->generation + 1, states,
+                                             e->worker_count, err, errlen);
+    pthread_mutex_lock(&e->reload_lock);
+    if (gen) {
+        e->generation = gen->number;
+        e->last_reload_error[0] = '\0';
+    } else {
+        snprintf(e->last_reload_error, sizeof e->last_reload_error, "%s", err);
+    }
+    pthread_mutex_unlock(&e->reload_lock);
+    if (!gen) {
+        free(states);
+        script_config_free(config);
+        return -1;
+    }
+    if (config) {
+        config->older = e->config;
+        e->config = config;
+    }
+    e->gen = gen;
+    for (unsigned i = 0; i < e->worker_count; i++) {
+        struct worker *w = &e->workers[i];
+        pthread_mutex_lock(&w->inbox_lock);
+        struct script_state *unused = w->incoming; /* a reload the worker has not picked up */
+        w->incoming = states[i];
+        pthread_mutex_unlock(&w->inbox_lock);
+        script_state_close(unused);
+        wake_worker(w);
+    }
+    free(states);
+    return 0;
+}
+
+void engine_note_reload_error(struct engine *e, const char *error)
+{
+    pthread_mutex_lock(&e->reload_lock);
+    snprintf(e->last_reload_error, sizeof e->last_reload_error, "%s", error);
+    pthread_mutex_unlock(&e->reload_lock);
+}
+
+void engine_watched_files(const struct engine *e, char *const **files, size_t *count)
+{
+    *files = e->gen->files;
+    *count = e->gen->file_count;
+}
+
+unsigned engine_generation(const struct engine *e) { return e->gen->number; }
+
+static void describe_channels(const struct channel_set *set, char *out, size_t size)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < set->count && used < size; i++)
+        used += (size_t)snprintf(out + used, size - used, "%s/webhooks/%s/webhook", i ? ", " : "",
+                                 set->defs[i].name);
+}
+
+void engine_describe_channels(const struct engine *e, char *out, size_t size)
+{
+    describe_channels(&e->gen->channels, out, size);
 }
 
 void engine_drain(struct engine *e, double seconds)

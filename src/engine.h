@@ -14,14 +14,13 @@
 #include "http.h"
 #include "lua_state.h"
 
-struct channel_set;
-struct endpoints;
+struct script_config;
 
 struct engine_options {
-    struct lua_paths paths;
+    struct lua_paths paths;           /* data_dir; project_dir comes from the configuration */
     struct lua_limits limits;
-    struct channel_set *channels;     /* borrowed; names filled by the first load */
-    const struct endpoints *endpoints;/* borrowed */
+    struct script_config *config;     /* engine_create takes ownership (also when it fails) */
+    const char *connector;            /* --connector, or NULL */
     unsigned workers;                 /* 0: one per CPU the process may run on */
     double response_timeout;          /* seconds one message may take (--response-timeout) */
     struct http_options http;         /* borrowed pointers inside must outlive the engine */
@@ -42,8 +41,25 @@ void engine_drain(struct engine *e, double seconds);
 void engine_destroy(struct engine *e);
 unsigned engine_worker_count(const struct engine *e);
 
-/* Load every channel and the bot into a scratch state and discard it: `switchboard check`. */
-int engine_check(const struct engine_options *opt, char *err, size_t errlen);
+/* Load every channel and the bot into a scratch state and discard it: `switchboard check`.
+ * Does not take the configuration. summary gets "2 channels (rest, myio)". */
+int engine_check(const struct engine_options *opt, char *summary, size_t size, char *err,
+                 size_t errlen);
+
+/* Reload (SPEC §7): load every script again (from `config` when given: SIGHUP, which the engine
+ * then owns; else from the current configuration) into new states, off the workers; when all of
+ * it loads, each worker switches between jobs and requests in flight finish on the old scripts.
+ * On failure nothing changes, err says why and /status shows it. Main thread only. */
+int engine_reload(struct engine *e, struct script_config *config, char *err, size_t errlen);
+/* Record a reload that failed before reaching the engine (an unreadable configuration file),
+ * for /status. */
+void engine_note_reload_error(struct engine *e, const char *error);
+/* The Lua files the current scripts were loaded from (main thread only; valid until the next
+ * reload). */
+void engine_watched_files(const struct engine *e, char *const **files, size_t *count);
+unsigned engine_generation(const struct engine *e);
+/* "/webhooks/rest/webhook, ..." for the startup line. */
+void engine_describe_channels(const struct engine *e, char *out, size_t size);
 
 /* The number of CPUs this process may run on. */
 unsigned engine_cpu_count(void);

@@ -8,6 +8,7 @@
 #include <lauxlib.h>
 #include <lua-cjson.h>
 #include <lualib.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,6 +113,37 @@ static int l_os_exit_refused(lua_State *L)
     return luaL_error(L, "os.exit is not available to Switchboard scripts");
 }
 
+/* The Lua files a state loaded (scripts and the modules they require), for the file watcher. */
+static char key_loaded_files;
+
+static void remember_file(lua_State *L, const char *path)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_loaded_files);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &key_loaded_files);
+    }
+    lua_pushstring(L, path);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    lua_pop(L, 1);
+}
+
+void lua_state_loaded_files(lua_State *L, void (*fn)(void *ctx, const char *path), void *ctx)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_loaded_files);
+    lua_Integer n = lua_istable(L, -1) ? (lua_Integer)lua_rawlen(L, -1) : 0;
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        char path[PATH_MAX];
+        if (realpath(lua_tostring(L, -1), path))
+            fn(ctx, path);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
 /* package.searchers[2] replacement: like Lua's own file searcher, but loads text only. */
 static int l_search_text_module(lua_State *L)
 {
@@ -127,6 +159,7 @@ static int l_search_text_module(lua_State *L)
     if (luaL_loadfilex(L, filename, "t") != LUA_OK)
         return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s", name, filename,
                           lua_tostring(L, -1));
+    remember_file(L, filename);
     lua_pushstring(L, filename);
     return 2;
 }
@@ -339,6 +372,7 @@ int lua_state_pcall(lua_State *L, int nargs, int nresults, char *err, size_t err
 
 int lua_state_dofile(lua_State *L, const char *path, char *err, size_t errlen)
 {
+    remember_file(L, path);
     if (luaL_loadfilex(L, path, "t") != LUA_OK) {
         snprintf(err, errlen, "%s", lua_tostring(L, -1));
         lua_pop(L, 1);

@@ -44,6 +44,10 @@ int lua_state_pcall(lua_State *L, int nargs, int nresults, char *err, size_t err
  * with "file:line: message" in err. */
 int lua_state_dofile(lua_State *L, const char *path, char *err, size_t errlen);
 
+/* Call fn with the absolute path of every Lua file the state has loaded (lua_state_dofile and
+ * require), in load order. */
+void lua_state_loaded_files(lua_State *L, void (*fn)(void *ctx, const char *path), void *ctx);
+
 /* Push a config tree as Lua values (maps and sequences become tables, null becomes nil). */
 void lua_push_cfg(lua_State *L, const struct cfg_value *v);
 

@@ -5,13 +5,17 @@
 #include "engine.h"
 #include "http.h"
 #include "log.h"
+#include "scripts.h"
+#include "watch.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 #define MAX_CORS 32
@@ -229,119 +233,141 @@ static char *read_whole_file(const char *path, const char *what)
     return text;
 }
 
-/* The config files and channel set shared by run and check. */
-struct setup {
-    struct credentials credentials;
-    int have_credentials;
-    struct endpoints endpoints;
-    struct channel_set channels;
-    char data_dir[PATH_MAX];
-    char cwd[PATH_MAX];
-};
-
-static void free_setup(struct setup *s);
-
-static int load_setup(const struct cli *c, struct setup *s)
+/* The configuration files: the flag, else the file of that name in the working folder. */
+static const char *credentials_path(const struct cli *c)
 {
-    char err[4096];
-    memset(s, 0, sizeof *s);
-    endpoints_defaults(&s->endpoints);
-    if (find_data_dir(s->data_dir, sizeof s->data_dir) != 0)
-        return -1;
-    if (!getcwd(s->cwd, sizeof s->cwd))
-        snprintf(s->cwd, sizeof s->cwd, ".");
-
-    const char *credentials = c->credentials;
-    if (!credentials && file_readable("credentials.yml"))
-        credentials = "credentials.yml";
-    if (credentials) {
-        if (credentials_load(credentials, &s->credentials, err, sizeof err) != 0)
-            goto fail;
-        s->have_credentials = 1;
-        if (s->credentials.count == 0)
-            log_msg(LOG_WARNING, NULL, "%s names no channels: serving the rest channel alone",
-                    credentials);
-    } else {
-        log_msg(LOG_WARNING, NULL, "no credentials.yml here and no --credentials given: serving "
-                                   "the rest channel alone");
-    }
-    const char *endpoints = c->endpoints;
-    if (!endpoints && file_readable("endpoints.yml"))
-        endpoints = "endpoints.yml";
-    if (endpoints && endpoints_load(endpoints, &s->endpoints, err, sizeof err) != 0)
-        goto fail;
-    int use_credentials = s->have_credentials && s->credentials.count > 0;
-    if (channel_resolve(use_credentials ? &s->credentials : NULL, s->data_dir, &s->channels, err,
-                        sizeof err) != 0)
-        goto fail;
-    return 0;
-fail:
-    fprintf(stderr, "switchboard: %s\n", err);
-    free_setup(s);
-    return -1;
+    if (c->credentials)
+        return c->credentials;
+    return file_readable("credentials.yml") ? "credentials.yml" : NULL;
 }
 
-static void free_setup(struct setup *s)
+static const char *endpoints_path(const struct cli *c)
 {
-    channel_set_free(&s->channels);
-    endpoints_free(&s->endpoints);
-    if (s->have_credentials)
-        credentials_free(&s->credentials);
+    if (c->endpoints)
+        return c->endpoints;
+    return file_readable("endpoints.yml") ? "endpoints.yml" : NULL;
 }
 
-static void engine_options_init(struct engine_options *o, struct setup *s)
+/* Options shared by run and check; takes ownership of nothing yet. */
+static int engine_options_init(struct engine_options *o, const struct cli *c, char *data_dir,
+                               size_t data_dir_size)
 {
     memset(o, 0, sizeof *o);
-    o->paths.project_dir = s->have_credentials ? s->credentials.dir : s->cwd;
-    o->paths.data_dir = s->data_dir;
-    o->limits.memory_limit = s->endpoints.server.lua_memory_limit;
-    o->limits.cpu_budget = s->endpoints.server.lua_cpu_budget;
-    o->channels = &s->channels;
-    o->endpoints = &s->endpoints;
-    o->workers = s->endpoints.server.workers;
-    o->response_timeout = 30;
-    o->http.max_body_size = s->endpoints.server.max_body_size;
-    o->http.connection_timeout = s->endpoints.server.connection_timeout;
-    o->http.connection_limit = s->endpoints.server.connection_limit;
-    o->listen_fd = -1;
-}
-
-/* --connector: keep one channel. A key is known before loading; a name only after. */
-static int apply_connector(const struct cli *c, struct engine_options *o, char *err,
-                           size_t errlen)
-{
-    if (!c->connector)
-        return 0;
-    for (size_t i = 0; i < o->channels->count; i++)
-        if (strcmp(o->channels->defs[i].key, c->connector) == 0)
-            return channel_filter(o->channels, c->connector, err, errlen);
-    if (engine_check(o, err, errlen) != 0) /* learns the names */
+    if (find_data_dir(data_dir, data_dir_size) != 0)
         return -1;
-    return channel_filter(o->channels, c->connector, err, errlen);
+    char err[4096];
+    o->config = script_config_read(credentials_path(c), endpoints_path(c), err, sizeof err);
+    if (!o->config) {
+        fprintf(stderr, "switchboard: %s\n", err);
+        return -1;
+    }
+    const struct server_limits *server = &o->config->endpoints.server;
+    o->paths.data_dir = data_dir;
+    o->limits.memory_limit = server->lua_memory_limit;
+    o->limits.cpu_budget = server->lua_cpu_budget;
+    o->connector = c->connector;
+    o->workers = server->workers;
+    o->response_timeout = c->response_timeout;
+    o->http.max_body_size = server->max_body_size;
+    o->http.connection_timeout = server->connection_timeout;
+    o->http.connection_limit = server->connection_limit;
+    o->listen_fd = -1;
+    return 0;
 }
 
 static int command_check(const struct cli *c)
 {
-    struct setup s;
-    if (load_setup(c, &s) != 0)
-        return 1;
+    char data_dir[PATH_MAX], err[4096];
     struct engine_options o;
-    engine_options_init(&o, &s);
-    char err[4096];
-    int rc = engine_check(&o, err, sizeof err);
+    if (engine_options_init(&o, c, data_dir, sizeof data_dir) != 0)
+        return 1;
+    char check_summary[2048];
+    int rc = engine_check(&o, check_summary, sizeof check_summary, err, sizeof err);
     if (rc != 0) {
         fprintf(stderr, "switchboard: %s\n", err);
     } else {
-        printf("configuration OK: %zu channel%s (", s.channels.count,
-               s.channels.count == 1 ? "" : "s");
-        for (size_t i = 0; i < s.channels.count; i++)
-            printf("%s%s", i ? ", " : "", s.channels.defs[i].name);
         char bot[1024];
-        bot_describe(&s.endpoints, s.data_dir, bot, sizeof bot);
-        printf("); bot: %s\n", bot);
+        bot_describe(&o.config->endpoints, data_dir, bot, sizeof bot);
+        printf("configuration OK: %s; bot: %s\n", check_summary, bot);
     }
-    free_setup(&s);
+    script_config_free(o.config);
     return rc == 0 ? 0 : 1;
+}
+
+/* SIGHUP: read both files again and reload everything from them, all or nothing. */
+static void reload_configuration(struct engine *engine, const struct cli *c,
+                                 const struct server_limits *running)
+{
+    char err[4096];
+    struct script_config *config =
+        script_config_read(credentials_path(c), endpoints_path(c), err, sizeof err);
+    if (!config) {
+        log_msg(LOG_ERROR, NULL, "SIGHUP: configuration rejected, the running one stays: %s", err);
+        engine_note_reload_error(engine, err);
+        return;
+    }
+    if (memcmp(&config->endpoints.server, running, sizeof *running) != 0)
+        log_msg(LOG_WARNING, NULL, "SIGHUP: changes to the server: section apply at the next "
+                                   "restart");
+    if (engine_reload(engine, config, err, sizeof err) != 0)
+        log_msg(LOG_ERROR, NULL, "SIGHUP: reload rejected, generation %u keeps serving: %s",
+                engine_generation(engine), err);
+    else
+        log_msg(LOG_INFO, NULL, "SIGHUP: configuration reloaded (generation %u)",
+                engine_generation(engine));
+}
+
+/* A watched script changed: reload the scripts (the configuration stays). */
+static void reload_scripts(struct engine *engine)
+{
+    char err[4096];
+    if (engine_reload(engine, NULL, err, sizeof err) != 0)
+        log_msg(LOG_ERROR, NULL, "script change rejected, generation %u keeps serving: %s",
+                engine_generation(engine), err);
+    else
+        log_msg(LOG_INFO, NULL, "scripts reloaded (generation %u)", engine_generation(engine));
+}
+
+static void watch_current_files(struct watch *watch, const struct engine *engine)
+{
+    char *const *files;
+    size_t count;
+    engine_watched_files(engine, &files, &count);
+    watch_set(watch, files, count);
+}
+
+/* The main thread's loop: signals and script changes, until SIGINT or SIGTERM. */
+static void control_loop(struct engine *engine, const struct cli *c, int signal_fd,
+                         struct watch *watch, const struct server_limits *running)
+{
+    watch_current_files(watch, engine);
+    for (;;) {
+        struct pollfd fds[2] = {{signal_fd, POLLIN, 0}, {watch_fd(watch), POLLIN, 0}};
+        if (poll(fds, 2, -1) < 0)
+            continue;
+        if (fds[1].revents && watch_changed(watch)) {
+            /* Editors save in several steps: wait until the files are quiet for 20 ms. */
+            struct pollfd quiet = {watch_fd(watch), POLLIN, 0};
+            while (poll(&quiet, 1, 20) > 0)
+                watch_changed(watch);
+            reload_scripts(engine);
+            watch_current_files(watch, engine);
+        }
+        if (!fds[0].revents)
+            continue;
+        struct signalfd_siginfo info;
+        if (read(signal_fd, &info, sizeof info) != (ssize_t)sizeof info)
+            continue;
+        if (info.ssi_signo == SIGHUP) {
+            reload_configuration(engine, c, running);
+            watch_current_files(watch, engine);
+            continue;
+        }
+        log_msg(LOG_INFO, NULL, "%s received: finishing the requests in flight, then stopping",
+                info.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
+        engine_drain(engine, c->response_timeout + 1);
+        return;
+    }
 }
 
 static int command_run(const struct cli *c)
@@ -350,31 +376,30 @@ static int command_run(const struct cli *c)
     log_parse_level(c->log_level, &level);
     log_set_level(level);
 
-    struct setup s;
-    if (load_setup(c, &s) != 0)
+    char data_dir[PATH_MAX], err[4096];
+    struct engine_options o;
+    if (engine_options_init(&o, c, data_dir, sizeof data_dir) != 0)
         return 1;
-    int rc = 1;
-    char err[4096];
+    int rc = 1, signal_fd = -1;
     char *cert = NULL, *key = NULL;
     struct engine *engine = NULL;
-    struct engine_options o;
-    engine_options_init(&o, &s);
+    struct watch *watch = NULL;
+    struct server_limits running = o.config->endpoints.server;
     o.http.cors_origins = c->cors_count ? c->cors : NULL;
-    o.response_timeout = c->response_timeout;
     if (c->ssl_certificate) {
         cert = read_whole_file(c->ssl_certificate, "--ssl-certificate");
         key = read_whole_file(c->ssl_keyfile, "--ssl-keyfile");
-        if (!cert || !key)
+        if (!cert || !key) {
+            script_config_free(o.config);
             goto done;
+        }
         o.http.tls_cert_pem = cert;
         o.http.tls_key_pem = key;
     }
-    if (apply_connector(c, &o, err, sizeof err) != 0)
-        goto fail;
     unsigned workers = o.workers ? o.workers : engine_cpu_count();
     o.http.connection_limit = (o.http.connection_limit + workers - 1) / workers;
 
-    /* Signals are handled by this thread alone (sigwait); workers inherit the blocked mask. */
+    /* Signals reach this thread through a signalfd; workers inherit the blocked mask. */
     sigset_t signals;
     sigemptyset(&signals);
     sigaddset(&signals, SIGINT);
@@ -382,49 +407,41 @@ static int command_run(const struct cli *c)
     sigaddset(&signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
     signal(SIGPIPE, SIG_IGN);
+    signal_fd = signalfd(-1, &signals, SFD_CLOEXEC);
+    watch = watch_new(err, sizeof err);
+    if (signal_fd < 0 || !watch) {
+        script_config_free(o.config);
+        goto fail;
+    }
 
     o.listen_fd = http_listen(c->interface, c->port, err, sizeof err);
-    if (o.listen_fd < 0)
+    if (o.listen_fd < 0) {
+        script_config_free(o.config);
         goto fail;
-    engine = engine_create(&o, err, sizeof err);
+    }
+    engine = engine_create(&o, err, sizeof err); /* owns o.config from here */
     if (!engine || engine_start(engine, err, sizeof err) != 0)
         goto fail;
 
-    char names[2048] = "";
-    for (size_t i = 0; i < s.channels.count; i++) {
-        size_t used = strlen(names);
-        snprintf(names + used, sizeof names - used, "%s/webhooks/%s/webhook", i ? ", " : "",
-                 s.channels.defs[i].name);
-    }
+    char routes[2048];
+    engine_describe_channels(engine, routes, sizeof routes);
     log_msg(LOG_INFO, NULL, "Switchboard %s listening on %s://%s:%u (%u workers); channels: %s",
             SB_VERSION, cert ? "https" : "http", c->interface, http_bound_port(o.listen_fd),
-            engine_worker_count(engine), names);
-
-    for (;;) {
-        int sig = 0;
-        if (sigwait(&signals, &sig) != 0)
-            continue;
-        if (sig == SIGHUP) {
-            log_msg(LOG_WARNING, NULL, "SIGHUP received: this version does not reload its "
-                                       "configuration; restart to apply changes");
-            continue;
-        }
-        log_msg(LOG_INFO, NULL, "%s received: finishing the requests in flight, then stopping",
-                sig == SIGINT ? "SIGINT" : "SIGTERM");
-        engine_drain(engine, c->response_timeout + 1);
-        break;
-    }
+            engine_worker_count(engine), routes);
+    control_loop(engine, c, signal_fd, watch, &running);
     rc = 0;
     goto done;
 fail:
     fprintf(stderr, "switchboard: %s\n", err);
 done:
     engine_destroy(engine);
+    watch_free(watch);
+    if (signal_fd >= 0)
+        close(signal_fd);
     if (o.listen_fd >= 0)
         close(o.listen_fd);
     free(cert);
     free(key);
-    free_setup(&s);
     return rc;
 }
 

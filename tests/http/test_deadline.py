@@ -116,6 +116,44 @@ class LuaBotDeadlineTests(unittest.TestCase):
             self.assertLess(took, 0.8)
 
 
+# "busy": burns 0.9 s of CPU without yielding (its worker cannot fire timers meanwhile).
+BUSY_BOT = """\
+local bot = {}
+function bot.handle(msg, out)
+  if msg.text == "busy" then
+    local t = os.clock()
+    while os.clock() - t < 0.9 do end
+  end
+  out:send_text_message("done " .. msg.text)
+end
+return bot
+"""
+
+
+class GateDeadlineTests(unittest.TestCase):
+    def test_deadline_while_waiting_for_the_senders_turn(self):
+        # Two workers: the messages queued behind the busy one may land on the other worker,
+        # whose timers still run, so their deadline (0.5 s) expires while they wait for the turn.
+        # Whatever the distribution, every request is answered and the turn is not lost.
+        with Host(args=["--response-timeout", "0.5"],
+                  cwd=project({"endpoints.yml": "server:\n  workers: 2\n  lua_cpu_budget: 5\n"
+                                                "bot:\n  script: bot.lua\n",
+                               "bot.lua": BUSY_BOT})) as host:
+            calls = [functools.partial(post_timed, host, WEBHOOK, {"sender": "g", "message": t})
+                     for t in ("busy", "w1", "w2", "w3", "w4")]
+            results = in_threads(calls, stagger=0.05)
+            for r in results:
+                self.assertNotIsInstance(r, Exception)
+                self.assertEqual(r[0], 200, r)
+                self.assertLess(r[3], 4.0, r)
+            self.assertEqual(results[0][2], [{"recipient_id": "g", "text": "done busy"}])
+            for text, r in zip(("w1", "w2", "w3", "w4"), results[1:]):
+                self.assertIn(r[2], ([], [{"recipient_id": "g", "text": "done " + text}]), r)
+            status, _, body, took = post_timed(host, WEBHOOK, {"sender": "g", "message": "after"})
+            self.assertEqual((status, body), (200, [{"recipient_id": "g", "text": "done after"}]))
+            self.assertLess(took, 0.8, "the sender's turn was lost")
+
+
 class DisconnectTests(unittest.TestCase):
     def test_clients_that_go_away_before_the_answer(self):
         host = Host(args=TIMEOUT_ARGS, cwd=project({"endpoints.yml": lua_bot_endpoints(),

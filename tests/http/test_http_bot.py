@@ -1,7 +1,6 @@
 """The HTTP bot (SPEC §5.1 `bot: url:`, §5 bot failures): what the host POSTs, how the bot's
 Rasa REST answer is dispatched, and what each kind of failure gives."""
 import json
-import time
 import unittest
 
 from harness import project
@@ -98,6 +97,20 @@ class RequestTests(unittest.TestCase):
         self.assertEqual(status, 200, body)
         raw = self.last_request_for("big-user").body.decode()
         self.assertIn('"big":123456789012345678', raw.replace(" ", ""))
+
+    # BUG: http_bot.lua builds the body from a Lua table, so a message without metadata (or
+    # without text) is POSTed without the "metadata" (or "message") key at all, e.g.
+    # {"input_channel":"rest","sender":"nometa","message_id":"..."}; SPEC §5.1 names the five
+    # keys the bot gets (null when there is no value, as Rasa's REST payload has them).
+    @unittest.expectedFailure
+    def test_missing_text_and_metadata_are_sent_as_null(self):
+        status, _, body = self.host.post_json(WEBHOOK, {"sender": "no-meta"})
+        self.assertEqual(status, 200, body)
+        got = self.last_request_for("no-meta").json
+        self.assertEqual(set(got), {"sender", "message", "metadata", "input_channel", "message_id"},
+                         got)
+        self.assertIsNone(got["message"])
+        self.assertIsNone(got["metadata"])
 
     def test_generated_message_id_and_numeric_sender(self):
         status, _, body = self.host.post_json(WEBHOOK, {"sender": 4711, "message": "num"})

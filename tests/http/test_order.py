@@ -39,7 +39,7 @@ def threads_of(pid):
 
 
 def post(host, sender, text):
-    return host.post_json(WEBHOOK, {"sender": sender, "message": text}, )
+    return host.post_json(WEBHOOK, {"sender": sender, "message": text})
 
 
 def assert_no_overlap(test, intervals):

@@ -1,0 +1,220 @@
+/* scripts: see scripts.h. */
+#include "scripts.h"
+
+#include "bot.h"
+#include "log.h"
+
+#include <lauxlib.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- configurations ------------------------------------------------------------------------- */
+
+struct script_config_storage {
+    struct script_config config;
+    char cwd[PATH_MAX];
+};
+
+struct script_config *script_config_read(const char *credentials_path, const char *endpoints_path,
+                                         char *err, size_t errlen)
+{
+    struct script_config_storage *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    struct script_config *c = &s->config;
+    endpoints_defaults(&c->endpoints);
+    if (!getcwd(s->cwd, sizeof s->cwd))
+        snprintf(s->cwd, sizeof s->cwd, ".");
+    if (credentials_path) {
+        if (credentials_load(credentials_path, &c->credentials, err, errlen) != 0)
+            goto fail;
+        c->have_credentials = 1;
+        if (c->credentials.count == 0)
+            log_msg(LOG_WARNING, NULL, "%s names no channels: serving the rest channel alone",
+                    credentials_path);
+    } else {
+        log_msg(LOG_WARNING, NULL, "no credentials.yml here and no --credentials given: serving "
+                                   "the rest channel alone");
+    }
+    if (endpoints_path && endpoints_load(endpoints_path, &c->endpoints, err, errlen) != 0)
+        goto fail;
+    return c;
+fail:
+    script_config_free(c);
+    return NULL;
+}
+
+void script_config_free(struct script_config *c)
+{
+    if (!c)
+        return;
+    endpoints_free(&c->endpoints);
+    if (c->have_credentials)
+        credentials_free(&c->credentials);
+    free(c);
+}
+
+const char *script_config_project_dir(const struct script_config *c)
+{
+    if (c->have_credentials)
+        return c->credentials.dir;
+    return ((const struct script_config_storage *)c)->cwd;
+}
+
+/* ---- states --------------------------------------------------------------------------------- */
+
+static int uses_credentials(const struct script_config *c)
+{
+    return c->have_credentials && c->credentials.count > 0;
+}
+
+/* Load the channels, the bot and the pipeline into a new state. The first state of a generation
+ * (routes != NULL) learns the channel names and routes. */
+static struct script_state *state_load(struct generation *gen, const struct script_options *opt,
+                                       struct route_table *routes, char *err, size_t errlen)
+{
+    struct script_state *s = calloc(1, sizeof *s);
+    if (s)
+        s->channel_refs = calloc(gen->channels.count + 1, sizeof *s->channel_refs);
+    if (!s || !s->channel_refs) {
+        free(s);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->gen = gen;
+    struct lua_paths paths = opt->paths;
+    paths.project_dir = script_config_project_dir(gen->config);
+    s->L = lua_state_new(&paths, &opt->limits, err, errlen);
+    if (!s->L)
+        goto fail;
+    lua_State *L = s->L;
+    int bot_ref;
+    if (channel_load_all(L, &gen->channels, s->channel_refs, routes, err, errlen) != 0 ||
+        bot_load(L, &gen->config->endpoints, opt->paths.data_dir, &bot_ref, err, errlen) != 0)
+        goto fail;
+    char lua_err[2048];
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "switchboard.pipeline");
+    if (lua_state_pcall(L, 1, 1, lua_err, sizeof lua_err) != 0) {
+        snprintf(err, errlen, "loading the pipeline: %s", lua_err);
+        goto fail;
+    }
+    lua_getfield(L, -1, "setup");
+    opt->push_host(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, bot_ref);
+    lua_call(L, 2, 0);
+    lua_getfield(L, -1, "run");
+    s->run_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pop(L, 1);
+    return s;
+fail:
+    lua_state_close(s->L);
+    free(s->channel_refs);
+    free(s);
+    return NULL;
+}
+
+static void generation_free(struct generation *gen)
+{
+    route_table_free(&gen->routes);
+    channel_set_free(&gen->channels);
+    for (size_t i = 0; i < gen->file_count; i++)
+        free(gen->files[i]);
+    free(gen->files);
+    free(gen);
+}
+
+void script_state_close(struct script_state *s)
+{
+    if (!s)
+        return;
+    lua_state_close(s->L);
+    s->L = NULL;
+    free(s->channel_refs);
+    s->channel_refs = NULL;
+    struct generation *gen = s->gen;
+    free(s);
+    if (gen && atomic_fetch_sub(&gen->refs, 1) == 1)
+        generation_free(gen);
+}
+
+/* --connector (SPEC §1): keep one channel. A key is known before loading; a name only after,
+ * so matching a name loads every channel once in a scratch state. */
+static int apply_connector(struct generation *gen, const struct script_options *opt, char *err,
+                           size_t errlen)
+{
+    for (size_t i = 0; i < gen->channels.count; i++)
+        if (strcmp(gen->channels.defs[i].key, opt->connector) == 0)
+            return channel_filter(&gen->channels, opt->connector, err, errlen);
+    struct route_table routes = {0};
+    struct script_state *scratch = state_load(gen, opt, &routes, err, errlen);
+    if (!scratch) {
+        route_table_free(&routes);
+        return -1;
+    }
+    route_table_free(&routes);
+    scratch->gen = NULL;
+    script_state_close(scratch);
+    return channel_filter(&gen->channels, opt->connector, err, errlen);
+}
+
+static void add_file(void *ctx, const char *path)
+{
+    struct generation *gen = ctx;
+    for (size_t i = 0; i < gen->file_count; i++)
+        if (strcmp(gen->files[i], path) == 0)
+            return;
+    char **grown = realloc(gen->files, (gen->file_count + 1) * sizeof *grown);
+    char *copy = strdup(path);
+    if (!grown || !copy) {
+        free(copy);
+        if (grown)
+            gen->files = grown;
+        return; /* out of memory: the file is not watched, nothing else breaks */
+    }
+    gen->files = grown;
+    gen->files[gen->file_count++] = copy;
+}
+
+struct generation *generation_load(const struct script_config *config,
+                                   const struct script_options *opt, unsigned number,
+                                   struct script_state **states, unsigned count, char *err,
+                                   size_t errlen)
+{
+    struct generation *gen = calloc(1, sizeof *gen);
+    if (!gen) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    gen->number = number;
+    gen->config = config;
+    unsigned loaded = 0;
+    if (channel_resolve(uses_credentials(config) ? &config->credentials : NULL,
+                        opt->paths.data_dir, &gen->channels, err, errlen) != 0)
+        goto fail;
+    if (opt->connector && apply_connector(gen, opt, err, errlen) != 0)
+        goto fail;
+    atomic_store(&gen->refs, (int)count);
+    for (; loaded < count; loaded++) {
+        states[loaded] = state_load(gen, opt, loaded == 0 ? &gen->routes : NULL, err, errlen);
+        if (!states[loaded])
+            goto fail;
+    }
+    for (size_t i = 0; i < gen->channels.count; i++)
+        add_file(gen, gen->channels.defs[i].script);
+    if (count > 0)
+        lua_state_loaded_files(states[0]->L, add_file, gen);
+    return gen;
+fail:
+    for (unsigned i = 0; i < loaded; i++) {
+        states[i]->gen = NULL;
+        script_state_close(states[i]);
+    }
+    generation_free(gen);
+    return NULL;
+}

@@ -1,0 +1,158 @@
+/* watch: see watch.h. */
+#include "watch.h"
+
+#include "log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+struct watched_dir {
+    int wd;
+    char *path;
+};
+
+struct watch {
+    int fd;
+    char **files;
+    size_t file_count;
+    struct watched_dir *dirs;
+    size_t dir_count;
+};
+
+struct watch *watch_new(char *err, size_t errlen)
+{
+    struct watch *w = calloc(1, sizeof *w);
+    if (!w) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (w->fd < 0) {
+        snprintf(err, errlen, "cannot watch the scripts (inotify): %s", strerror(errno));
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+static void clear(struct watch *w)
+{
+    for (size_t i = 0; i < w->dir_count; i++) {
+        inotify_rm_watch(w->fd, w->dirs[i].wd);
+        free(w->dirs[i].path);
+    }
+    free(w->dirs);
+    w->dirs = NULL;
+    w->dir_count = 0;
+    for (size_t i = 0; i < w->file_count; i++)
+        free(w->files[i]);
+    free(w->files);
+    w->files = NULL;
+    w->file_count = 0;
+}
+
+void watch_free(struct watch *w)
+{
+    if (!w)
+        return;
+    clear(w);
+    close(w->fd);
+    free(w);
+}
+
+int watch_fd(const struct watch *w) { return w->fd; }
+
+static int watch_dir(struct watch *w, const char *file)
+{
+    const char *slash = strrchr(file, '/');
+    if (!slash)
+        return 0;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%.*s", (int)(slash - file), file);
+    if (!dir[0])
+        snprintf(dir, sizeof dir, "/");
+    for (size_t i = 0; i < w->dir_count; i++)
+        if (strcmp(w->dirs[i].path, dir) == 0)
+            return 0;
+    int wd = inotify_add_watch(w->fd, dir,
+                               IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE | IN_ONLYDIR);
+    if (wd < 0) {
+        log_msg(LOG_WARNING, NULL, "cannot watch %s for script changes: %s", dir,
+                strerror(errno));
+        return -1;
+    }
+    struct watched_dir *grown = realloc(w->dirs, (w->dir_count + 1) * sizeof *grown);
+    char *copy = strdup(dir);
+    if (!grown || !copy) {
+        free(copy);
+        if (grown)
+            w->dirs = grown;
+        return -1;
+    }
+    w->dirs = grown;
+    w->dirs[w->dir_count++] = (struct watched_dir){wd, copy};
+    return 0;
+}
+
+int watch_set(struct watch *w, char *const *files, size_t count)
+{
+    clear(w);
+    w->files = calloc(count ? count : 1, sizeof *w->files);
+    if (!w->files)
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; i < count; i++) {
+        w->files[i] = strdup(files[i]);
+        if (!w->files[i])
+            return -1;
+        w->file_count = i + 1;
+        if (watch_dir(w, files[i]) != 0)
+            rc = -1;
+    }
+    return rc;
+}
+
+static const char *dir_of(const struct watch *w, int wd)
+{
+    for (size_t i = 0; i < w->dir_count; i++)
+        if (w->dirs[i].wd == wd)
+            return w->dirs[i].path;
+    return NULL;
+}
+
+static int is_watched(const struct watch *w, const char *dir, const char *name)
+{
+    size_t dir_len = strlen(dir);
+    for (size_t i = 0; i < w->file_count; i++) {
+        const char *f = w->files[i];
+        if (strncmp(f, dir, dir_len) == 0 && f[dir_len] == '/' && strcmp(f + dir_len + 1, name) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+int watch_changed(struct watch *w)
+{
+    char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
+    int changed = 0;
+    for (;;) {
+        ssize_t n = read(w->fd, buf, sizeof buf);
+        if (n <= 0)
+            break;
+        for (char *p = buf; p < buf + n;) {
+            const struct inotify_event *ev = (const struct inotify_event *)p;
+            p += sizeof *ev + ev->len;
+            const char *dir = dir_of(w, ev->wd);
+            if (!dir || ev->len == 0 || !is_watched(w, dir, ev->name))
+                continue;
+            if (!changed)
+                log_msg(LOG_DEBUG, NULL, "script changed: %s/%s", dir, ev->name);
+            changed = 1;
+        }
+    }
+    return changed;
+}

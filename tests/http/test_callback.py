@@ -1,0 +1,184 @@
+"""The bundled `callback` channel (SPEC §8): rest-style requests; every bot message is POSTed as
+one JSON object of the collected shape (§4.2) to `url`, one request per message, in order, with
+the configured headers, query parameters, token and basic auth; the webhook answers 200
+"success" after the POSTs."""
+import base64
+import time
+import unittest
+
+from harness import project
+from standins import (Reply, StandIn, dead_port, error_line, http_bot_endpoints,
+                      lua_bot_endpoints, post_timed)
+from util import QuietHost as Host, error_lines, run_to_exit
+
+WEBHOOK = "/webhooks/callback/webhook"
+
+BOT_MESSAGES = [
+    {"recipient_id": "bot-side", "text": "Hello"},
+    {"text": "Pick", "buttons": [{"title": "Yes", "payload": "/affirm"}]},
+    {"image": "https://x/y.jpg"},
+    {"text": "a\n\nb"},
+    {"custom": {"k": [1, 2]}},
+    {"text": "Both", "attachment": "file.pdf"},
+]
+
+EXPECTED_SHAPES = [
+    {"text": "Hello"},
+    {"text": "Pick", "buttons": [{"title": "Yes", "payload": "/affirm"}]},
+    {"image": "https://x/y.jpg"},
+    {"text": "a"},
+    {"text": "b"},
+    {"custom": {"k": [1, 2]}},
+    {"text": "Both"},
+    {"attachment": "file.pdf"},
+]
+
+
+def rasa_bot(rec):
+    text = (rec.json or {}).get("message")
+    if text == "kinds":
+        return Reply(json=BOT_MESSAGES)
+    return Reply(json=[{"text": "echo: %s" % text}])
+
+
+def callback_api(rec):
+    if (rec.json or {}).get("text") == "echo: cbfail":
+        return Reply(status=500, body="callback endpoint down")
+    return Reply(body="ok", delay=0.05)
+
+
+class StartupTests(unittest.TestCase):
+    def test_startup_fails_without_url(self):
+        for credentials in ("callback:\n", "callback:\n  headers: {X-A: b}\n"):
+            folder = project({"credentials.yml": credentials,
+                              "endpoints.yml": "server:\n  workers: 1\n"})
+            for command in (["run", "-p", "0", "-i", "127.0.0.1"], ["check"]):
+                result = run_to_exit(command, cwd=folder)
+                self.assertNotIn(result.returncode, (0, None), result.stderr)
+                lines = error_lines(result.stderr)
+                self.assertEqual(len(lines), 1, result.stderr)
+                self.assertIn("callback", lines[0])
+                self.assertIn("url", lines[0])
+                self.assertIn("credentials.yml", lines[0])
+
+
+class CallbackTests(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.bot = StandIn(rasa_bot)
+        cls.api = StandIn(callback_api)
+        credentials = (
+            "callback:\n"
+            "  url: %s\n"
+            "  headers:\n"
+            '    X-Api-Key: "${SB_TEST_CALLBACK_KEY}"\n'
+            "  params:\n"
+            "    channel: web\n"
+            '    "a b": "c&d"\n'
+            "  token: secret-token\n"
+            "  token_name: tk\n"
+            "  basic_auth:\n"
+            "    username: user\n"
+            '    password: "p:w"\n' % cls.api.url("/cb?x=1"))
+        cls.host = Host(cwd=project({
+            "credentials.yml": credentials,
+            "endpoints.yml": http_bot_endpoints(cls.bot.url("/bot"), timeout=5)}),
+            env={"SB_TEST_CALLBACK_KEY": "key-123"})
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.host.stop()
+        finally:
+            cls.bot.close()
+            cls.api.close()
+
+    def posts_for(self, sender):
+        return [r for r in self.api.snapshot() if (r.json or {}).get("recipient_id") == sender]
+
+    def test_one_post_per_message_in_order_then_success(self):
+        status, headers, body, took = post_timed(self.host, WEBHOOK,
+                                                 {"sender": "cb-u1", "message": "kinds"})
+        answered = time.monotonic()
+        self.assertEqual(status, 200)
+        self.assertEqual(body, "success")
+        self.assertTrue(headers["content-type"].startswith("text/plain"), headers)
+        recs = self.posts_for("cb-u1")
+        self.assertEqual([r.json for r in recs],
+                         [dict(shape, recipient_id="cb-u1") for shape in EXPECTED_SHAPES])
+        for r in recs:
+            self.assertEqual(r.method, "POST")
+            self.assertEqual(r.path, "/cb")
+            self.assertTrue(r.headers.get("content-type", "").startswith("application/json"))
+        # the answer waits for the POSTs (each takes 0.05 s at the stand-in)
+        self.assertTrue(all(r.replied is not None and r.replied < answered for r in recs))
+        for a, b in zip(recs, recs[1:]):
+            self.assertGreaterEqual(b.start, a.replied, "POSTs overlap")
+
+    def test_headers_query_token_and_basic_auth(self):
+        status, _, body = self.host.post_json(WEBHOOK, {"sender": "cb-u2", "message": "hi"})
+        self.assertEqual((status, body), (200, "success"))
+        rec = self.posts_for("cb-u2")[0]
+        self.assertEqual(rec.json, {"recipient_id": "cb-u2", "text": "echo: hi"})
+        self.assertEqual(rec.headers.get("x-api-key"), "key-123")
+        self.assertEqual(rec.query, {"x": "1", "channel": "web", "a b": "c&d", "tk": "secret-token"})
+        self.assertEqual(rec.headers.get("authorization"),
+                         "Basic " + base64.b64encode(b"user:p:w").decode())
+
+    def test_a_failing_callback_is_logged_and_the_webhook_still_answers_success(self):
+        status, headers, body, _ = post_timed(self.host, WEBHOOK,
+                                              {"sender": "cb-fail", "message": "cbfail"})
+        self.assertEqual((status, body), (200, "success"))
+        self.assertEqual(len(self.posts_for("cb-fail")), 1)
+        error_line(self.host, headers["x-request-id"], "500")
+        status, _, body = self.host.post_json(WEBHOOK, {"sender": "cb-fail", "message": "again"})
+        self.assertEqual((status, body), (200, "success"))
+        self.assertEqual([r.json["text"] for r in self.posts_for("cb-fail")],
+                         ["echo: cbfail", "echo: again"])
+
+
+class MoreCallbackTests(unittest.TestCase):
+    def test_default_token_name_and_refused_callback_url(self):
+        with StandIn(rasa_bot) as bot, StandIn(Reply(body="ok")) as api:
+            credentials = "callback:\n  url: %s\n  token: tok\n" % api.url("/hook")
+            with Host(cwd=project({"credentials.yml": credentials,
+                                   "endpoints.yml": http_bot_endpoints(bot.url("/bot"))})) as host:
+                status, _, body = host.post_json(WEBHOOK, {"sender": "t", "message": "x"})
+                self.assertEqual((status, body), (200, "success"))
+                rec = api.wait_for(1)[0]
+                self.assertEqual(rec.query, {"token": "tok"})
+                self.assertEqual(rec.json, {"recipient_id": "t", "text": "echo: x"})
+            credentials = "callback:\n  url: http://127.0.0.1:%d/hook\n" % dead_port()
+            with Host(cwd=project({"credentials.yml": credentials,
+                                   "endpoints.yml": http_bot_endpoints(bot.url("/bot"))})) as host:
+                status, headers, body, took = post_timed(host, WEBHOOK,
+                                                         {"sender": "t", "message": "x"})
+                self.assertEqual((status, body), (200, "success"))
+                self.assertLess(took, 3)
+                error_line(host, headers["x-request-id"], "callback")
+                self.assertEqual(host.request("GET", "/webhooks/callback/")[0], 200)
+
+    # BUG: a Lua bot (and the bundled demo bot, the default) sends with out:send_text_message
+    # etc.; those calls do not go through the channel's send_response, and callback.lua defines
+    # only send_response, so every message fails with "the channel defines no
+    # send_text_message ..." and nothing is POSTed. SPEC §8: each bot message is POSTed to url.
+    @unittest.expectedFailure
+    def test_lua_bot_messages_are_posted(self):
+        bot = ('local bot = {}\n'
+               'function bot.handle(msg, out)\n'
+               '  out:send_text_message("hello " .. msg.text)\n'
+               '  out:send_image_url("https://x/y.jpg")\n'
+               'end\nreturn bot\n')
+        with StandIn(Reply(body="ok")) as api:
+            credentials = "callback:\n  url: %s\n" % api.url("/hook")
+            with Host(cwd=project({"credentials.yml": credentials, "bot.lua": bot,
+                                   "endpoints.yml": lua_bot_endpoints()})) as host:
+                status, _, body = host.post_json(WEBHOOK, {"sender": "lb", "message": "you"})
+                self.assertEqual((status, body), (200, "success"))
+                self.assertEqual([r.json for r in api.snapshot()],
+                                 [{"recipient_id": "lb", "text": "hello you"},
+                                  {"recipient_id": "lb", "image": "https://x/y.jpg"}])
+
+
+if __name__ == "__main__":
+    unittest.main()
