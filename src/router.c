@@ -60,9 +60,22 @@ static int piece_equals(const char *piece, size_t len, const char *s)
     return strlen(s) == len && memcmp(piece, s, len) == 0;
 }
 
+/* 1 when the comma-separated list `allow` already names `method`. */
+static int allow_has(const char *allow, const char *method)
+{
+    size_t len = strlen(method);
+    for (const char *p = allow; (p = strstr(p, method)) != NULL; p += len) {
+        int starts = p == allow || p[-1] == ' ';
+        int ends = p[len] == '\0' || p[len] == ',';
+        if (starts && ends)
+            return 1;
+    }
+    return 0;
+}
+
 static void allow_add(char *allow, size_t size, const char *method)
 {
-    if (strstr(allow, method))
+    if (allow_has(allow, method))
         return;
     size_t used = strlen(allow);
     if (used + strlen(method) + 3 >= size)
@@ -113,7 +126,7 @@ static void match_channel(const struct route_channel *c, int index, const char *
         if (piece_equals(sub, sub_len, c->routes[i].path))
             allow_add(m->allow, sizeof m->allow, c->routes[i].method);
     }
-    if (strstr(m->allow, "GET"))
+    if (allow_has(m->allow, "GET"))
         allow_add(m->allow, sizeof m->allow, "HEAD");
 }
 

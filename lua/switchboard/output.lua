@@ -113,6 +113,14 @@ function fallback.send_custom_json(sink, recipient, value)
   return call(sink, "send_text_message", recipient, json.encode(value), {})
 end
 
+-- What follows the text part of a message, in Rasa's order: key, sender.
+local AFTER_TEXT = {
+  { "custom", "send_custom_json" },
+  { "image", "send_image_url" },
+  { "attachment", "send_attachment" },
+  { "elements", "send_elements" },
+}
+
 -- Dispatch one bot message in Rasa's order. A sink with send_response handles it whole.
 function M.dispatch(sink, recipient, message)
   if type(message) ~= "table" then
@@ -136,17 +144,11 @@ function M.dispatch(sink, recipient, message)
   elseif present(m.text) then
     call(sink, "send_text_message", recipient, take("text"), copy(m))
   end
-  if present(m.custom) then
-    call(sink, "send_custom_json", recipient, take("custom"), copy(m))
-  end
-  if present(m.image) then
-    call(sink, "send_image_url", recipient, take("image"), copy(m))
-  end
-  if present(m.attachment) then
-    call(sink, "send_attachment", recipient, take("attachment"), copy(m))
-  end
-  if present(m.elements) then
-    call(sink, "send_elements", recipient, take("elements"), copy(m))
+  for _, after in ipairs(AFTER_TEXT) do
+    local key, sender = after[1], after[2]
+    if present(m[key]) then
+      call(sink, sender, recipient, take(key), copy(m))
+    end
   end
 end
 
