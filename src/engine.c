@@ -48,6 +48,7 @@ struct job {
     enum job_wait wait;
     struct timer sleep_timer;     /* sb.sleep */
     struct timer deadline;        /* --response-timeout of the message being processed */
+    char id[24];                  /* the request id (the request itself may be gone: async) */
     struct outbound_call *call;   /* WAIT_HTTP */
     char deadline_text[96];
     struct gate_waiter gate;
@@ -304,7 +305,7 @@ static void job_resume(struct job *job, int nargs)
         lua_pop(co, nres);
         if (job->wait != WAIT_NONE)
             return; /* parked: a timer or the sender gate resumes it */
-        log_msg(LOG_ERROR, job->r->id, "a script called coroutine.yield outside a coroutine of "
+        log_msg(LOG_ERROR, job->id, "a script called coroutine.yield outside a coroutine of "
                                        "its own; the request is abandoned");
         rc = LUA_ERRRUN;
         lua_pushliteral(co, "coroutine.yield outside a coroutine");
@@ -313,7 +314,7 @@ static void job_resume(struct job *job, int nargs)
         if (nres >= 3 && lua_isinteger(co, -nres))
             job_answer_from_stack(job, co, lua_gettop(co) - nres + 1);
     } else if (rc != LUA_OK) {
-        log_msg(LOG_ERROR, job->r->id, "the pipeline failed: %s",
+        log_msg(LOG_ERROR, job->id, "the pipeline failed: %s",
                 lua_tostring(co, -1) ? lua_tostring(co, -1) : "(no message)");
     }
     if (job->x) {
@@ -460,7 +461,8 @@ static void job_start(struct worker *w, struct http_exchange *x, const struct ht
     job->sleep_timer = (struct timer){.slot = SIZE_MAX, .fire = sleep_fired};
     job->deadline = (struct timer){.slot = SIZE_MAX, .fire = deadline_fired};
     job->gate.wake = job_gate_wake;
-    job->task.request_id = r->id;
+    snprintf(job->id, sizeof job->id, "%s", r->id);
+    job->task.request_id = job->id;
     job->task.ops = &task_ops;
     if (st->idle_count > 0) {
         st->idle_count--;

@@ -178,8 +178,10 @@ static int after_wait(lua_State *L, int status, lua_KContext base)
 {
     (void)status;
     struct lua_task *t = lua_task_of(L);
-    if (t && t->cancelled)
-        return luaL_error(L, "%s", t->cancelled);
+    if (t && t->cancelled) {
+        lua_pushstring(L, t->cancelled);
+        return lua_error(L);
+    }
     return lua_gettop(L) - (int)base;
 }
 

@@ -305,6 +305,8 @@ lua_State *lua_state_new(const struct lua_paths *paths, const struct lua_limits 
         snprintf(err, errlen, "cannot create a Lua state (memory limit too small?)");
         return NULL;
     }
+    /* No task outside requests; coroutines copy the main thread's extra space. */
+    lua_task_bind(L, NULL);
     luaL_openlibs(L);
     /* Most objects live for one request: the generational collector handles that pattern with
      * less work than the incremental one (measured on the rest echo benchmark). */

@@ -5,6 +5,19 @@
 local sb = require "switchboard"
 
 local bot = {}
+local JSON_ARRAY = getmetatable(sb.json.array())
+
+-- Rasa's REST channel sends every key; an absent value is null.
+local function value_or_null(v)
+  if v == nil then
+    return sb.json.null
+  end
+  return v
+end
+
+local function is_array(v)
+  return type(v) == "table" and (v[1] ~= nil or getmetatable(v) == JSON_ARRAY)
+end
 
 function bot.init(config)
   bot.url = config.url
@@ -20,8 +33,8 @@ function bot.handle(msg, out)
     timeout = bot.timeout,
     json = {
       sender = msg.sender_id,
-      message = msg.text,
-      metadata = msg.metadata,
+      message = value_or_null(msg.text),
+      metadata = value_or_null(msg.metadata),
       input_channel = msg.input_channel,
       message_id = msg.message_id,
     },
@@ -33,7 +46,7 @@ function bot.handle(msg, out)
     error(("the HTTP bot at %s answered %d: %s"):format(bot.url, res.status, res.body:sub(1, 200)), 0)
   end
   local ok, messages = pcall(sb.json.decode, res.body)
-  if not ok or type(messages) ~= "table" or (next(messages) ~= nil and messages[1] == nil) then
+  if not ok or not is_array(messages) then
     error(("the HTTP bot at %s answered something that is not a JSON array of messages: %s")
       :format(bot.url, res.body:sub(1, 200)), 0)
   end

@@ -220,9 +220,31 @@ function Collector:send_custom_json(recipient, value)
   self:store({ recipient_id = recipient, custom = value })
 end
 
--- A push channel as a sink: its senders are plain functions (recipient_id, ..., extras). The
--- wrapper is made once per channel table.
+-- A push channel as a sink: its senders are plain functions (recipient_id, ..., extras). A
+-- channel with send_response but without some per-kind sender gets that kind as a message
+-- table through send_response, so every bot message reaches it. Made once per channel table.
 local channel_sinks = setmetatable({}, { __mode = "k" })
+
+local function with(extras, fields)
+  local message = copy(extras or {})
+  for k, v in pairs(fields) do message[k] = v end
+  return message
+end
+
+-- Per kind: the message table a sender call stands for.
+local AS_MESSAGE = {
+  send_text_message = function(text, extras) return with(extras, { text = text }) end,
+  send_image_url = function(url, extras) return with(extras, { image = url }) end,
+  send_attachment = function(value, extras) return with(extras, { attachment = value }) end,
+  send_text_with_buttons = function(text, buttons, extras)
+    return with(extras, { text = text, buttons = buttons })
+  end,
+  send_quick_replies = function(text, quick_replies, extras)
+    return with(extras, { text = text, quick_replies = quick_replies })
+  end,
+  send_elements = function(elements, extras) return with(extras, { elements = elements }) end,
+  send_custom_json = function(value, extras) return with(extras, { custom = value }) end,
+}
 
 function M.channel_sink(channel)
   local sink = channel_sinks[channel]
@@ -230,15 +252,18 @@ function M.channel_sink(channel)
     return sink
   end
   sink = {}
+  local send_response = channel.send_response
   for _, name in ipairs(M.SENDERS) do
     local f = channel[name]
     if f then
       sink[name] = function(_, ...) return f(...) end
+    elseif send_response then
+      local as_message = AS_MESSAGE[name]
+      sink[name] = function(_, recipient, ...) return send_response(recipient, as_message(...)) end
     end
   end
-  if channel.send_response then
-    local f = channel.send_response
-    sink.send_response = function(_, recipient, message) return f(recipient, message) end
+  if send_response then
+    sink.send_response = function(_, recipient, message) return send_response(recipient, message) end
   end
   channel_sinks[channel] = sink
   return sink

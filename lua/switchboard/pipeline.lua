@@ -102,8 +102,8 @@ local function run_bot(msg, sink, pushing)
   if not ok then
     local text = tostring(err)
     local first, trace = text:match("^(.-)\n(stack traceback:.*)$")
-    sb.log.error("the bot failed on message %s of sender %s: %s", msg.message_id,
-      msg.sender_id, first or text)
+    sb.log.error("message %s of sender %s failed: %s", msg.message_id, msg.sender_id,
+      first or text)
     if trace then
       sb.log.debug("%s", trace)
     end

@@ -5,7 +5,7 @@ import time
 import unittest
 
 from harness import project
-from standins import (Reply, StandIn, error_line, expected_failure_under_sanitizers,
+from standins import (Reply, StandIn, error_line,
                       lua_bot_endpoints, post_timed)
 from util import QuietHost as Host, final_log
 
@@ -211,13 +211,6 @@ class AsyncErrorTests(unittest.TestCase):
                 return recs
             time.sleep(0.02)
 
-    # BUG (seen only under ASan, hence the condition): after an async channel's answer
-    # (host.answer in engine.c) the job keeps job->task.request_id = r->id, which points into the
-    # http_exchange; MHD's completed callback frees the exchange (http.c exchange_free from
-    # on_completed), and the next sb.log / pipeline error log reads the freed id: ASan reports
-    # heap-use-after-free in log_msg (log.c:70) from l_log, and the host aborts. Without ASan the
-    # log line may carry a garbage or another request's id.
-    @expected_failure_under_sanitizers
     def test_async_errors_after_the_answer_are_logged(self):
         api = StandIn(api_responder)
         self.addCleanup(api.close)

@@ -1,0 +1,449 @@
+-- The facebook channel (SPEC §8), the counterpart of Rasa's FacebookInput / MessengerBot:
+-- Facebook Messenger through a Facebook app subscribed to a page's `messages` and
+-- `messaging_postbacks` webhook fields.
+--
+-- facebook:
+--   verify: "my-verify-token"              # the Verify Token typed into the app's webhook settings
+--   secret: "${FB_APP_SECRET}"             # the app secret: webhook calls are signed with it (required)
+--   page-access-token: "${FB_PAGE_TOKEN}"  # the page's access token, for the Send API (required)
+--   api_url: "https://graph.facebook.com/v19.0"   # the Graph API base (default)
+--   sender_actions: false                  # true: mark_seen + typing_on before each message
+--   timeout: 10                            # seconds per Send API call
+--
+-- GET  /webhooks/facebook/webhook  the subscription handshake (hub.challenge)
+-- POST /webhooks/facebook/webhook  signed events: every messaging event of every entry; answers
+--                                  200 "success" once the bot's replies have been sent
+-- Replies go to POST <api_url>/me/messages?access_token=<page-access-token>. See
+-- docs/channels/facebook.md.
+local sb = require "switchboard"
+local output = require "switchboard.output"
+
+local json = sb.json
+
+local channel = { name = "facebook" }
+
+local DEFAULT_API_URL = "https://graph.facebook.com/v19.0"
+local MAX_TEMPLATE_BUTTONS = 3
+
+local function string_param(config, key, required)
+  local v = config[key]
+  if v == nil or v == "" then
+    if required then
+      error(("the facebook channel needs the `%s` parameter"):format(key), 0)
+    end
+    return nil
+  end
+  if type(v) == "number" then
+    -- YAML reads an unquoted all-digit token as a number; keep its digits.
+    v = math.type(v) == "integer" and ("%d"):format(v) or tostring(v)
+  end
+  if type(v) ~= "string" then
+    error(("facebook: `%s` must be a string, not a %s"):format(key, type(v)), 0)
+  end
+  return v
+end
+
+function channel.init(config)
+  if type(config) ~= "table" then
+    error("the facebook channel needs parameters: verify, secret and page-access-token", 0)
+  end
+  channel.verify_token = string_param(config, "verify", false)
+  channel.secret = string_param(config, "secret", true)
+  channel.access_token = string_param(config, "page-access-token", true)
+  local api_url = string_param(config, "api_url", false) or DEFAULT_API_URL
+  channel.api_url = api_url:gsub("/+$", "")
+  channel.send_url = channel.api_url .. "/me/messages?access_token=" ..
+    sb.urlencode(channel.access_token)
+  local actions = config.sender_actions
+  if actions ~= nil and type(actions) ~= "boolean" then
+    error("facebook: `sender_actions` must be true or false", 0)
+  end
+  channel.sender_actions = actions == true
+  channel.timeout = tonumber(config.timeout) or 10
+  if channel.timeout <= 0 then
+    error("facebook: `timeout` must be a number of seconds > 0", 0)
+  end
+end
+
+---------------------------------------------------------------------------------------------------
+-- Incoming: the subscription handshake, signatures, events.
+
+channel.routes = {
+  -- Facebook calls this once when the webhook is set up in the app dashboard.
+  ["GET /webhook"] = function(req)
+    local q = req.query
+    local token = q["hub.verify_token"]
+    if q["hub.mode"] == "subscribe" and channel.verify_token and type(token) == "string"
+        and sb.secure_compare(token, channel.verify_token) then
+      return { status = 200, body = q["hub.challenge"] or "", content_type = "text/plain" }
+    end
+    local reason
+    if not channel.verify_token then
+      reason = "no `verify` parameter is configured for the facebook channel"
+    elseif q["hub.mode"] ~= "subscribe" then
+      reason = "hub.mode is not 'subscribe'"
+    else
+      reason = "hub.verify_token does not match the `verify` parameter"
+    end
+    sb.log.warn("facebook: webhook verification refused: %s", reason)
+    return { status = 403, json = { error = "forbidden", message = reason } }
+  end,
+}
+
+-- X-Hub-Signature-256: "sha256=" .. hex(HMAC-SHA256(app secret, raw body)); the older
+-- X-Hub-Signature ("sha1=...") counts only when the SHA-256 header is absent.
+function channel.verify(req)
+  local headers = req.headers
+  local header, alg = "X-Hub-Signature-256", "sha256"
+  local value = headers["x-hub-signature-256"]
+  if value == nil then
+    header, alg, value = "X-Hub-Signature", "sha1", headers["x-hub-signature"]
+  end
+  if value == nil then
+    return false, "missing X-Hub-Signature-256 header"
+  end
+  local given = value:lower():match("^" .. alg .. "=(%x+)$")
+  if not given then
+    return false, ("malformed %s header (expected %s=<hex>)"):format(header, alg)
+  end
+  local expected = sb.hex(sb.hmac(alg, channel.secret, req.body))
+  if not sb.secure_compare(expected, given) then
+    return false, ("%s does not match the body (check the `secret` parameter: it is the app "
+      .. "secret)"):format(header)
+  end
+  return true
+end
+
+function channel.reject(req, reason)
+  return { status = 403, json = { error = "forbidden", message = reason } }
+end
+
+local function is_table(v)
+  return type(v) == "table"
+end
+
+local function nonempty_string(v)
+  return type(v) == "string" and v ~= ""
+end
+
+-- One messaging event -> a message table, or nil (with the reason) when it is not for the bot.
+local function event_message(entry, event)
+  if not is_table(event) then
+    return nil, "not an object"
+  end
+  local sender = is_table(event.sender) and event.sender.id or nil
+  if sender == nil or sender == json.null or sender == "" then
+    return nil, "no sender.id"
+  end
+  local text, kind, mid, attachments
+  local m = event.message
+  if is_table(m) then
+    if m.is_echo then
+      return nil, "an echo of the page's own message"
+    end
+    mid = m.mid
+    local quick_reply = m.quick_reply
+    if is_table(quick_reply) and nonempty_string(quick_reply.payload) then
+      text, kind = quick_reply.payload, "quick_reply"      -- before text: both carry `text`
+    elseif type(m.text) == "string" then
+      text, kind = m.text, "message"
+    elseif is_table(m.attachments) and is_table(m.attachments[1]) then
+      attachments = m.attachments
+      local payload = m.attachments[1].payload
+      if is_table(payload) and nonempty_string(payload.url) then
+        text, kind = payload.url, "attachment"
+      end
+    end
+    if not text then
+      return nil, "a message without text, quick reply payload or attachment URL"
+    end
+  elseif is_table(event.postback) then
+    local payload = event.postback.payload
+    if type(payload) ~= "string" then
+      return nil, "a postback without payload"
+    end
+    text, kind, mid = payload, "postback", event.postback.mid
+  else
+    -- delivery, read, reaction, optin, referral, ... are not messages for the bot
+    for _, name in ipairs({ "delivery", "read", "reaction", "optin", "referral", "account_linking",
+                            "policy_enforcement", "pass_thread_control", "take_thread_control" }) do
+      if event[name] ~= nil then
+        return nil, name
+      end
+    end
+    return nil, "an event of an unknown kind"
+  end
+  local recipient = is_table(event.recipient) and event.recipient.id or nil
+  if recipient == json.null then recipient = nil end
+  local page_id = recipient
+  if page_id == nil and is_table(entry) and entry.id ~= json.null then
+    page_id = entry.id
+  end
+  return {
+    sender_id = sender,
+    text = text,
+    message_id = (mid ~= json.null) and mid or nil,
+    metadata = {
+      page_id = page_id,
+      event = kind,
+      timestamp = event.timestamp,
+      attachments = attachments,
+    },
+  }
+end
+
+local send_action
+
+-- Every messaging event of every entry, in order.
+function channel.receive(req)
+  local body = req.json
+  if not is_table(body) or not is_table(body.entry) then
+    sb.http_error(400, "invalid_body",
+      "expected a Messenger webhook event: a JSON object with an `entry` array")
+  end
+  local messages = {}
+  for _, entry in ipairs(body.entry) do
+    local events = is_table(entry) and entry.messaging
+    if is_table(events) then
+      for _, event in ipairs(events) do
+        local msg, why = event_message(entry, event)
+        if msg then
+          messages[#messages + 1] = msg
+        else
+          sb.log.debug("facebook: ignoring a messaging event: %s", why)
+        end
+      end
+    end
+  end
+  if channel.sender_actions then
+    for _, msg in ipairs(messages) do
+      send_action(msg.sender_id, "mark_seen")
+      send_action(msg.sender_id, "typing_on")
+    end
+  end
+  return messages
+end
+
+---------------------------------------------------------------------------------------------------
+-- Outgoing: the Send API.
+
+local function id_text(v)
+  if type(v) == "number" and math.type(v) == "float" and v == math.floor(v) then
+    return ("%d"):format(v)
+  end
+  return tostring(v)
+end
+
+-- POST one Send API request; a failure is logged (never with the URL: it holds the token).
+local function post(recipient_id, fields, what)
+  local body = { recipient = { id = id_text(recipient_id) } }
+  for k, v in pairs(fields) do body[k] = v end
+  local res, err = sb.http.request({
+    method = "POST", url = channel.send_url, json = body, timeout = channel.timeout,
+  })
+  if not res then
+    sb.log.error("facebook: sending %s to %s failed: %s", what, id_text(recipient_id), err)
+    return false
+  end
+  if res.status < 200 or res.status > 299 then
+    local e = is_table(res.json) and is_table(res.json.error) and res.json.error or nil
+    local detail
+    if e then
+      detail = ("%s (type %s, code %s)"):format(tostring(e.message), tostring(e.type),
+        id_text(e.code))
+    else
+      detail = (res.body or ""):sub(1, 300)
+    end
+    sb.log.error("facebook: the Send API refused %s to %s: HTTP %d: %s", what,
+      id_text(recipient_id), res.status, detail)
+    return false
+  end
+  return true
+end
+
+local function send_message(recipient_id, message, what)
+  return post(recipient_id, { message = message, messaging_type = "RESPONSE" }, what)
+end
+
+function send_action(recipient_id, action)
+  return post(recipient_id, { sender_action = action }, action)
+end
+
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+
+local function payload_text(v)
+  if is_table(v) then
+    return json.encode(v)
+  end
+  if v == nil or v == json.null then
+    return nil
+  end
+  return tostring(v)
+end
+
+-- A Rasa button -> a Messenger button: a `type` is kept as given, a `url` makes a web_url
+-- button, anything else is a postback button carrying `payload`.
+local function messenger_button(button)
+  if not is_table(button) then
+    error(("a button must be a table, not %s"):format(type(button)), 0)
+  end
+  local b = copy(button)
+  if b.type == nil then
+    if nonempty_string(b.url) then
+      b.type = "web_url"
+      b.payload = nil
+    else
+      b.type = "postback"
+    end
+  end
+  if b.type == "postback" then
+    b.payload = payload_text(b.payload)
+  end
+  return b
+end
+
+local function messenger_buttons(buttons)
+  local list = json.array()
+  for i, button in ipairs(buttons) do
+    list[i] = messenger_button(button)
+  end
+  return list
+end
+
+-- Rasa's MessengerBot.send_text_message: one message per "\n\n" part of the stripped text.
+-- Empty parts are skipped (the Send API refuses empty text).
+function channel.send_text_message(recipient_id, text)
+  if text == nil or text == json.null then
+    return
+  end
+  text = sb.strip(tostring(text))
+  local start = 1
+  while start <= #text + 1 do
+    local i = text:find("\n\n", start, true)
+    local part = text:sub(start, (i or #text + 1) - 1)
+    if sb.strip(part) ~= "" then
+      send_message(recipient_id, { text = part }, "a text")
+    end
+    if not i then break end
+    start = i + 2
+  end
+end
+
+function channel.send_image_url(recipient_id, url)
+  send_message(recipient_id, { attachment = { type = "image", payload = { url = url } } },
+    "an image")
+end
+
+-- A table is a Messenger attachment ({type = "file", payload = {url = ...}}); anything else
+-- falls back to the text "Attachment: <value>" as Rasa's OutputChannel does.
+function channel.send_attachment(recipient_id, value)
+  if is_table(value) then
+    return send_message(recipient_id, { attachment = value }, "an attachment")
+  end
+  return channel.send_text_message(recipient_id, "Attachment: " .. tostring(value))
+end
+
+-- A button template; more than three buttons cannot be one (the Send API refuses them), so the
+-- text and each button are then sent as text lines (Rasa's OutputChannel fallback) rather than
+-- dropped as Rasa's MessengerBot does.
+function channel.send_text_with_buttons(recipient_id, text, buttons)
+  if #buttons > MAX_TEMPLATE_BUTTONS then
+    sb.log.warn("facebook: a button template holds at most %d buttons; sending %d buttons as text",
+      MAX_TEMPLATE_BUTTONS, #buttons)
+    if text ~= nil and text ~= json.null then
+      channel.send_text_message(recipient_id, text)
+    end
+    for i, button in ipairs(buttons) do
+      channel.send_text_message(recipient_id, output.button_to_string(button, i))
+    end
+    return
+  end
+  send_message(recipient_id, {
+    attachment = {
+      type = "template",
+      payload = {
+        template_type = "button",
+        text = (text ~= json.null) and text or nil,
+        buttons = messenger_buttons(buttons),
+      },
+    },
+  }, "a button template")
+end
+
+-- Quick replies: content_type "text" (unless given) with title and payload, as Rasa requires.
+function channel.send_quick_replies(recipient_id, text, quick_replies)
+  local list = json.array()
+  for i, qr in ipairs(quick_replies) do
+    if not is_table(qr) then
+      error(("a quick reply must be a table, not %s"):format(type(qr)), 0)
+    end
+    local content_type = qr.content_type or "text"
+    local item = { content_type = content_type, image_url = qr.image_url }
+    if content_type == "text" then
+      for _, field in ipairs({ "title", "payload" }) do
+        if qr[field] == nil or qr[field] == json.null then
+          error(('Facebook quick replies must define a "%s" field'):format(field), 0)
+        end
+      end
+      item.title = tostring(qr.title)
+      item.payload = payload_text(qr.payload)
+    end
+    list[i] = item
+  end
+  send_message(recipient_id, {
+    text = (text ~= json.null) and text or nil,
+    quick_replies = list,
+  }, "quick replies")
+end
+
+-- Elements: one generic template; their buttons get a type as in send_text_with_buttons.
+function channel.send_elements(recipient_id, elements)
+  local list = json.array()
+  for i, element in ipairs(elements) do
+    if not is_table(element) then
+      error(("an element must be a table, not %s"):format(type(element)), 0)
+    end
+    local e = copy(element)
+    if is_table(e.buttons) then
+      e.buttons = messenger_buttons(e.buttons)
+    end
+    list[i] = e
+  end
+  send_message(recipient_id, {
+    attachment = { type = "template", payload = { template_type = "generic", elements = list } },
+  }, "a generic template")
+end
+
+-- Custom JSON is the Send API `message` itself. A `sender = {id = ...}` key in it names another
+-- recipient and is removed (Rasa). An array is sent as one message per element.
+local function send_custom(recipient_id, value)
+  if not is_table(value) then
+    error(("facebook custom JSON must be an object (the Send API message), not %s")
+      :format(type(value)), 0)
+  end
+  local message = copy(value)
+  local sender = message.sender
+  if sender ~= nil then
+    message.sender = nil
+    if is_table(sender) and sender.id ~= nil and sender.id ~= json.null then
+      recipient_id = sender.id
+    end
+  end
+  send_message(recipient_id, message, "custom JSON")
+end
+
+function channel.send_custom_json(recipient_id, value)
+  if is_table(value) and value[1] ~= nil then
+    for _, item in ipairs(value) do
+      send_custom(recipient_id, item)
+    end
+    return
+  end
+  send_custom(recipient_id, value)
+end
+
+return channel

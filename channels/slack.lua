@@ -1,0 +1,542 @@
+-- The slack channel (SPEC §8), the counterpart of Rasa's SlackInput (incoming) and SlackBot
+-- (replies). docs/channels/slack.md is the user's guide; this header is the maintainer's summary.
+--
+-- Incoming: Slack's Events API posts JSON (`url_verification`, `event_callback`) and its
+-- interactivity posts a form whose `payload` field is JSON (`block_actions`, legacy
+-- `interactive_message`). Every request must carry a valid `X-Slack-Signature` (HMAC-SHA256 of
+-- "v0:<timestamp>:<raw body>" with the signing secret) and a timestamp within 5 minutes, else 400.
+-- The channel is async: Slack wants an answer within 3 s, so the answer (200, empty) goes out
+-- before the bot runs.
+--
+-- Replies: one chat.postMessage per reply (per part of a text split on blank lines), to the
+-- conversation the message came from (see `target`), in its thread when `use_threads` is set.
+--
+-- slack:
+--   slack_token: "xoxb-..."              # Bot User OAuth Token, for chat.postMessage
+--   slack_signing_secret: "..."          # required
+--   slack_channel: "C0123ABCD"           # also listen to (and by default reply in) this channel
+--   use_threads: false                   # reply in the thread of the user's message
+--   conversation_granularity: sender     # sender | channel | thread: what one conversation is
+--   errors_ignore_retry: [http_timeout]  # Slack retries with these reasons are answered, not processed
+--   api_url: "https://slack.com/api"
+--   timeout: 10                          # seconds per Web API call
+local sb = require "switchboard"
+
+local json = sb.json
+local strip = sb.strip
+
+local channel = { name = "slack", async = true }
+
+local MAX_CLOCK_SKEW = 300        -- seconds between X-Slack-Request-Timestamp and our clock
+local MAX_BUTTONS_PER_BLOCK = 25  -- Slack's limit of elements in one actions block
+
+-- The parameters, set by init (one copy per worker).
+local cfg = {}
+
+local function present(v)
+  return v ~= nil and v ~= json.null
+end
+
+local function nonempty_string(v)
+  return type(v) == "string" and v ~= ""
+end
+
+-- A string parameter: nil when absent or empty; numbers are accepted as text.
+local function string_param(config, key)
+  local v = config[key]
+  if v == nil or v == "" then
+    return nil
+  end
+  if type(v) == "number" then
+    return tostring(v)
+  end
+  if type(v) ~= "string" then
+    error(("slack: `%s` must be a string, not a %s"):format(key, type(v)), 0)
+  end
+  return v
+end
+
+local function flag_param(config, key, default)
+  local v = config[key]
+  if v == nil then
+    return default
+  end
+  if type(v) == "boolean" then
+    return v
+  end
+  if type(v) == "string" then
+    local l = v:lower()
+    if l == "true" or l == "yes" or l == "on" then return true end
+    if l == "false" or l == "no" or l == "off" then return false end
+  end
+  error(("slack: `%s` must be true or false, not %s"):format(key, tostring(v)), 0)
+end
+
+-- errors_ignore_retry: a list of Slack retry reasons, or one reason. Absent (or the "None" that
+-- Rasa's documentation shows) means Rasa's default, http_timeout.
+local function retry_reasons(v)
+  if v == nil or v == "None" or v == "none" then
+    return { http_timeout = true }
+  end
+  local set = {}
+  if type(v) == "string" then
+    set[v] = true
+  elseif type(v) == "table" then
+    for _, reason in ipairs(v) do
+      set[tostring(reason)] = true
+    end
+  else
+    error("slack: `errors_ignore_retry` must be a list of retry reasons such as http_timeout", 0)
+  end
+  return set
+end
+
+function channel.init(config)
+  if type(config) ~= "table" then
+    config = {}
+  end
+  local secret = string_param(config, "slack_signing_secret")
+  if not secret then
+    error("slack: `slack_signing_secret` is required: requests from Slack cannot be verified " ..
+      "without it (Slack app settings > Basic Information > App Credentials > Signing Secret)", 0)
+  end
+  local granularity = string_param(config, "conversation_granularity") or "sender"
+  if granularity ~= "sender" and granularity ~= "channel" and granularity ~= "thread" then
+    error(("slack: `conversation_granularity` must be sender, channel or thread, not %s")
+      :format(granularity), 0)
+  end
+  local api_url = string_param(config, "api_url") or "https://slack.com/api"
+  local timeout = config.timeout ~= nil and tonumber(config.timeout) or 10
+  if not timeout or timeout <= 0 then
+    error("slack: `timeout` must be a number of seconds > 0", 0)
+  end
+  cfg = {
+    token = string_param(config, "slack_token"),
+    secret = secret,
+    slack_channel = string_param(config, "slack_channel"),
+    use_threads = flag_param(config, "use_threads", false),
+    granularity = granularity,
+    ignore_retry = retry_reasons(config.errors_ignore_retry),
+    api_url = (api_url:gsub("/+$", "")),
+    timeout = timeout,
+  }
+end
+
+-- ---- verification ----------------------------------------------------------------------------
+
+function channel.verify(req)
+  local headers = req.headers
+  local timestamp = headers["x-slack-request-timestamp"]
+  local signature = headers["x-slack-signature"]
+  if not nonempty_string(timestamp) then
+    return false, "the X-Slack-Request-Timestamp header is missing"
+  end
+  if not nonempty_string(signature) then
+    return false, "the X-Slack-Signature header is missing"
+  end
+  if not timestamp:match("^%d+$") then
+    return false, "X-Slack-Request-Timestamp is not a number of seconds"
+  end
+  if math.abs(sb.now() - tonumber(timestamp)) > MAX_CLOCK_SKEW then
+    return false, "X-Slack-Request-Timestamp is more than 5 minutes away from this server's " ..
+      "clock (a replayed or delayed request)"
+  end
+  local base = "v0:" .. timestamp .. ":" .. req.body
+  local expected = "v0=" .. sb.hex(sb.hmac("sha256", cfg.secret, base))
+  if not sb.secure_compare(expected, signature) then
+    return false, "X-Slack-Signature does not match the request (wrong signing secret or " ..
+      "altered body)"
+  end
+  return true
+end
+
+function channel.reject(_, reason)
+  return { status = 400, json = { error = "invalid_signature", message = reason } }
+end
+
+-- The answer Slack gets for everything it sent, before the bot runs (SPEC §4: async).
+function channel.ack()
+  return { status = 200, body = "" }
+end
+
+-- ---- incoming --------------------------------------------------------------------------------
+
+-- An event that is answered 200 and not processed.
+local function ignore(reason)
+  sb.log.debug("slack: ignored: %s", reason)
+  return {}, { status = 200, body = "ignored: " .. reason, content_type = "text/plain" }
+end
+
+-- One conversation per sender, per sender and channel, or per sender, channel and thread, with
+-- Rasa's ids: "<user>", "<user>_<channel>", "<user>_<channel>_<thread ts>". Missing parts fall
+-- back to the user id, as Rasa's _get_conversation_id does.
+local function conversation_id(user, channel_id, thread_id)
+  if cfg.granularity == "channel" and channel_id then
+    return user .. "_" .. channel_id
+  elseif cfg.granularity == "thread" and channel_id and thread_id then
+    return user .. "_" .. channel_id .. "_" .. thread_id
+  end
+  return user
+end
+
+local function string_or_nil(v)
+  if nonempty_string(v) then
+    return v
+  end
+  return nil
+end
+
+local function escape_pattern(s)
+  return (s:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0"))
+end
+
+-- Rasa's _sanitize_user_message: drop mentions of the given user ids (the bot), turn Slack's
+-- link markup into its label, then (unlike Rasa) decode the three HTML entities Slack escapes.
+local function clean_text(text, user_ids)
+  for _, uid in ipairs(user_ids) do
+    if type(uid) == "string" and uid ~= "" then
+      local id = escape_pattern(uid)
+      for _, mention in ipairs({ "<@" .. id .. ">", "<@" .. id .. "|[^>]*>" }) do
+        text = text:gsub(mention .. "%s", "")
+        text = text:gsub("%s" .. mention, "")
+        text = text:gsub(mention, " ")
+      end
+    end
+  end
+  text = text:gsub("<([^<>]*)>", function(inner)
+    local target, label = inner:match("^([^|]*)|(.*)$")
+    target = target or inner
+    if target:match("^https?://") or target:match("^mailto:") then
+      if label and label ~= "" then
+        return label
+      end
+      return (target:gsub("^mailto:", ""))
+    end
+    return nil -- user, channel and special mentions stay as they are
+  end)
+  text = text:gsub("&lt;", "<"):gsub("&gt;", ">"):gsub("&amp;", "&")
+  return strip(text)
+end
+
+local function is_ignored_retry(headers)
+  local count, reason = headers["x-slack-retry-num"], headers["x-slack-retry-reason"]
+  return nonempty_string(count) and reason ~= nil and cfg.ignore_retry[reason] == true
+end
+
+-- The user ids whose mentions are removed: Rasa's get_metadata "users".
+local function event_users(body)
+  local users = json.array()
+  if type(body.authed_users) == "table" then
+    for _, u in ipairs(body.authed_users) do
+      users[#users + 1] = u
+    end
+  elseif type(body.authorizations) == "table" and type(body.authorizations[1]) == "table" then
+    local u = string_or_nil(body.authorizations[1].user_id)
+    if u then
+      users[1] = u
+    end
+  end
+  return users
+end
+
+local function receive_event(req)
+  local body = req.json
+  if type(body) ~= "table" or body[1] ~= nil then
+    sb.http_error(400, "invalid_body", "a Slack event must be a JSON object")
+  end
+  if body.type == "url_verification" then
+    if not nonempty_string(body.challenge) then
+      sb.http_error(400, "invalid_body", "url_verification without a challenge")
+    end
+    return {}, { status = 200, json = { challenge = body.challenge } }
+  end
+  local headers = req.headers
+  if is_ignored_retry(headers) then
+    sb.log.warn("slack: retry #%s of an event (reason %s): answered, not processed again",
+      headers["x-slack-retry-num"], headers["x-slack-retry-reason"])
+    return {}, { status = 201, headers = { ["X-Slack-No-Retry"] = "1" }, body = "" }
+  end
+  if body.type ~= "event_callback" then
+    return ignore("not an event_callback: " .. tostring(body.type))
+  end
+  local event = body.event
+  if type(event) ~= "table" then
+    return ignore("event_callback without an event")
+  end
+  if event.type ~= "message" and event.type ~= "app_mention" then
+    return ignore("event type " .. tostring(event.type))
+  end
+  if present(event.bot_id) then
+    return ignore("a bot's message")
+  end
+  if present(event.subtype) and event.subtype ~= "file_share" then
+    return ignore("message subtype " .. tostring(event.subtype))
+  end
+  local user = string_or_nil(event.user)
+  if not user then
+    return ignore("a message without a user")
+  end
+  if not nonempty_string(event.text) then
+    return ignore("a message without text")
+  end
+  local out_channel = string_or_nil(event.channel)
+  -- Rasa's _is_supported_channel: direct messages, mentions of the app, and slack_channel.
+  if not (event.channel_type == "im" or event.type == "app_mention"
+      or (out_channel ~= nil and out_channel == cfg.slack_channel)) then
+    return ignore("a message in channel " .. tostring(out_channel) ..
+      " that does not mention the app")
+  end
+  local metadata = {
+    out_channel = out_channel,
+    thread_id = string_or_nil(event.thread_ts) or string_or_nil(event.ts),
+    users = event_users(body),
+  }
+  return { {
+    sender_id = conversation_id(user, metadata.out_channel, metadata.thread_id),
+    text = clean_text(event.text, metadata.users),
+    metadata = metadata,
+  } }
+end
+
+local function field(t, key)
+  if type(t) == "table" then
+    return t[key]
+  end
+  return nil
+end
+
+-- The text an interactive element stands for (Rasa's _get_interactive_response, plus
+-- radio_buttons and timepicker); nil when the element carries no value.
+local ACTION_VALUE = {
+  button = function(a) return a.value end,
+  select = function(a) return field(field(a.selected_options, 1), "value") end,
+  static_select = function(a) return field(a.selected_option, "value") end,
+  external_select = function(a) return field(a.selected_option, "value") end,
+  overflow = function(a) return field(a.selected_option, "value") end,
+  radio_buttons = function(a) return field(a.selected_option, "value") end,
+  conversations_select = function(a) return a.selected_conversation end,
+  users_select = function(a) return a.selected_user end,
+  channels_select = function(a) return a.selected_channel end,
+  datepicker = function(a) return a.selected_date end,
+  timepicker = function(a) return a.selected_time end,
+}
+
+local function receive_interactive(req)
+  local raw = req.form.payload
+  if not nonempty_string(raw) then
+    sb.http_error(400, "invalid_body", "a form-encoded Slack request needs a `payload` field")
+  end
+  local ok, payload = pcall(json.decode, raw)
+  if not ok or type(payload) ~= "table" then
+    sb.http_error(400, "invalid_payload", "the `payload` field is not a JSON object")
+  end
+  local action = field(payload.actions, 1)
+  if type(action) ~= "table" then
+    return ignore("an interactive payload (" .. tostring(payload.type) .. ") without actions")
+  end
+  local value_of = ACTION_VALUE[action.type]
+  if not value_of then
+    sb.log.warn("slack: interactive component of type '%s' is not supported; ignored",
+      tostring(action.type))
+    return ignore("interactive component type " .. tostring(action.type))
+  end
+  local text = value_of(action)
+  if not nonempty_string(text) then
+    return ignore("an interactive " .. tostring(action.type) .. " without a value (a link button?)")
+  end
+  local user = string_or_nil(field(payload.user, "id"))
+  if not user then
+    return ignore("an interactive payload without a user")
+  end
+  local message, container = payload.message, payload.container
+  local users = json.array()
+  users[1] = user
+  local metadata = {
+    out_channel = string_or_nil(field(payload.channel, "id"))
+      or string_or_nil(field(container, "channel_id")),
+    thread_id = string_or_nil(field(message, "thread_ts")) or string_or_nil(field(message, "ts"))
+      or string_or_nil(field(container, "thread_ts"))
+      or string_or_nil(field(container, "message_ts")),
+    users = users,
+  }
+  return { {
+    sender_id = conversation_id(user, metadata.out_channel, metadata.thread_id),
+    text = text,
+    metadata = metadata,
+  } }
+end
+
+function channel.receive(req)
+  local content_type = (req.headers["content-type"] or ""):lower()
+  if content_type:find("application/x-www-form-urlencoded", 1, true) then
+    return receive_interactive(req)
+  end
+  return receive_event(req)
+end
+
+-- ---- replies ---------------------------------------------------------------------------------
+
+-- Where a reply goes: Rasa binds an output channel to each message (its out_channel, else
+-- slack_channel, else the recipient; its thread when use_threads). `msg` is the UserMessage being
+-- answered when the host passes it to senders (see docs/channels/slack.md, "Limitations"); without
+-- it the channel and thread are read back from a channel/thread conversation id.
+local function target(recipient_id, msg)
+  local metadata = type(msg) == "table" and type(msg.metadata) == "table" and msg.metadata or nil
+  local out_channel, thread
+  if metadata then
+    out_channel = string_or_nil(metadata.out_channel)
+    thread = string_or_nil(metadata.thread_id)
+  elseif cfg.granularity ~= "sender" and type(recipient_id) == "string" then
+    local c, t = recipient_id:match("^%w+_(%w+)_(%d+%.?%d*)$")
+    if not c then
+      c = recipient_id:match("^%w+_(%w+)$")
+    end
+    out_channel, thread = c, t
+  end
+  local to = out_channel or cfg.slack_channel or recipient_id
+  if cfg.use_threads and thread then
+    return to, thread
+  end
+  return to, nil
+end
+
+local function post(body)
+  if not cfg.token then
+    error("slack: `slack_token` is not set, so replies cannot be sent", 0)
+  end
+  local res, err = sb.http.request({
+    method = "POST",
+    url = cfg.api_url .. "/chat.postMessage",
+    headers = {
+      Authorization = "Bearer " .. cfg.token,
+      ["Content-Type"] = "application/json; charset=utf-8",
+    },
+    json = body,
+    timeout = cfg.timeout,
+  })
+  if not res then
+    error(("slack: chat.postMessage failed: %s"):format(err), 0)
+  end
+  local answer = res.json
+  if answer == nil then
+    local ok, decoded = pcall(json.decode, res.body)
+    answer = ok and decoded or nil
+  end
+  if res.status < 200 or res.status > 299 then
+    error(("slack: chat.postMessage answered HTTP %d%s"):format(res.status,
+      type(answer) == "table" and answer.error and (": " .. tostring(answer.error)) or ""), 0)
+  end
+  if type(answer) ~= "table" or answer.ok ~= true then
+    error(("slack: chat.postMessage failed: %s"):format(
+      type(answer) == "table" and tostring(answer.error) or "the answer is not Slack's JSON"), 0)
+  end
+  return answer
+end
+
+local function post_to(recipient_id, msg, body)
+  local to, thread = target(recipient_id, msg)
+  body.channel = to
+  if thread then
+    body.thread_ts = thread
+  end
+  return post(body)
+end
+
+local function as_text(v)
+  if type(v) == "table" then
+    return json.encode(v)
+  end
+  return tostring(v)
+end
+
+-- Split on blank lines as Rasa's SlackBot does; empty parts are not sent (Slack refuses them).
+function channel.send_text_message(recipient_id, text, _, msg)
+  text = strip(as_text(text))
+  local start = 1
+  while true do
+    local i = text:find("\n\n", start, true)
+    local part = text:sub(start, (i or 0) - 1)
+    if part ~= "" then
+      post_to(recipient_id, msg, { text = part })
+    end
+    if not i then
+      return
+    end
+    start = i + 2
+  end
+end
+
+function channel.send_image_url(recipient_id, image, _, msg)
+  image = as_text(image)
+  post_to(recipient_id, msg, {
+    text = image,
+    blocks = { { type = "image", image_url = image, alt_text = image } },
+  })
+end
+
+local function button_element(button)
+  local element = {
+    type = "button",
+    text = { type = "plain_text", text = as_text(button.title or button.payload or "") },
+  }
+  if present(button.payload) then
+    element.value = as_text(button.payload)
+  end
+  if nonempty_string(button.url) then
+    element.url = button.url
+  end
+  return element
+end
+
+-- A section with the text, then the buttons in actions blocks (at most 25 buttons each).
+function channel.send_text_with_buttons(recipient_id, text, buttons, _, msg)
+  local blocks = {}
+  local body = {}
+  if present(text) then
+    text = as_text(text)
+    body.text = text
+    blocks[1] = { type = "section", text = { type = "plain_text", text = text } }
+  end
+  local actions
+  for _, button in ipairs(type(buttons) == "table" and buttons or {}) do
+    if type(button) == "table" then
+      if not actions or #actions.elements == MAX_BUTTONS_PER_BLOCK then
+        actions = { type = "actions", elements = {} }
+        blocks[#blocks + 1] = actions
+      end
+      actions.elements[#actions.elements + 1] = button_element(button)
+    end
+  end
+  body.blocks = json.array(blocks)
+  post_to(recipient_id, msg, body)
+end
+
+-- A table is one of Slack's (legacy) message attachments; anything else is sent as text.
+function channel.send_attachment(recipient_id, attachment, _, msg)
+  if type(attachment) == "table" then
+    post_to(recipient_id, msg, { attachments = { attachment } })
+  else
+    channel.send_text_message(recipient_id, "Attachment: " .. as_text(attachment), {}, msg)
+  end
+end
+
+-- The value is the body of chat.postMessage: its own `channel` and `thread_ts` win.
+function channel.send_custom_json(recipient_id, value, _, msg)
+  if type(value) ~= "table" or value[1] ~= nil then
+    error("slack: custom JSON must be an object of chat.postMessage arguments", 0)
+  end
+  local body = {}
+  for k, v in pairs(value) do
+    body[k] = v
+  end
+  local to, thread = target(recipient_id, msg)
+  if not present(body.channel) then
+    body.channel = to
+  end
+  if thread and not present(body.thread_ts) then
+    body.thread_ts = thread
+  end
+  post(body)
+end
+
+return channel

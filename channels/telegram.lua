@@ -1,0 +1,480 @@
+-- The telegram channel (SPEC §8), the counterpart of Rasa's TelegramInput (incoming) and
+-- TelegramOutput (replies). docs/channels/telegram.md is the user's guide.
+--
+-- Incoming: Telegram posts one Update (JSON) per request to the webhook. Text messages, edited
+-- text messages, callback queries (inline button presses) and locations become messages; the
+-- sender is the chat id. Everything else is answered 200 "success" and dropped. The answer goes out
+-- after the bot's replies were sent (Telegram redelivers an update that fails).
+--
+-- Replies: Bot API calls to <api_url>/bot<access_token>/<method>: sendMessage (text, buttons as
+-- keyboards), sendPhoto (images), and for custom JSON the method its keys name.
+--
+-- telegram:
+--   access_token: "123456:ABC..."        # required: the token @BotFather gave
+--   verify: "my_bot"                     # the bot's username: checked once against getMe
+--   webhook_url: "https://example.com/webhooks/telegram/webhook"   # for GET /set_webhook
+--   secret_token: "..."                  # optional: required in X-Telegram-Bot-Api-Secret-Token
+--   api_url: "https://api.telegram.org"
+--   timeout: 10                          # seconds per Bot API call
+local sb = require "switchboard"
+
+local json = sb.json
+local strip = sb.strip
+
+local channel = { name = "telegram" }
+
+-- The parameters, set by init (one copy per worker).
+local cfg = {}
+-- The username getMe reported for access_token, once known (per worker).
+local bot_username
+
+local function present(v)
+  return v ~= nil and v ~= json.null
+end
+
+local function nonempty_string(v)
+  return type(v) == "string" and v ~= ""
+end
+
+local function string_param(config, key)
+  local v = config[key]
+  if v == nil or v == "" then
+    return nil
+  end
+  if type(v) == "number" then
+    return tostring(v)
+  end
+  if type(v) ~= "string" then
+    error(("telegram: `%s` must be a string, not a %s"):format(key, type(v)), 0)
+  end
+  return v
+end
+
+function channel.init(config)
+  if type(config) ~= "table" then
+    config = {}
+  end
+  local token = string_param(config, "access_token")
+  if not token then
+    error("telegram: `access_token` is required (the bot token @BotFather gave you)", 0)
+  end
+  local secret = string_param(config, "secret_token")
+  if secret and not secret:match("^[%w_%-]+$") or (secret and #secret > 256) then
+    error("telegram: `secret_token` must be 1-256 characters of A-Z, a-z, 0-9, _ and - " ..
+      "(Telegram's rule for setWebhook)", 0)
+  end
+  local verify = string_param(config, "verify")
+  local timeout = config.timeout ~= nil and tonumber(config.timeout) or 10
+  if not timeout or timeout <= 0 then
+    error("telegram: `timeout` must be a number of seconds > 0", 0)
+  end
+  cfg = {
+    token = token,
+    verify = verify and verify:gsub("^@", ""):lower() or nil,
+    webhook_url = string_param(config, "webhook_url"),
+    secret = secret,
+    api_url = ((string_param(config, "api_url") or "https://api.telegram.org"):gsub("/+$", "")),
+    timeout = timeout,
+  }
+  bot_username = nil
+end
+
+-- ---- the Bot API -----------------------------------------------------------------------------
+
+-- POST <api_url>/bot<token>/<method> with a JSON body. Returns the decoded answer and the HTTP
+-- status, or nil and an error text (never containing the token).
+local function call(method, body)
+  local res, err = sb.http.request({
+    method = "POST",
+    url = cfg.api_url .. "/bot" .. cfg.token .. "/" .. method,
+    json = body or {},
+    timeout = cfg.timeout,
+  })
+  if not res then
+    return nil, ("%s: %s"):format(method, err)
+  end
+  local answer = res.json
+  if answer == nil then
+    local ok, decoded = pcall(json.decode, res.body)
+    answer = ok and decoded or nil
+  end
+  if type(answer) ~= "table" then
+    return nil, ("%s answered HTTP %d without Telegram's JSON"):format(method, res.status)
+  end
+  return answer, res.status
+end
+
+-- A call whose failure is an error (senders: the host logs it with the request id).
+local function must_call(method, body)
+  local answer, status = call(method, body)
+  if not answer then
+    error("telegram: " .. status, 0)
+  end
+  if answer.ok ~= true then
+    error(("telegram: %s failed: %s"):format(method,
+      tostring(answer.description or ("HTTP " .. tostring(status)))), 0)
+  end
+  return answer
+end
+
+-- ---- incoming --------------------------------------------------------------------------------
+
+function channel.verify(req)
+  if not cfg.secret then
+    return true
+  end
+  local got = req.headers["x-telegram-bot-api-secret-token"]
+  if not nonempty_string(got) then
+    return false, "the X-Telegram-Bot-Api-Secret-Token header is missing"
+  end
+  if not sb.secure_compare(got, cfg.secret) then
+    return false, "X-Telegram-Bot-Api-Secret-Token does not match secret_token"
+  end
+  return true
+end
+
+function channel.reject(_, reason)
+  return { status = 403, json = { error = "forbidden", message = reason } }
+end
+
+-- Rasa checks that access_token belongs to the bot named by `verify` (getMe) before it handles an
+-- update. Here the username is fetched once per worker and kept.
+local function check_username()
+  if not cfg.verify then
+    return true
+  end
+  if not bot_username then
+    local answer, status = call("getMe")
+    if not answer then
+      sb.http_error(502, "telegram_unreachable",
+        "cannot check the bot's username with getMe: " .. tostring(status))
+    end
+    if answer.ok ~= true or type(answer.result) ~= "table"
+        or not nonempty_string(answer.result.username) then
+      sb.log.error("telegram: getMe failed (%s): check access_token",
+        tostring(answer.description or status))
+      return false
+    end
+    bot_username = answer.result.username:lower()
+  end
+  if bot_username ~= cfg.verify then
+    sb.log.error("telegram: access_token belongs to @%s, but `verify` names @%s; update dropped",
+      bot_username, cfg.verify)
+    return false
+  end
+  return true
+end
+
+-- Chat ids arrive as JSON numbers, which lua-cjson decodes as floats: 123456789.0 -> "123456789".
+local function id_text(v)
+  if type(v) == "number" then
+    if v == math.floor(v) and v > -2 ^ 63 and v < 2 ^ 63 then
+      return ("%d"):format(v)
+    end
+    return tostring(v)
+  end
+  if nonempty_string(v) then
+    return v
+  end
+  return nil
+end
+
+-- A float as Python's str() writes it (Rasa formats the location with str.format).
+local function python_float(v)
+  if v == math.floor(v) and math.abs(v) < 1e16 then
+    return ("%.1f"):format(v)
+  end
+  for precision = 1, 17 do
+    local text = ("%." .. precision .. "g"):format(v)
+    if tonumber(text) == v then
+      return text
+    end
+  end
+  return ("%.17g"):format(v)
+end
+
+-- "/start@my_bot" -> "/start" when my_bot is this bot (commands in groups name the bot).
+local function strip_bot_name(text)
+  if not cfg.verify then
+    return text
+  end
+  local command, name, rest = text:match("^(/[%w_]+)@([%w_]+)(.*)$")
+  if command and name:lower() == cfg.verify then
+    return command .. rest
+  end
+  return text
+end
+
+local function chat_of(message)
+  if type(message) == "table" and type(message.chat) == "table" then
+    return id_text(message.chat.id)
+  end
+  return nil
+end
+
+-- The text and the chat of an update, or nil and why it is ignored. The order is Rasa's: a
+-- callback query, an edited message, a message.
+local function read_update(update)
+  local query = update.callback_query
+  if type(query) == "table" then
+    if not nonempty_string(query.data) then
+      return nil, "a callback query without data"
+    end
+    -- An inline-mode message has no `message`: answer the user who pressed the button.
+    local chat = chat_of(query.message) or (type(query.from) == "table" and id_text(query.from.id))
+    return query.data, chat
+  end
+  local edited = update.edited_message
+  if type(edited) == "table" then
+    if not nonempty_string(edited.text) then
+      return nil, "an edited message without text"
+    end
+    return strip_bot_name(edited.text), chat_of(edited)
+  end
+  local message = update.message
+  if type(message) ~= "table" then
+    return nil, "an update without a message"
+  end
+  if type(message.text) == "string" then
+    return strip_bot_name(message.text), chat_of(message)
+  end
+  local location = message.location
+  if type(location) == "table" and type(location.longitude) == "number"
+      and type(location.latitude) == "number" then
+    return ('{"lng":%s, "lat":%s}'):format(python_float(location.longitude),
+      python_float(location.latitude)), chat_of(message)
+  end
+  return nil, "a message without text or location"
+end
+
+local FAILED = { status = 200, body = "failed", content_type = "text/plain" }
+
+function channel.receive(req)
+  local update = req.json
+  if type(update) ~= "table" or update[1] ~= nil then
+    sb.http_error(400, "invalid_body", "a Telegram update must be a JSON object")
+  end
+  if not check_username() then
+    return {}, FAILED
+  end
+  local text, chat = read_update(update)
+  if not text then
+    sb.log.debug("telegram: update %s ignored: %s", id_text(update.update_id) or "?", chat)
+    return {}
+  end
+  if not chat then
+    sb.log.debug("telegram: update %s ignored: no chat", id_text(update.update_id) or "?")
+    return {}
+  end
+  if text == "/restart" then
+    return { { sender_id = chat, text = text }, { sender_id = chat, text = "/start" } }
+  end
+  return { { sender_id = chat, text = text } }
+end
+
+-- ---- replies ---------------------------------------------------------------------------------
+
+-- The chat id as the Bot API's Integer when it is one, else as given ("@channelusername").
+local function chat_id(recipient_id)
+  if type(recipient_id) == "string" and recipient_id:match("^%-?%d+$") then
+    local n = math.tointeger(tonumber(recipient_id))
+    if n then
+      return n
+    end
+  end
+  return recipient_id
+end
+
+local function as_text(v)
+  if type(v) == "table" then
+    return json.encode(v)
+  end
+  return tostring(v)
+end
+
+function channel.send_text_message(recipient_id, text)
+  text = strip(as_text(text))
+  local start = 1
+  while true do
+    local i = text:find("\n\n", start, true)
+    local part = text:sub(start, (i or 0) - 1)
+    if part ~= "" then
+      must_call("sendMessage", { chat_id = chat_id(recipient_id), text = part })
+    end
+    if not i then
+      return
+    end
+    start = i + 2
+  end
+end
+
+function channel.send_image_url(recipient_id, image)
+  must_call("sendPhoto", { chat_id = chat_id(recipient_id), photo = as_text(image) })
+end
+
+local function inline_button(button)
+  local b = { text = as_text(button.title or button.payload or "") }
+  if nonempty_string(button.url) then
+    b.url = button.url
+  else
+    b.callback_data = as_text(button.payload or button.title or "")
+  end
+  return b
+end
+
+local function keyboard_button(button)
+  return { text = as_text(button.title or button.payload or "") }
+end
+
+-- Rasa's button types: "inline" (one row), "vertical" (one button per row), "reply" (a reply
+-- keyboard, one button per row unless a button is itself a list: that list is one row).
+local function reply_markup(buttons, button_type)
+  local rows = {}
+  if button_type == "inline" then
+    local row = {}
+    for _, button in ipairs(buttons) do
+      row[#row + 1] = inline_button(button)
+    end
+    rows[1] = row
+    return { inline_keyboard = rows }
+  elseif button_type == "vertical" then
+    for _, button in ipairs(buttons) do
+      rows[#rows + 1] = { inline_button(button) }
+    end
+    return { inline_keyboard = rows }
+  elseif button_type == "reply" then
+    for _, button in ipairs(buttons) do
+      if button[1] ~= nil then
+        local row = {}
+        for _, b in ipairs(button) do
+          row[#row + 1] = keyboard_button(b)
+        end
+        rows[#rows + 1] = row
+      else
+        rows[#rows + 1] = { keyboard_button(button) }
+      end
+    end
+    return { keyboard = rows, resize_keyboard = true, one_time_keyboard = true }
+  end
+  return nil
+end
+
+function channel.send_text_with_buttons(recipient_id, text, buttons, extras)
+  local button_type = type(extras) == "table" and extras.button_type or nil
+  if not present(button_type) then
+    button_type = "inline"
+  end
+  local markup = reply_markup(type(buttons) == "table" and buttons or {}, button_type)
+  if not markup then
+    error(("telegram: unknown button_type %s (use inline, vertical or reply)")
+      :format(tostring(button_type)), 0)
+  end
+  if not present(text) then
+    error("telegram: buttons need a text (sendMessage requires one)", 0)
+  end
+  must_call("sendMessage", {
+    chat_id = chat_id(recipient_id), text = as_text(text), reply_markup = markup,
+  })
+end
+
+-- Quick replies are buttons, with the message's button_type (Rasa's OutputChannel passes the
+-- extras on; the host's generic fallback does not).
+function channel.send_quick_replies(recipient_id, text, quick_replies, extras)
+  channel.send_text_with_buttons(recipient_id, text, quick_replies, extras)
+end
+
+-- Rasa's TelegramOutput.send_custom_json: each Bot API method whose required keys are all in the
+-- value is called, in this order, with those keys and the keys still left (parse_mode,
+-- reply_markup, caption, ...). A `chat_id` key overrides the recipient.
+local CUSTOM_METHODS = {
+  { { "text" }, "sendMessage" },
+  { { "photo" }, "sendPhoto" },
+  { { "audio" }, "sendAudio" },
+  { { "document" }, "sendDocument" },
+  { { "sticker" }, "sendSticker" },
+  { { "video" }, "sendVideo" },
+  { { "video_note" }, "sendVideoNote" },
+  { { "animation" }, "sendAnimation" },
+  { { "voice" }, "sendVoice" },
+  { { "media" }, "sendMediaGroup" },
+  { { "latitude", "longitude", "title", "address" }, "sendVenue" },
+  { { "latitude", "longitude" }, "sendLocation" },
+  { { "phone_number", "first_name" }, "sendContact" },
+  { { "game_short_name" }, "sendGame" },
+  { { "action" }, "sendChatAction" },
+  { { "title", "description", "payload", "provider_token", "currency", "prices" }, "sendInvoice" },
+}
+
+function channel.send_custom_json(recipient_id, value)
+  if type(value) ~= "table" or value[1] ~= nil then
+    error("telegram: custom JSON must be an object of Bot API parameters", 0)
+  end
+  local rest = {}
+  for k, v in pairs(value) do
+    if present(v) then
+      rest[k] = v
+    end
+  end
+  local chat = rest.chat_id or chat_id(recipient_id)
+  rest.chat_id = nil
+  local called = false
+  for _, entry in ipairs(CUSTOM_METHODS) do
+    local keys, method = entry[1], entry[2]
+    local all = true
+    for _, key in ipairs(keys) do
+      if rest[key] == nil then
+        all = false
+        break
+      end
+    end
+    if all then
+      local body = {}
+      for _, key in ipairs(keys) do
+        body[key] = rest[key]
+        rest[key] = nil
+      end
+      for k, v in pairs(rest) do
+        body[k] = v
+      end
+      body.chat_id = chat
+      must_call(method, body)
+      called = true
+    end
+  end
+  if not called then
+    sb.log.warn("telegram: custom JSON names no Bot API method (keys such as text, photo, " ..
+      "document, latitude/longitude); nothing sent")
+  end
+end
+
+-- ---- GET /set_webhook ------------------------------------------------------------------------
+
+-- Registers webhook_url (and secret_token) with setWebhook and answers what Telegram said.
+local function set_webhook()
+  if not cfg.webhook_url then
+    return { status = 500, json = { error = "not_configured",
+      message = "set `webhook_url` for the telegram channel in credentials.yml" } }
+  end
+  local body = { url = cfg.webhook_url }
+  if cfg.secret then
+    body.secret_token = cfg.secret
+  end
+  local answer, status = call("setWebhook", body)
+  if not answer then
+    sb.log.error("telegram: setWebhook failed: %s", status)
+    return { status = 502, json = { error = "telegram_unreachable", message = status } }
+  end
+  if answer.ok ~= true then
+    sb.log.warn("telegram: setWebhook refused: %s", tostring(answer.description))
+    return { status = 502, json = answer }
+  end
+  sb.log.info("telegram: webhook set")
+  return { status = 200, json = answer }
+end
+
+channel.routes = {
+  ["GET /set_webhook"] = set_webhook,
+  ["POST /set_webhook"] = set_webhook,
+}
+
+return channel

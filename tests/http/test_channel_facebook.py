@@ -1,0 +1,477 @@
+"""The bundled `facebook` channel (SPEC §8): the Messenger webhook handshake, signed event
+batches (X-Hub-Signature-256, X-Hub-Signature as fallback), every messaging event of every entry,
+echoes and receipts ignored, and replies through a stand-in of the Graph API's Send API."""
+import copy
+import hashlib
+import hmac
+import json
+import os
+import unittest
+import urllib.parse
+
+from harness import project
+from standins import Reply, StandIn, error_line
+from util import QuietHost as Host, error_lines, run_to_exit
+
+WEBHOOK = "/webhooks/facebook/webhook"
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "facebook")
+
+SECRET = "fb-app-secret-7c1d"
+VERIFY = "verify-me-4711"
+PAGE_TOKEN = "EAAB-page-token-0042"
+PAGE_ID = "106735048797271"
+
+# A Lua bot that answers a few commands with each kind of message, and anything else with a
+# JSON description of the message it received (so the Send API stand-in shows what the bot got).
+BOT = r"""
+local sb = require "switchboard"
+local json = sb.json
+local bot = {}
+
+local function describe(msg)
+  return json.encode({
+    sender = msg.sender_id, text = msg.text or json.null, message_id = msg.message_id,
+    input_channel = msg.input_channel, metadata = msg.metadata or json.null,
+  })
+end
+
+function bot.handle(msg, out)
+  local t = msg.text or ""
+  sb.log.info("BOT GOT %s", describe(msg))
+  if t == "text" then
+    out:send_text_message("Hello\n\nWorld\n\n\n\n again ")
+  elseif t == "buttons" then
+    out:send_text_with_buttons("Pick one", {
+      { title = "Yes", payload = "/affirm" },
+      { title = "Docs", url = "https://example.com/docs" },
+      { title = "Call us", type = "phone_number", payload = "+15005550006" },
+    })
+  elseif t == "many buttons" then
+    out:send_text_with_buttons("Pick", {
+      { title = "A", payload = "/a" }, { title = "B", payload = "/b" },
+      { title = "C", payload = "/c" }, { title = "D", payload = "/d" },
+    })
+  elseif t == "quick" then
+    out:send_quick_replies("Colour?", {
+      { title = "Red", payload = "/red" },
+      { title = "Blue", payload = "/blue", image_url = "https://example.com/blue.png" },
+    })
+  elseif t == "image" then
+    out:send_image_url("https://example.com/cat.png")
+  elseif t == "cards" then
+    out:send_elements({
+      { title = "Switchboard", subtitle = "Channels in Lua", image_url = "https://example.com/sb.png",
+        buttons = { { title = "Docs", payload = "/docs" },
+                    { title = "Site", url = "https://example.com" } } },
+      { title = "Second", subtitle = "two" },
+    })
+  elseif t == "custom" then
+    out:send_custom_json({ text = "custom text", metadata = "m1" })
+  elseif t == "custom other" then
+    out:send_custom_json({ text = "to another", sender = { id = "999" } })
+  elseif t == "attachment" then
+    out:send_attachment({ type = "file", payload = { url = "https://example.com/a.pdf" } })
+  elseif t == "all" then
+    out:send_response({ text = "Pick", buttons = { { title = "Yes", payload = "/affirm" } },
+                        image = "https://example.com/x.png" })
+  elseif t == "fail then text" then
+    out:send_text_message("first")
+    out:send_text_message("second")
+  else
+    out:send_text_message("got " .. describe(msg))
+  end
+end
+
+return bot
+"""
+
+
+def graph_api(rec):
+    body = rec.json or {}
+    recipient = (body.get("recipient") or {}).get("id")
+    if recipient == "fb-error":
+        text = (body.get("message") or {}).get("text")
+        if text != "second":
+            return Reply(status=400, json={"error": {
+                "message": "(#100) The parameter recipient is invalid",
+                "type": "OAuthException", "code": 100, "fbtrace_id": "AbC"}})
+    return Reply(json={"recipient_id": recipient, "message_id": "m_sent"})
+
+
+def fixture(name):
+    with open(os.path.join(FIXTURES, name), "rb") as f:
+        return f.read()
+
+
+def sign(body, secret=SECRET, alg="sha256"):
+    digest = hashlib.sha256 if alg == "sha256" else hashlib.sha1
+    return "%s=%s" % (alg, hmac.new(secret.encode(), body, digest).hexdigest())
+
+
+def event(sender, text=None, mid=None, **extra):
+    """One messaging event of a user's text message (or of `extra` kinds)."""
+    ev = {"sender": {"id": sender}, "recipient": {"id": PAGE_ID}, "timestamp": 1718208009000}
+    if text is not None:
+        ev["message"] = {"mid": mid or "m_" + sender, "text": text}
+    ev.update(extra)
+    return ev
+
+
+def payload(*events, entries=None):
+    if entries is None:
+        entries = [list(events)]
+    return {"object": "page", "entry": [
+        {"id": PAGE_ID, "time": 1718208009999, "messaging": evs} for evs in entries]}
+
+
+def credentials(api_url, extra=""):
+    return ("facebook:\n"
+            '  verify: "%s"\n'
+            '  secret: "%s"\n'
+            '  page-access-token: "%s"\n'
+            "  api_url: %s\n%s" % (VERIFY, SECRET, PAGE_TOKEN, api_url, extra))
+
+
+class FacebookTests(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.api = StandIn(graph_api)
+        cls.host = Host(cwd=project({
+            "credentials.yml": credentials(cls.api.url("/v19.0/")),
+            "endpoints.yml": "server:\n  workers: 1\nbot:\n  script: bot.lua\n",
+            "bot.lua": BOT}))
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.host.stop()
+        finally:
+            cls.api.close()
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def post(self, body, headers=None, signature="sha256"):
+        """POST raw bytes (or a dict as JSON) signed as Facebook does; returns (status, headers,
+        body text, the Send API requests the call caused)."""
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+        hdrs = {"Content-Type": "application/json"}
+        if signature == "sha256":
+            hdrs["X-Hub-Signature-256"] = sign(body)
+        elif signature == "sha1":
+            hdrs["X-Hub-Signature"] = sign(body, alg="sha1")
+        hdrs.update(headers or {})
+        before = len(self.api.snapshot())
+        status, rhdrs, data = self.host.request("POST", WEBHOOK, body=body, headers=hdrs)
+        return status, rhdrs, data.decode("utf-8", "replace"), self.api.snapshot()[before:]
+
+    def sends(self, recs):
+        """The Send API bodies, after checking each request's method, path, query and type."""
+        out = []
+        for r in recs:
+            self.assertEqual(r.method, "POST")
+            self.assertEqual(r.path, "/v19.0/me/messages")
+            self.assertEqual(r.query, {"access_token": PAGE_TOKEN})
+            self.assertTrue(r.headers.get("content-type", "").startswith("application/json"),
+                            r.headers)
+            out.append(r.json)
+        return out
+
+    def got(self, recs):
+        """What the bot received, for each message, from its `got {...}` answers."""
+        result = []
+        for body in self.sends(recs):
+            self.assertEqual(body["messaging_type"], "RESPONSE")
+            text = body["message"]["text"]
+            self.assertTrue(text.startswith("got "), text)
+            desc = json.loads(text[4:])
+            self.assertEqual(desc["sender"], body["recipient"]["id"])
+            result.append(desc)
+        return result
+
+    def assert_success(self, status, headers, text):
+        self.assertEqual((status, text), (200, "success"))
+        self.assertTrue(headers["content-type"].startswith("text/plain"), headers)
+
+    # -- the GET handshake -------------------------------------------------------------------
+
+    def get_webhook(self, **query):
+        return self.host.request("GET", WEBHOOK + "?" + urllib.parse.urlencode(query))
+
+    def test_hub_verification_echoes_the_challenge(self):
+        status, headers, body = self.get_webhook(**{
+            "hub.mode": "subscribe", "hub.verify_token": VERIFY, "hub.challenge": "1158201444"})
+        self.assertEqual((status, body), (200, b"1158201444"))
+        self.assertTrue(headers["content-type"].startswith("text/plain"), headers)
+
+    def test_hub_verification_refuses_a_wrong_token_or_mode(self):
+        for query in ({"hub.mode": "subscribe", "hub.verify_token": "nope",
+                       "hub.challenge": "1"},
+                      {"hub.mode": "subscribe", "hub.challenge": "1"},
+                      {"hub.mode": "unsubscribe", "hub.verify_token": VERIFY,
+                       "hub.challenge": "1"},
+                      {"hub.verify_token": VERIFY, "hub.challenge": "1"}):
+            status, headers, body = self.get_webhook(**query)
+            self.assertEqual(status, 403, query)
+            self.assertEqual(json.loads(body)["error"], "forbidden")
+
+    def test_health(self):
+        status, _, body = self.host.request("GET", "/webhooks/facebook/")
+        self.assertEqual((status, json.loads(body)), (200, {"status": "ok"}))
+
+    # -- signatures --------------------------------------------------------------------------
+
+    def test_valid_sha256_signature(self):
+        status, headers, text, recs = self.post(fixture("text.json"))
+        self.assert_success(status, headers, text)
+        self.assertEqual(len(recs), 1)
+
+    def test_wrong_secret_tampered_body_missing_or_malformed_header_are_403(self):
+        body = fixture("text.json")
+        tampered = body.replace(b"hello, world", b"hello, WORLD")
+        cases = [
+            ("wrong secret", body, {"X-Hub-Signature-256": sign(body, secret="other")}),
+            ("tampered body", tampered, {"X-Hub-Signature-256": sign(body)}),
+            ("missing header", body, {}),
+            ("no sha256= prefix", body, {"X-Hub-Signature-256": sign(body)[7:]}),
+            ("sha1 value in the sha256 header", body,
+             {"X-Hub-Signature-256": sign(body, alg="sha1")}),
+            ("bad sha256, good sha1", body, {"X-Hub-Signature-256": sign(body, secret="x"),
+                                             "X-Hub-Signature": sign(body, alg="sha1")}),
+            ("wrong sha1", body, {"X-Hub-Signature": sign(body, secret="x", alg="sha1")}),
+        ]
+        for name, data, headers in cases:
+            status, rhdrs, text, recs = self.post(data, headers=headers, signature=None)
+            self.assertEqual(status, 403, name)
+            self.assertTrue(rhdrs["content-type"].startswith("application/json"), name)
+            self.assertEqual(json.loads(text)["error"], "forbidden", name)
+            self.assertEqual(recs, [], name)
+
+    def test_sha1_signature_alone_is_accepted(self):
+        status, headers, text, recs = self.post(fixture("text.json"), signature="sha1")
+        self.assert_success(status, headers, text)
+        self.assertEqual(len(recs), 1)
+
+    def test_uppercase_hex_signature_is_accepted(self):
+        body = fixture("text.json")
+        status, headers, text, recs = self.post(
+            body, headers={"X-Hub-Signature-256": "sha256=" + sign(body)[7:].upper()},
+            signature=None)
+        self.assert_success(status, headers, text)
+        self.assertEqual(len(recs), 1)
+
+    # -- events ------------------------------------------------------------------------------
+
+    def test_text_message(self):
+        status, headers, text, recs = self.post(fixture("text.json"))
+        self.assert_success(status, headers, text)
+        [got] = self.got(recs)
+        self.assertEqual(got, {
+            "sender": "6543210987654321", "text": "hello, world!",
+            "message_id": "m_AG5Hz2Uq7tuwNEhXfYYKj8mJEM_QPpz5jdCK48PnKAjSdjfipqxqMvK8ma6AC8fplwlqLP"
+                          "_5cgXIbu7I3rBN0P",
+            "input_channel": "facebook",
+            "metadata": {"page_id": PAGE_ID, "event": "message", "timestamp": 1718208000001}})
+        self.assertEqual(self.sends(recs)[0]["recipient"], {"id": "6543210987654321"})
+
+    def test_quick_reply_payload_wins_over_text(self):
+        status, headers, text, recs = self.post(fixture("quick_reply.json"))
+        self.assert_success(status, headers, text)
+        [got] = self.got(recs)
+        self.assertEqual(got["text"], '/choose{"colour": "red"}')
+        self.assertEqual(got["message_id"], "m_quick_reply_1")
+        self.assertEqual(got["metadata"]["event"], "quick_reply")
+
+    def test_postback_payload(self):
+        status, headers, text, recs = self.post(fixture("postback.json"))
+        self.assert_success(status, headers, text)
+        [got] = self.got(recs)
+        self.assertEqual((got["sender"], got["text"], got["message_id"]),
+                         ("6543210987654321", "/greet", "m_postback_1"))
+        self.assertEqual(got["metadata"]["event"], "postback")
+
+    def test_attachment_url_is_the_text(self):
+        status, headers, text, recs = self.post(fixture("attachment.json"))
+        self.assert_success(status, headers, text)
+        [got] = self.got(recs)
+        self.assertEqual(got["text"],
+                         "https://scontent.xx.fbcdn.net/v/t1.15752-9/cat.png?_nc_cat=1&oh=abc")
+        self.assertEqual(got["metadata"]["event"], "attachment")
+        self.assertEqual([a["type"] for a in got["metadata"]["attachments"]], ["image", "image"])
+
+    def test_echoes_deliveries_and_reads_are_ignored(self):
+        before = self.host.log().count("BOT GOT")
+        status, headers, text, recs = self.post(fixture("ignored.json"))
+        self.assert_success(status, headers, text)
+        self.assertEqual(recs, [])
+        self.assertEqual(self.host.log().count("BOT GOT"), before)
+
+    def test_every_event_of_every_entry_in_order(self):
+        status, headers, text, recs = self.post(fixture("batch.json"))
+        self.assert_success(status, headers, text)
+        got = self.got(recs)
+        self.assertEqual([(g["sender"], g["text"], g["message_id"]) for g in got], [
+            ("1111111111111111", "first", "m_batch_1"),
+            ("1111111111111111", "/affirm", "m_batch_2"),
+            ("2222222222222222", "/blue", "m_batch_3"),
+            ("1111111111111111", "https://cdn.fbsbx.com/v/t59/report.pdf", "m_batch_4"),
+        ])
+        self.assertEqual([g["metadata"]["event"] for g in got],
+                         ["message", "postback", "quick_reply", "attachment"])
+
+    def test_unknown_events_and_messages_without_content_are_ignored(self):
+        body = payload(
+            event("fb-u9", optin={"ref": "x"}),
+            event("fb-u9", reaction={"reaction": "love", "emoji": "\u2764", "action": "react",
+                                     "mid": "m_1"}),
+            event("fb-u9", message={"mid": "m_sticker_like", "attachments": [
+                {"type": "location", "payload": {"coordinates": {"lat": 1, "long": 2}}}]}),
+            {"recipient": {"id": PAGE_ID}, "message": {"mid": "m_nosender", "text": "x"}},
+            event("fb-u9", "last one"))
+        status, headers, text, recs = self.post(body)
+        self.assert_success(status, headers, text)
+        self.assertEqual([g["text"] for g in self.got(recs)], ["last one"])
+
+    def test_a_body_without_entries_is_400(self):
+        for body in ({"object": "page"}, [1, 2], {"object": "page", "entry": "x"}):
+            status, _, text, recs = self.post(body)
+            self.assertEqual(status, 400, body)
+            self.assertEqual(json.loads(text)["error"], "invalid_body")
+            self.assertEqual(recs, [])
+        status, _, text, _ = self.post(b"{not json")
+        self.assertEqual((status, json.loads(text)["error"]), (400, "invalid_json"))
+
+    # -- replies -----------------------------------------------------------------------------
+
+    def reply_to(self, sender, command):
+        status, headers, text, recs = self.post(payload(event(sender, command)))
+        self.assert_success(status, headers, text)
+        bodies = self.sends(recs)
+        for b in bodies:
+            self.assertEqual(b["messaging_type"], "RESPONSE")
+        return bodies
+
+    def test_text_is_split_on_blank_lines(self):
+        bodies = self.reply_to("fb-text", "text")
+        self.assertEqual(bodies, [
+            {"recipient": {"id": "fb-text"}, "messaging_type": "RESPONSE",
+             "message": {"text": "Hello"}},
+            {"recipient": {"id": "fb-text"}, "messaging_type": "RESPONSE",
+             "message": {"text": "World"}},
+            {"recipient": {"id": "fb-text"}, "messaging_type": "RESPONSE",
+             "message": {"text": " again"}},
+        ])
+
+    def test_buttons_become_a_button_template(self):
+        [body] = self.reply_to("fb-buttons", "buttons")
+        self.assertEqual(body["recipient"], {"id": "fb-buttons"})
+        self.assertEqual(body["message"], {"attachment": {"type": "template", "payload": {
+            "template_type": "button", "text": "Pick one", "buttons": [
+                {"type": "postback", "title": "Yes", "payload": "/affirm"},
+                {"type": "web_url", "title": "Docs", "url": "https://example.com/docs"},
+                {"type": "phone_number", "title": "Call us", "payload": "+15005550006"},
+            ]}}})
+
+    def test_more_than_three_buttons_are_sent_as_text(self):
+        bodies = self.reply_to("fb-many", "many buttons")
+        self.assertEqual([b["message"] for b in bodies], [
+            {"text": "Pick"}, {"text": "1: A (/a)"}, {"text": "2: B (/b)"},
+            {"text": "3: C (/c)"}, {"text": "4: D (/d)"}])
+
+    def test_quick_replies(self):
+        [body] = self.reply_to("fb-quick", "quick")
+        self.assertEqual(body["message"], {"text": "Colour?", "quick_replies": [
+            {"content_type": "text", "title": "Red", "payload": "/red"},
+            {"content_type": "text", "title": "Blue", "payload": "/blue",
+             "image_url": "https://example.com/blue.png"}]})
+
+    def test_image(self):
+        [body] = self.reply_to("fb-image", "image")
+        self.assertEqual(body["message"], {"attachment": {
+            "type": "image", "payload": {"url": "https://example.com/cat.png"}}})
+
+    def test_elements_become_a_generic_template(self):
+        [body] = self.reply_to("fb-cards", "cards")
+        self.assertEqual(body["message"], {"attachment": {"type": "template", "payload": {
+            "template_type": "generic", "elements": [
+                {"title": "Switchboard", "subtitle": "Channels in Lua",
+                 "image_url": "https://example.com/sb.png", "buttons": [
+                     {"type": "postback", "title": "Docs", "payload": "/docs"},
+                     {"type": "web_url", "title": "Site", "url": "https://example.com"}]},
+                {"title": "Second", "subtitle": "two"}]}}})
+
+    def test_custom_json_is_the_message(self):
+        [body] = self.reply_to("fb-custom", "custom")
+        self.assertEqual(body, {"recipient": {"id": "fb-custom"}, "messaging_type": "RESPONSE",
+                                "message": {"text": "custom text", "metadata": "m1"}})
+
+    def test_custom_json_sender_names_another_recipient(self):
+        [body] = self.reply_to("fb-custom2", "custom other")
+        self.assertEqual(body, {"recipient": {"id": "999"}, "messaging_type": "RESPONSE",
+                                "message": {"text": "to another"}})
+
+    def test_attachment_object(self):
+        [body] = self.reply_to("fb-attach", "attachment")
+        self.assertEqual(body["message"], {"attachment": {
+            "type": "file", "payload": {"url": "https://example.com/a.pdf"}}})
+
+    def test_a_whole_message_is_dispatched_in_rasa_order(self):
+        bodies = self.reply_to("fb-all", "all")
+        self.assertEqual([b["message"] for b in bodies], [
+            {"attachment": {"type": "template", "payload": {
+                "template_type": "button", "text": "Pick",
+                "buttons": [{"type": "postback", "title": "Yes", "payload": "/affirm"}]}}},
+            {"attachment": {"type": "image", "payload": {"url": "https://example.com/x.png"}}},
+        ])
+
+    def test_a_graph_api_error_is_logged_and_later_messages_still_go(self):
+        status, headers, text, recs = self.post(payload(event("fb-error", "fail then text")))
+        self.assert_success(status, headers, text)
+        self.assertEqual([b["message"]["text"] for b in self.sends(recs)], ["first", "second"])
+        error_line(self.host, headers["x-request-id"], r"\(#100\) The parameter recipient")
+        self.assertNotIn(PAGE_TOKEN, self.host.log())
+
+
+class SenderActionTests(unittest.TestCase):
+    def test_mark_seen_and_typing_on_before_the_reply(self):
+        with StandIn(graph_api) as api:
+            with Host(cwd=project({
+                    "credentials.yml": credentials(api.url("/v19.0"), "  sender_actions: true\n"),
+                    "endpoints.yml": "server:\n  workers: 1\nbot:\n  script: bot.lua\n",
+                    "bot.lua": BOT})) as host:
+                body = json.dumps(payload(event("fb-act", "image"))).encode()
+                status, _, data = host.request("POST", WEBHOOK, body=body, headers={
+                    "Content-Type": "application/json", "X-Hub-Signature-256": sign(body)})
+                self.assertEqual((status, data), (200, b"success"))
+                recs = api.snapshot()
+                self.assertEqual([r.path for r in recs], ["/v19.0/me/messages"] * 3)
+                bodies = [r.json for r in recs]
+                self.assertEqual(bodies[:2], [
+                    {"recipient": {"id": "fb-act"}, "sender_action": "mark_seen"},
+                    {"recipient": {"id": "fb-act"}, "sender_action": "typing_on"}])
+                self.assertIn("attachment", bodies[2]["message"])
+
+
+class StartupTests(unittest.TestCase):
+    def test_secret_and_page_access_token_are_required(self):
+        for text, missing in (("facebook:\n  verify: v\n  page-access-token: t\n", "secret"),
+                              ("facebook:\n  verify: v\n  secret: s\n", "page-access-token"),
+                              ("facebook:\n", "verify")):
+            folder = project({"credentials.yml": text,
+                              "endpoints.yml": "server:\n  workers: 1\n"})
+            result = run_to_exit(["check"], cwd=folder)
+            self.assertNotIn(result.returncode, (0, None), result.stderr)
+            lines = error_lines(result.stderr)
+            self.assertEqual(len(lines), 1, result.stderr)
+            self.assertIn(missing, lines[0])
+            self.assertIn("facebook", lines[0])
+
+    def test_verify_is_optional_and_the_default_api_url(self):
+        folder = project({"credentials.yml": "facebook:\n  secret: s\n  page-access-token: t\n",
+                          "endpoints.yml": "server:\n  workers: 1\n"})
+        result = run_to_exit(["check"], cwd=folder)
+        self.assertEqual(result.returncode, 0, result.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()

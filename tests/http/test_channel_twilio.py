@@ -1,0 +1,379 @@
+"""The bundled `twilio` channel (SPEC §8): form-encoded Messaging webhooks signed with
+X-Twilio-Signature (computed here exactly as Twilio documents it), SMS / WhatsApp / location /
+media, the 204 answer, and replies through a stand-in of the Messages API."""
+import base64
+import hashlib
+import hmac
+import json
+import os
+import unittest
+import urllib.parse
+
+from harness import project
+from standins import Reply, StandIn, error_line
+from util import QuietHost as Host, error_lines, run_to_exit
+
+WEBHOOK = "/webhooks/twilio/webhook"
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "twilio")
+
+ACCOUNT_SID = "AC00000000000000000000000000000000"
+AUTH_TOKEN = "twilio-auth-token-5f2e9a"
+NUMBER = "+15005550006"
+MESSAGES_PATH = "/2010-04-01/Accounts/%s/Messages.json" % ACCOUNT_SID
+
+BOT = r"""
+local sb = require "switchboard"
+local json = sb.json
+local bot = {}
+
+local function describe(msg)
+  return json.encode({
+    sender = msg.sender_id, text = msg.text or json.null, message_id = msg.message_id,
+    input_channel = msg.input_channel, metadata = msg.metadata or json.null,
+  })
+end
+
+function bot.handle(msg, out)
+  local t = msg.text or ""
+  sb.log.info("BOT GOT %s", describe(msg))
+  if t == "text" then
+    out:send_text_message("Hello\n\nWorld\n\n\n\n again ")
+  elseif t == "image" then
+    out:send_image_url("https://example.com/cat.png")
+  elseif t == "buttons" then
+    out:send_text_with_buttons("Pick", { { title = "Yes", payload = "/affirm" },
+                                         { title = "No", payload = "/deny" } })
+  elseif t == "custom" then
+    out:send_custom_json({ media_url = { "https://example.com/a.png", "https://example.com/b.png" },
+                           body = "two pictures", status_callback = "https://example.com/status" })
+  elseif t == "custom service" then
+    out:send_custom_json({ messaging_service_sid = "MG0123", ContentSid = "HX0123",
+                           content_variables = { ["1"] = "Ana" } })
+  elseif t == "fail then text" then
+    out:send_text_message("first")
+    out:send_text_message("second")
+  else
+    out:send_text_message("got " .. describe(msg))
+  end
+end
+
+return bot
+"""
+
+
+def messages_api(rec):
+    form = {k: v[0] for k, v in urllib.parse.parse_qs(rec.body.decode(),
+                                                      keep_blank_values=True).items()}
+    if form.get("To") == "+15550001111" and form.get("Body") != "second":
+        return Reply(status=400, json={
+            "code": 21211, "message": "The 'To' number +15550001111 is not a valid phone number.",
+            "more_info": "https://www.twilio.com/docs/errors/21211", "status": 400})
+    return Reply(status=201, json={"sid": "SM0000000000000000000000000000abcd",
+                                   "status": "queued"})
+
+
+def fixture(name):
+    with open(os.path.join(FIXTURES, name)) as f:
+        return json.load(f)
+
+
+def twilio_signature(url, params, token=AUTH_TOKEN):
+    """As Twilio documents it: the full URL, then each POST parameter's name and value, sorted
+    by name (case-sensitive), with no delimiters; HMAC-SHA1 with the auth token; base64."""
+    items = params.items() if isinstance(params, dict) else params
+    data = url + "".join(name + value for name, value in sorted(items))
+    mac = hmac.new(token.encode("utf-8"), data.encode("utf-8"), hashlib.sha1)
+    return base64.b64encode(mac.digest()).decode()
+
+
+def form_of(rec):
+    """The form fields of a recorded request: name -> list of values."""
+    return urllib.parse.parse_qs(rec.body.decode(), keep_blank_values=True)
+
+
+def credentials(api_url, number=NUMBER):
+    return ("twilio:\n"
+            '  account_sid: "%s"\n'
+            '  auth_token: "%s"\n'
+            '  twilio_number: "%s"\n'
+            "  api_url: %s\n" % (ACCOUNT_SID, AUTH_TOKEN, number, api_url))
+
+
+class TwilioTests(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.api = StandIn(messages_api)
+        cls.host = Host(cwd=project({
+            "credentials.yml": credentials(cls.api.url("/")),
+            "endpoints.yml": "server:\n  workers: 1\nbot:\n  script: bot.lua\n",
+            "bot.lua": BOT}))
+        cls.url = "http://127.0.0.1:%d%s" % (cls.host.port, WEBHOOK)
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.host.stop()
+        finally:
+            cls.api.close()
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def post(self, params, signature=None, path=WEBHOOK, headers=None, sign_url=None,
+             body=None):
+        """POST the form `params` (a dict or a list of pairs), signed over `sign_url` (default:
+        the URL it is posted to) unless `signature` is given ("" sends none). Returns (status,
+        headers, body bytes, the Messages API requests the call caused)."""
+        if body is None:
+            body = urllib.parse.urlencode(params)
+        if signature is None:
+            signature = twilio_signature(sign_url or "http://127.0.0.1:%d%s"
+                                         % (self.host.port, path), params)
+        hdrs = {"Content-Type": "application/x-www-form-urlencoded"}
+        if signature:
+            hdrs["X-Twilio-Signature"] = signature
+        hdrs.update(headers or {})
+        before = len(self.api.snapshot())
+        status, rhdrs, data = self.host.request("POST", path, body=body, headers=hdrs)
+        return status, rhdrs, data, self.api.snapshot()[before:]
+
+    def creates(self, recs):
+        """The Messages API forms, after checking method, path, auth and content type."""
+        auth = "Basic " + base64.b64encode(("%s:%s" % (ACCOUNT_SID, AUTH_TOKEN)).encode()).decode()
+        forms = []
+        for r in recs:
+            self.assertEqual(r.method, "POST")
+            self.assertEqual(r.path, MESSAGES_PATH)
+            self.assertEqual(r.raw_query, "")
+            self.assertEqual(r.headers.get("authorization"), auth)
+            self.assertTrue(r.headers.get("content-type", "").startswith(
+                "application/x-www-form-urlencoded"), r.headers)
+            forms.append(form_of(r))
+        return forms
+
+    def got(self, recs):
+        result = []
+        for form in self.creates(recs):
+            body = form["Body"][0]
+            self.assertTrue(body.startswith("got "), body)
+            desc = json.loads(body[4:])
+            self.assertEqual(desc["sender"], form["To"][0])
+            result.append((form, desc))
+        return result
+
+    def assert_204(self, status, headers, body):
+        self.assertEqual((status, body), (204, b""))
+        self.assertNotIn("content-type", headers)
+
+    def sms(self, sender, text, **extra):
+        params = dict(fixture("sms.json"), From=sender, Body=text,
+                      MessageSid="SM" + sender.strip("+:"))
+        params.update(extra)
+        return params
+
+    # -- signatures --------------------------------------------------------------------------
+
+    def test_sms_message_and_reply(self):
+        status, headers, body, recs = self.post(fixture("sms.json"))
+        self.assert_204(status, headers, body)
+        [(form, got)] = self.got(recs)
+        self.assertEqual(sorted(form), ["Body", "From", "To"])
+        self.assertEqual((form["From"], form["To"]), ([NUMBER], ["+14155550123"]))
+        self.assertEqual(got, {
+            "sender": "+14155550123", "text": "Hi there, write me at ana@example.com",
+            "message_id": "SM3f5c0a1b2c3d4e5f60718293a4b5c6d7", "input_channel": "twilio",
+            "metadata": {"to": NUMBER}})
+
+    def test_wrong_token_tampered_param_other_url_and_missing_header_are_403(self):
+        params = self.sms("+14155550911", "hello")
+        tampered = dict(params, Body="hello!")
+        cases = [
+            ("wrong token", params, twilio_signature(self.url, params, token="other")),
+            ("tampered param", tampered, twilio_signature(self.url, params)),
+            ("added param", dict(params, Extra="1"), twilio_signature(self.url, params)),
+            ("other URL", params, twilio_signature(self.url + "/x", params)),
+            ("https instead of http", params,
+             twilio_signature(self.url.replace("http:", "https:"), params)),
+            ("missing header", params, ""),
+        ]
+        for name, sent, signature in cases:
+            status, headers, body, recs = self.post(sent, signature=signature)
+            self.assertEqual(status, 403, name)
+            self.assertEqual(json.loads(body)["error"], "forbidden", name)
+            self.assertEqual(recs, [], name)
+        self.assertNotIn("+14155550911", self.host.log())
+
+    def test_the_query_string_is_part_of_the_signed_url(self):
+        path = WEBHOOK + "?foo=1&bar=a%20b"
+        params = self.sms("+14155550912", "with query")
+        status, headers, body, recs = self.post(params, path=path)
+        self.assert_204(status, headers, body)
+        self.assertEqual(len(recs), 1)
+        status, _, _, recs = self.post(params, path=path, signature=twilio_signature(
+            self.url, params))
+        self.assertEqual((status, recs), (403, []))
+
+    def test_url_with_or_without_port_as_twilio_helpers_accept(self):
+        params = self.sms("+14155550913", "ports")
+        forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "bot.example.com"}
+        for url in ("https://bot.example.com/webhooks/twilio/webhook",
+                    "https://bot.example.com:443/webhooks/twilio/webhook"):
+            status, headers, body, recs = self.post(params, headers=forwarded, sign_url=url)
+            self.assert_204(status, headers, body)
+            self.assertEqual(len(recs), 1, url)
+        status, _, _, recs = self.post(params, headers=forwarded, sign_url=self.url)
+        self.assertEqual((status, recs), (403, []))
+        # signed without the port the host is addressed with: accepted, as Twilio's helpers do
+        status, _, _, recs = self.post(params, sign_url="http://127.0.0.1%s" % WEBHOOK)
+        self.assertEqual((status, len(recs)), (204, 1))
+
+    def test_repeated_parameter_names_are_all_signed(self):
+        # Twilio's helpers sign each name with each of its values, sorted.
+        params = list(self.sms("+14155550914", "repeated").items()) + [("Tag", "b"), ("Tag", "a")]
+        status, headers, body, recs = self.post(params)
+        self.assert_204(status, headers, body)
+        self.assertEqual(len(recs), 1)
+        only_first = [p for p in params if p != ("Tag", "a")]
+        status, _, _, recs = self.post(params, signature=twilio_signature(self.url, only_first))
+        self.assertEqual((status, recs), (403, []))
+
+    def test_json_body_signed_with_body_sha256(self):
+        body = json.dumps({"From": "+1", "Body": "x"})
+        digest = hashlib.sha256(body.encode()).hexdigest()
+        path = WEBHOOK + "?bodySHA256=" + digest
+        url = "http://127.0.0.1:%d%s" % (self.host.port, path)
+        signature = twilio_signature(url, {})
+        status, _, _, _ = self.post({}, body=body, path=path, signature=signature,
+                                    headers={"Content-Type": "application/json"})
+        self.assertEqual(status, 204)
+        status, _, _, _ = self.post({}, body=body + " ", path=path, signature=signature,
+                                    headers={"Content-Type": "application/json"})
+        self.assertEqual(status, 403)
+
+    # -- messages ----------------------------------------------------------------------------
+
+    def test_whatsapp_location(self):
+        status, headers, body, recs = self.post(fixture("whatsapp_location.json"))
+        self.assert_204(status, headers, body)
+        [(form, got)] = self.got(recs)
+        self.assertEqual((form["From"], form["To"]),
+                         (["whatsapp:" + NUMBER], ["whatsapp:+14155550123"]))
+        self.assertEqual(got["text"], "")
+        self.assertEqual(got["message_id"], "SMd0a4c1f2e3b4a5968778695a4b3c2d1e")
+        self.assertEqual(got["metadata"], {
+            "to": "whatsapp:" + NUMBER, "profile_name": "Ana", "wa_id": "14155550123",
+            "location": {"lat": 37.7879277, "lng": -122.4077906,
+                         "address": "1 Market St, San Francisco", "label": "Ferry Building"}})
+
+    def test_whatsapp_media(self):
+        status, headers, body, recs = self.post(fixture("whatsapp_media.json"))
+        self.assert_204(status, headers, body)
+        [(form, got)] = self.got(recs)
+        self.assertEqual(got["text"], "my cat")
+        base = "https://api.twilio.com/2010-04-01/Accounts/%s/Messages/" \
+               "MM8c7b6a5f4e3d2c1b0a99887766554433/Media/" % ACCOUNT_SID
+        self.assertEqual(got["metadata"]["media"], [
+            {"url": base + "ME0001", "content_type": "image/jpeg"},
+            {"url": base + "ME0002", "content_type": "image/png"}])
+
+    def test_a_call_without_from_is_ignored(self):
+        params = {"Body": "nobody", "MessageSid": "SMnobody"}
+        status, headers, body, recs = self.post(params)
+        self.assert_204(status, headers, body)
+        self.assertEqual(recs, [])
+
+    def test_text_is_split_on_blank_lines(self):
+        status, headers, body, recs = self.post(self.sms("+14155550921", "text"))
+        self.assert_204(status, headers, body)
+        self.assertEqual(self.creates(recs), [
+            {"From": [NUMBER], "To": ["+14155550921"], "Body": ["Hello"]},
+            {"From": [NUMBER], "To": ["+14155550921"], "Body": ["World"]},
+            {"From": [NUMBER], "To": ["+14155550921"], "Body": [" again"]}])
+
+    def test_image_is_a_media_url(self):
+        status, headers, body, recs = self.post(self.sms("whatsapp:+14155550922", "image"))
+        self.assert_204(status, headers, body)
+        self.assertEqual(self.creates(recs), [
+            {"From": ["whatsapp:" + NUMBER], "To": ["whatsapp:+14155550922"],
+             "MediaUrl": ["https://example.com/cat.png"]}])
+
+    def test_buttons_fall_back_to_text(self):
+        status, headers, body, recs = self.post(self.sms("+14155550923", "buttons"))
+        self.assert_204(status, headers, body)
+        self.assertEqual([f["Body"] for f in self.creates(recs)],
+                         [["Pick"], ["1: Yes (/affirm)"], ["2: No (/deny)"]])
+
+    def test_custom_json_is_messages_api_parameters(self):
+        status, headers, body, recs = self.post(self.sms("+14155550924", "custom"))
+        self.assert_204(status, headers, body)
+        self.assertEqual(self.creates(recs), [{
+            "From": [NUMBER], "To": ["+14155550924"], "Body": ["two pictures"],
+            "MediaUrl": ["https://example.com/a.png", "https://example.com/b.png"],
+            "StatusCallback": ["https://example.com/status"]}])
+        status, headers, body, recs = self.post(self.sms("+14155550925", "custom service"))
+        self.assert_204(status, headers, body)
+        [form] = self.creates(recs)
+        self.assertEqual(sorted(form), ["ContentSid", "ContentVariables", "MessagingServiceSid",
+                                        "To"])
+        self.assertEqual(json.loads(form["ContentVariables"][0]), {"1": "Ana"})
+        self.assertEqual(form["MessagingServiceSid"], ["MG0123"])
+
+    def test_an_api_error_is_logged_and_later_messages_still_go(self):
+        status, headers, body, recs = self.post(self.sms("+15550001111", "fail then text"))
+        self.assert_204(status, headers, body)
+        self.assertEqual([f["Body"] for f in self.creates(recs)], [["first"], ["second"]])
+        error_line(self.host, headers["x-request-id"], r"code 21211")
+        self.assertNotIn(AUTH_TOKEN, self.host.log())
+
+
+class WhatsAppNumberTests(unittest.TestCase):
+    def test_a_whatsapp_twilio_number_answers_sms_from_its_plain_number(self):
+        with StandIn(messages_api) as api:
+            with Host(cwd=project({
+                    "credentials.yml": credentials(api.url(), number="whatsapp:" + NUMBER),
+                    "endpoints.yml": "server:\n  workers: 1\nbot:\n  script: bot.lua\n",
+                    "bot.lua": BOT})) as host:
+                url = "http://127.0.0.1:%d%s" % (host.port, WEBHOOK)
+                for sender, expected_from in (("+14155550931", NUMBER),
+                                              ("whatsapp:+14155550932", "whatsapp:" + NUMBER)):
+                    params = {"From": sender, "Body": "image", "To": "x"}
+                    status, _, _ = host.request(
+                        "POST", WEBHOOK, body=urllib.parse.urlencode(params), headers={
+                            "Content-Type": "application/x-www-form-urlencoded",
+                            "X-Twilio-Signature": twilio_signature(url, params)})
+                    self.assertEqual(status, 204)
+                    rec = api.snapshot()[-1]
+                    self.assertEqual(form_of(rec)["From"], [expected_from])
+                    self.assertEqual(form_of(rec)["To"], [sender])
+
+
+class StartupTests(unittest.TestCase):
+    def check(self, credentials_text):
+        folder = project({"credentials.yml": credentials_text,
+                          "endpoints.yml": "server:\n  workers: 1\n"})
+        return run_to_exit(["check"], cwd=folder)
+
+    def test_required_parameters(self):
+        full = {"account_sid": '"AC1"', "auth_token": '"t"', "twilio_number": '"+1555"'}
+        for missing in full:
+            text = "twilio:\n" + "".join("  %s: %s\n" % kv for kv in full.items()
+                                         if kv[0] != missing)
+            result = self.check(text)
+            self.assertNotIn(result.returncode, (0, None), result.stderr)
+            lines = error_lines(result.stderr)
+            self.assertEqual(len(lines), 1, result.stderr)
+            self.assertIn(missing, lines[0])
+        result = self.check("twilio:\n" + "".join("  %s: %s\n" % kv for kv in full.items()))
+        self.assertEqual(result.returncode, 0, result.stderr)
+
+    def test_an_unquoted_number_is_refused(self):
+        result = self.check("twilio:\n  account_sid: AC1\n  auth_token: t\n"
+                            "  twilio_number: +15005550006\n")
+        self.assertNotIn(result.returncode, (0, None), result.stderr)
+        lines = error_lines(result.stderr)
+        self.assertEqual(len(lines), 1, result.stderr)
+        self.assertIn("twilio_number", lines[0])
+        self.assertIn("quote", lines[0])
+
+
+if __name__ == "__main__":
+    unittest.main()
