@@ -33,12 +33,10 @@ local function string_param(config, key, required)
     end
     return nil
   end
-  if type(v) == "number" then
-    -- YAML reads an unquoted all-digit token as a number; keep its digits.
-    v = math.type(v) == "integer" and ("%d"):format(v) or tostring(v)
-  end
   if type(v) ~= "string" then
-    error(("facebook: `%s` must be a string, not a %s"):format(key, type(v)), 0)
+    -- YAML reads an unquoted all-digit token as a number, and "007" as 7: refuse, not guess.
+    error(('facebook: `%s` must be a string, not a %s; quote it in credentials.yml')
+      :format(key, type(v)), 0)
   end
   return v
 end

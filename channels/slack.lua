@@ -241,7 +241,9 @@ end
 
 local function receive_event(req)
   local body = req.json
-  if type(body) ~= "table" or body[1] ~= nil then
+  -- lua-cjson decodes [] like {}: an empty table needs a look at the raw body.
+  if type(body) ~= "table" or body[1] ~= nil
+      or (next(body) == nil and not req.body:match("^%s*{")) then
     sb.http_error(400, "invalid_body", "a Slack event must be a JSON object")
   end
   if body.type == "url_verification" then

@@ -251,7 +251,9 @@ local FAILED = { status = 200, body = "failed", content_type = "text/plain" }
 
 function channel.receive(req)
   local update = req.json
-  if type(update) ~= "table" or update[1] ~= nil then
+  -- lua-cjson decodes [] like {}: an empty table needs a look at the raw body.
+  if type(update) ~= "table" or update[1] ~= nil
+      or (next(update) == nil and not req.body:match("^%s*{")) then
     sb.http_error(400, "invalid_body", "a Telegram update must be a JSON object")
   end
   if not check_username() then

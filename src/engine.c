@@ -646,8 +646,13 @@ static void respond_status(struct worker *w, struct http_exchange *x)
         http_json_escape(d->key, key, sizeof key);
         http_json_escape(d->name ? d->name : "", name, sizeof name);
         http_json_escape(d->script, script, sizeof script);
-        /* A rejected reload that names this script is its last reload error. */
-        int failed = error[0] && newest == gen->number && strstr(e->last_reload_error, d->script);
+        /* A rejected reload that names this channel (its script or its key) is its last reload
+         * error. */
+        char by_key[320];
+        snprintf(by_key, sizeof by_key, "channel '%s'", d->key);
+        int failed = error[0] && newest == gen->number &&
+                     (strstr(e->last_reload_error, d->script) ||
+                      strstr(e->last_reload_error, by_key));
         n += (size_t)snprintf(body + n, size - n,
                               "%s{\"name\":\"%s\",\"key\":\"%s\",\"script\":\"%s\","
                               "\"generation\":%u,\"last_reload_error\":%s}",

@@ -156,9 +156,9 @@ static int l_search_text_module(lua_State *L)
     if (lua_isnil(L, -2))
         return 1; /* the "no file" text from searchpath */
     const char *filename = lua_tostring(L, -2);
+    /* The compiler's "file:line: message" is the whole error: one line, pointing at the module. */
     if (luaL_loadfilex(L, filename, "t") != LUA_OK)
-        return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s", name, filename,
-                          lua_tostring(L, -1));
+        return lua_error(L);
     remember_file(L, filename);
     lua_pushstring(L, filename);
     return 2;

@@ -66,20 +66,29 @@ void watch_free(struct watch *w)
 
 int watch_fd(const struct watch *w) { return w->fd; }
 
-static int watch_dir(struct watch *w, const char *file)
+/* The folder of `file` into dir (no trailing slash; "/" for the root). */
+static void folder_of(const char *file, char *dir, size_t size)
 {
     const char *slash = strrchr(file, '/');
-    if (!slash)
-        return 0;
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%.*s", (int)(slash - file), file);
-    if (!dir[0])
-        snprintf(dir, sizeof dir, "/");
+    if (!slash || slash == file)
+        snprintf(dir, size, "/");
+    else
+        snprintf(dir, size, "%.*s", (int)(slash - file), file);
+}
+
+static int has_dir(const struct watch *w, const char *dir)
+{
     for (size_t i = 0; i < w->dir_count; i++)
         if (strcmp(w->dirs[i].path, dir) == 0)
-            return 0;
-    int wd = inotify_add_watch(w->fd, dir,
-                               IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE | IN_ONLYDIR);
+            return 1;
+    return 0;
+}
+
+static int watch_dir(struct watch *w, const char *dir)
+{
+    if (has_dir(w, dir))
+        return 0;
+    int wd = inotify_add_watch(w->fd, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE | IN_ONLYDIR);
     if (wd < 0) {
         log_msg(LOG_WARNING, NULL, "cannot watch %s for script changes: %s", dir,
                 strerror(errno));
@@ -91,6 +100,7 @@ static int watch_dir(struct watch *w, const char *file)
         free(copy);
         if (grown)
             w->dirs = grown;
+        inotify_rm_watch(w->fd, wd);
         return -1;
     }
     w->dirs = grown;
@@ -98,21 +108,54 @@ static int watch_dir(struct watch *w, const char *file)
     return 0;
 }
 
+static int needed_by(char *const *files, size_t count, const char *dir)
+{
+    char folder[4096];
+    for (size_t i = 0; i < count; i++) {
+        folder_of(files[i], folder, sizeof folder);
+        if (strcmp(folder, dir) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Folders are added before the old ones are dropped, and a folder watched before stays
+ * watched: no change made while the set is replaced goes unseen. */
 int watch_set(struct watch *w, char *const *files, size_t count)
 {
-    clear(w);
-    w->files = calloc(count ? count : 1, sizeof *w->files);
-    if (!w->files)
+    char **copies = calloc(count ? count : 1, sizeof *copies);
+    if (!copies)
         return -1;
-    int rc = 0;
     for (size_t i = 0; i < count; i++) {
-        w->files[i] = strdup(files[i]);
-        if (!w->files[i])
+        if (!(copies[i] = strdup(files[i]))) {
+            while (i--)
+                free(copies[i]);
+            free(copies);
             return -1;
-        w->file_count = i + 1;
-        if (watch_dir(w, files[i]) != 0)
+        }
+    }
+    int rc = 0;
+    char folder[4096];
+    for (size_t i = 0; i < count; i++) {
+        folder_of(files[i], folder, sizeof folder);
+        if (watch_dir(w, folder) != 0)
             rc = -1;
     }
+    size_t kept = 0;
+    for (size_t i = 0; i < w->dir_count; i++) {
+        if (needed_by(files, count, w->dirs[i].path)) {
+            w->dirs[kept++] = w->dirs[i];
+        } else {
+            inotify_rm_watch(w->fd, w->dirs[i].wd);
+            free(w->dirs[i].path);
+        }
+    }
+    w->dir_count = kept;
+    for (size_t i = 0; i < w->file_count; i++)
+        free(w->files[i]);
+    free(w->files);
+    w->files = copies;
+    w->file_count = count;
     return rc;
 }
 
@@ -124,8 +167,13 @@ static const char *dir_of(const struct watch *w, int wd)
     return NULL;
 }
 
+/* A file of the set, or any Lua file in a watched folder: a module a script requires later,
+ * or one a rejected version started to require, is seen too. */
 static int is_watched(const struct watch *w, const char *dir, const char *name)
 {
+    size_t name_len = strlen(name);
+    if (name_len > 4 && strcmp(name + name_len - 4, ".lua") == 0)
+        return 1;
     size_t dir_len = strlen(dir);
     for (size_t i = 0; i < w->file_count; i++) {
         const char *f = w->files[i];

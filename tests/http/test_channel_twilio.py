@@ -128,7 +128,7 @@ class TwilioTests(unittest.TestCase):
         if signature is None:
             signature = twilio_signature(sign_url or "http://127.0.0.1:%d%s"
                                          % (self.host.port, path), params)
-        hdrs = {"Content-Type": "application/x-www-form-urlencoded"}
+        hdrs = {"Content-Type": "application/x-www-form-urlencoded; charset=UTF-8"}
         if signature:
             hdrs["X-Twilio-Signature"] = signature
         hdrs.update(headers or {})

@@ -1,0 +1,476 @@
+"""The bundled `telegram` channel (SPEC §8, docs/channels/telegram.md), black box: Bot API updates
+(fixtures in the shapes Telegram documents) go to the real binary; the replies go to a stand-in
+of the Bot API (api_url) that records every request.
+
+The Lua bot logs what it got (BOT GOT <json>) and answers `do:` commands with the reply under
+test; any other text is answered with "echo: <text>" (one sendMessage)."""
+import json
+import os
+import re
+import time
+import unittest
+
+from harness import project
+from standins import Reply, StandIn, error_line
+from util import QuietHost as Host, error_lines, run_to_exit
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "telegram")
+WEBHOOK = "/webhooks/telegram/webhook"
+TOKEN = "7000000001:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+USERNAME = "switchboard_test_bot"
+SECRET = "s3cr3t-T0ken_x"
+PUBLIC_URL = "https://bot.example.com/webhooks/telegram/webhook"
+
+BOT = r"""
+local sb = require "switchboard"
+local bot = {}
+function bot.handle(msg, out)
+  sb.log.info("BOT GOT %s", sb.json.encode({ text = msg.text, sender_id = msg.sender_id,
+    metadata = msg.metadata, input_channel = msg.input_channel }))
+  local t = msg.text or ""
+  local buttons = { { title = "Yes", payload = "/affirm" }, { title = "No", payload = "/deny" } }
+  if t == "do:split" then
+    out:send_text_message("first part\n\nsecond part")
+  elseif t == "do:image" then
+    out:send_image_url("https://example.com/cat.png")
+  elseif t == "do:inline" then
+    out:send_text_with_buttons("Inline?", buttons)
+  elseif t == "do:vertical" then
+    out:send_response({ text = "Vertical?", buttons = buttons, button_type = "vertical" })
+  elseif t == "do:reply" then
+    out:send_response({ text = "Reply?", button_type = "reply", buttons = { buttons[1],
+      { { title = "Left", payload = "/l" }, { title = "Right", payload = "/r" } } } })
+  elseif t == "do:quick" then
+    out:send_response({ text = "Quick?", quick_replies = buttons, button_type = "vertical" })
+  elseif t == "do:badtype" then
+    out:send_response({ text = "Bad?", buttons = buttons, button_type = "diagonal" })
+    out:send_text_message("after the bad type")
+  elseif t == "do:custom" then
+    out:send_custom_json({ text = "*bold*", parse_mode = "MarkdownV2" })
+    out:send_custom_json({ photo = "https://example.com/p.jpg", caption = "A photo" })
+    out:send_custom_json({ latitude = 52.5, longitude = 13.4 })
+    out:send_custom_json({ latitude = 52.5, longitude = 13.4, title = "Museum",
+      address = "Island 1" })
+    out:send_custom_json({ phone_number = "+4930123456", first_name = "Ada" })
+    out:send_custom_json({ sticker = "CAACAgIAAxkBAAIBYmVg", chat_id = 555 })
+    out:send_custom_json({ document = "https://example.com/r.pdf" })
+    out:send_custom_json({ unknown_key = 1 })
+    out:send_text_message("custom done")
+  elseif t == "do:fail" then
+    out:send_custom_json({ text = "to a chat that does not exist", chat_id = 999 })
+    out:send_text_message("after the failure")
+  else
+    out:send_text_message("echo: " .. t)
+  end
+end
+return bot
+"""
+
+
+def fixture(name):
+    with open(os.path.join(FIXTURES, name), "rb") as f:
+        return f.read()
+
+
+def update(name, **message_changes):
+    """A fixture's raw bytes, or (with changes to its message) re-encoded JSON."""
+    if not message_changes:
+        return fixture(name)
+    payload = json.loads(fixture(name))
+    key = next(k for k in ("message", "edited_message", "callback_query", "channel_post")
+               if k in payload)
+    payload[key].update(message_changes)
+    return json.dumps(payload).encode()
+
+
+def text_update(text, chat_id=123456789):
+    payload = json.loads(fixture("message_text.json"))
+    payload["message"]["text"] = text
+    payload["message"]["chat"]["id"] = chat_id
+    return json.dumps(payload).encode()
+
+
+class TelegramApi:
+    """The Bot API as the stand-in plays it. `set_webhook_ok` switches setWebhook's answer."""
+
+    def __init__(self, username=USERNAME):
+        self.username = username
+        self.set_webhook_ok = True
+
+    def __call__(self, rec):
+        method = rec.path.rsplit("/", 1)[-1]
+        body = rec.json or {}
+        if method == "getMe":
+            return Reply(json={"ok": True, "result": {
+                "id": 7000000001, "is_bot": True, "first_name": "Switchboard",
+                "username": self.username, "can_join_groups": True,
+                "can_read_all_group_messages": False, "supports_inline_queries": False}})
+        if method == "setWebhook":
+            if self.set_webhook_ok:
+                return Reply(json={"ok": True, "result": True, "description": "Webhook was set"})
+            return Reply(status=400, json={"ok": False, "error_code": 400,
+                                           "description": "Bad Request: bad webhook: HTTPS url "
+                                                          "must be provided for webhook"})
+        if body.get("chat_id") == 999:
+            return Reply(status=400, json={"ok": False, "error_code": 400,
+                                           "description": "Bad Request: chat not found"})
+        return Reply(json={"ok": True, "result": {"message_id": 2000, "date": 1700000000,
+                                                  "chat": {"id": body.get("chat_id"),
+                                                           "type": "private"}}})
+
+
+def credentials(api, **params):
+    lines = ["telegram:",
+             '  access_token: "%s"' % TOKEN,
+             "  api_url: %s" % api.url("/tg")]
+    for key, value in params.items():
+        lines.append("  %s: %s" % (key, json.dumps(value)))
+    return "\n".join(lines) + "\n"
+
+
+class TelegramTestCase(unittest.TestCase):
+    """One host and one Bot API stand-in per class; tests tell their requests apart by text."""
+    params = {"verify": USERNAME, "webhook_url": PUBLIC_URL, "secret_token": SECRET}
+    api_username = USERNAME
+
+    @classmethod
+    def setUpClass(cls):
+        cls.api_state = TelegramApi(cls.api_username)
+        cls.api = StandIn(cls.api_state)
+        try:
+            cls.host = Host(cwd=project({
+                "credentials.yml": credentials(cls.api, **cls.params),
+                "endpoints.yml": "server:\n  workers: 1\nbot:\n  script: bot.lua\n",
+                "bot.lua": BOT}))
+        except Exception:
+            cls.api.close()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.host.stop()
+        finally:
+            cls.api.close()
+
+    def post(self, body, secret=SECRET, headers=None):
+        hdrs = {"Content-Type": "application/json"}
+        if secret is not None:
+            hdrs["X-Telegram-Bot-Api-Secret-Token"] = secret
+        hdrs.update(headers or {})
+        return self.host.request("POST", WEBHOOK, body=body, headers=hdrs)
+
+    def assert_success(self, body, **kw):
+        status, headers, data = self.post(body, **kw)
+        self.assertEqual((status, data), (200, b"success"))
+        self.assertTrue(headers["content-type"].startswith("text/plain"), headers)
+        return headers
+
+    def calls(self, method=None, predicate=lambda b: True):
+        return [r for r in self.api.snapshot()
+                if (method is None or r.path.endswith("/" + method)) and predicate(r.json or {})]
+
+    def wait_calls(self, method, predicate, n=1, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.calls(method, predicate)
+            if len(found) >= n:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError("%d of %d matching %s requests; got %r"
+                                     % (len(found), n, method, self.api.snapshot()))
+            time.sleep(0.02)
+
+    def bot_got_all(self):
+        return [json.loads(m.group(1))
+                for m in re.finditer(r"BOT GOT (\{.*\})", self.host.log())]
+
+    def bot_got(self, text, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            for got in self.bot_got_all():
+                if got.get("text") == text:
+                    return got
+            if time.monotonic() > deadline:
+                raise AssertionError("the bot never got %r; log:\n%s" % (text, self.host.log()))
+            time.sleep(0.02)
+
+    def assert_bot_call(self, rec, method):
+        self.assertEqual(rec.method, "POST")
+        self.assertEqual(rec.path, "/tg/bot%s/%s" % (TOKEN, method))
+        self.assertTrue(rec.headers.get("content-type", "").startswith("application/json"),
+                        rec.headers)
+
+    def assert_not_processed(self, marker):
+        """The webhook answers after processing, so nothing may have happened for `marker`."""
+        self.assertEqual(self.calls(predicate=lambda b: marker in json.dumps(b)), [])
+        self.assertFalse([g for g in self.bot_got_all() if marker in json.dumps(g)])
+
+
+class StartupTests(unittest.TestCase):
+    def check_fails(self, creds, *words):
+        folder = project({"credentials.yml": creds, "endpoints.yml": "server:\n  workers: 1\n"})
+        for command in (["run", "-p", "0", "-i", "127.0.0.1"], ["check"]):
+            result = run_to_exit(command, cwd=folder)
+            self.assertNotIn(result.returncode, (0, None), result.stderr)
+            lines = error_lines(result.stderr)
+            self.assertEqual(len(lines), 1, result.stderr)
+            for word in ("credentials.yml",) + words:
+                self.assertIn(word, lines[0])
+
+    def test_startup_fails_without_access_token(self):
+        self.check_fails("telegram:\n  verify: my_bot\n", "access_token")
+        self.check_fails("telegram:\n", "access_token")
+
+    def test_startup_fails_on_a_secret_token_telegram_would_refuse(self):
+        self.check_fails('telegram:\n  access_token: "1:A"\n  secret_token: "no spaces!"\n',
+                         "secret_token")
+
+
+class UpdateTests(TelegramTestCase):
+    def test_text_message_is_echoed_with_send_message(self):
+        self.assert_success(fixture("message_text.json"))
+        got = self.bot_got("hello")
+        self.assertEqual(got, {"text": "hello", "sender_id": "123456789",
+                               "input_channel": "telegram"})
+        rec = self.wait_calls("sendMessage", lambda b: b.get("text") == "echo: hello")[0]
+        self.assert_bot_call(rec, "sendMessage")
+        self.assertEqual(rec.json, {"chat_id": 123456789, "text": "echo: hello"})
+
+    def test_the_answer_comes_after_the_replies(self):
+        headers = self.assert_success(text_update("in order", chat_id=1001))
+        # the webhook answers once processing is done: the reply is already there
+        self.assertEqual(len(self.calls("sendMessage", lambda b: b.get("text") == "echo: in order")),
+                         1, headers)
+
+    def test_group_chat_id_and_command_addressed_to_the_bot(self):
+        self.assert_success(fixture("message_group_command.json"))
+        got = self.bot_got("/start")
+        self.assertEqual(got["sender_id"], "-1001234567890")
+        rec = self.wait_calls("sendMessage", lambda b: b.get("text") == "echo: /start")[0]
+        self.assertEqual(rec.json["chat_id"], -1001234567890)
+        self.assertIn(b'"chat_id":-1001234567890', rec.body)
+
+    def test_a_command_for_another_bot_is_left_as_it_is(self):
+        self.assert_success(text_update("/help@some_other_bot", chat_id=1002))
+        self.bot_got("/help@some_other_bot")
+
+    def test_edited_message(self):
+        self.assert_success(fixture("edited_message.json"))
+        self.assertEqual(self.bot_got("hello, corrected")["sender_id"], "123456789")
+
+    def test_callback_query_data_is_the_text(self):
+        self.assert_success(fixture("callback_query.json"))
+        self.assertEqual(self.bot_got("/affirm")["sender_id"], "123456789")
+        self.wait_calls("sendMessage", lambda b: b.get("text") == "echo: /affirm")
+        self.assertEqual(self.calls("answerCallbackQuery"), [])
+
+    def test_location_as_rasa_writes_it(self):
+        self.assert_success(fixture("location.json"))
+        got = self.bot_got('{"lng":13.404954, "lat":52.520008}')
+        self.assertEqual(got["sender_id"], "123456789")
+
+    def test_location_with_whole_numbers(self):
+        payload = json.loads(fixture("location.json"))
+        payload["message"]["location"] = {"latitude": 52, "longitude": -0.000125}
+        payload["message"]["chat"]["id"] = 1003
+        self.assert_success(json.dumps(payload).encode())
+        self.assertEqual(self.bot_got('{"lng":-0.000125, "lat":52.0}')["sender_id"], "1003")
+
+    def test_restart_is_processed_as_restart_then_start(self):
+        self.assert_success(text_update("/restart", chat_id=1004))
+        texts = [g["text"] for g in self.bot_got_all() if g["sender_id"] == "1004"]
+        self.assertEqual(texts, ["/restart", "/start"])
+        recs = self.calls("sendMessage", lambda b: b.get("chat_id") == 1004)
+        self.assertEqual([r.json["text"] for r in recs], ["echo: /restart", "echo: /start"])
+
+    def test_sticker_is_ignored(self):
+        payload = json.loads(fixture("sticker.json"))
+        payload["message"]["chat"]["id"] = 424242
+        self.assert_success(json.dumps(payload).encode())
+        self.assert_not_processed("424242")
+
+    def test_channel_post_is_ignored(self):
+        self.assert_success(update("channel_post.json", text="marker channel post"))
+        self.assert_not_processed("marker channel post")
+
+    def test_my_chat_member_is_ignored(self):
+        payload = json.loads(fixture("my_chat_member.json"))
+        payload["my_chat_member"]["chat"]["id"] = 434343
+        self.assert_success(json.dumps(payload).encode())
+        self.assert_not_processed("434343")
+
+    def test_a_body_that_is_not_an_object_is_400(self):
+        status, _, data = self.post(b"[]")
+        self.assertEqual(status, 400)
+        self.assertEqual(json.loads(data)["error"], "invalid_body")
+        status, _, data = self.post(b"{oops")
+        self.assertEqual(status, 400)
+        self.assertEqual(json.loads(data)["error"], "invalid_json")
+
+    def test_get_me_is_asked_once(self):
+        self.assert_success(text_update("first", chat_id=1005))
+        self.assert_success(text_update("second", chat_id=1005))
+        getme = self.calls("getMe")
+        self.assertEqual(len(getme), 1)
+        self.assert_bot_call(getme[0], "getMe")
+
+
+class SecretTokenTests(TelegramTestCase):
+    def test_right_secret(self):
+        self.assert_success(text_update("right secret", chat_id=2001))
+        self.bot_got("right secret")
+
+    def refused(self, marker, **kw):
+        status, headers, data = self.post(text_update(marker, chat_id=2002), **kw)
+        self.assertEqual(status, 403)
+        self.assertTrue(headers["content-type"].startswith("application/json"))
+        self.assertEqual(json.loads(data)["error"], "forbidden")
+        self.assert_not_processed(marker)
+
+    def test_wrong_secret(self):
+        self.refused("marker wrong secret", secret="s3cr3t-T0ken_y")
+
+    def test_missing_secret(self):
+        self.refused("marker missing secret", secret=None)
+
+    def test_empty_secret(self):
+        self.refused("marker empty secret", secret="")
+
+
+class SetWebhookTests(TelegramTestCase):
+    def test_set_webhook_registers_url_and_secret(self):
+        self.api_state.set_webhook_ok = True
+        status, headers, data = self.host.request("GET", "/webhooks/telegram/set_webhook")
+        self.assertEqual(status, 200, data)
+        self.assertEqual(json.loads(data),
+                         {"ok": True, "result": True, "description": "Webhook was set"})
+        rec = self.calls("setWebhook")[-1]
+        self.assert_bot_call(rec, "setWebhook")
+        self.assertEqual(rec.json, {"url": PUBLIC_URL, "secret_token": SECRET})
+
+    def test_a_refused_webhook_is_reported(self):
+        self.api_state.set_webhook_ok = False
+        try:
+            status, _, data = self.host.request("POST", "/webhooks/telegram/set_webhook/")
+        finally:
+            self.api_state.set_webhook_ok = True
+        self.assertEqual(status, 502, data)
+        answer = json.loads(data)
+        self.assertEqual(answer["ok"], False)
+        self.assertIn("HTTPS url must be provided", answer["description"])
+
+
+class ReplyTests(TelegramTestCase):
+    def command(self, text, chat_id):
+        headers = self.assert_success(text_update(text, chat_id=chat_id))
+        return headers, self.calls(predicate=lambda b: b.get("chat_id") == chat_id)
+
+    def test_text_is_split_on_blank_lines(self):
+        _, recs = self.command("do:split", 3001)
+        self.assertEqual([r.json for r in recs], [{"chat_id": 3001, "text": "first part"},
+                                                  {"chat_id": 3001, "text": "second part"}])
+        for rec in recs:
+            self.assert_bot_call(rec, "sendMessage")
+
+    def test_image_with_send_photo(self):
+        _, recs = self.command("do:image", 3002)
+        self.assertEqual(len(recs), 1)
+        self.assert_bot_call(recs[0], "sendPhoto")
+        self.assertEqual(recs[0].json, {"chat_id": 3002, "photo": "https://example.com/cat.png"})
+
+    def test_buttons_default_to_one_inline_row(self):
+        _, recs = self.command("do:inline", 3003)
+        self.assert_bot_call(recs[0], "sendMessage")
+        self.assertEqual(recs[0].json, {"chat_id": 3003, "text": "Inline?", "reply_markup": {
+            "inline_keyboard": [[{"text": "Yes", "callback_data": "/affirm"},
+                                 {"text": "No", "callback_data": "/deny"}]]}})
+
+    def test_vertical_buttons(self):
+        _, recs = self.command("do:vertical", 3004)
+        self.assertEqual(recs[0].json["reply_markup"], {
+            "inline_keyboard": [[{"text": "Yes", "callback_data": "/affirm"}],
+                                [{"text": "No", "callback_data": "/deny"}]]})
+
+    def test_reply_keyboard(self):
+        _, recs = self.command("do:reply", 3005)
+        self.assertEqual(recs[0].json, {"chat_id": 3005, "text": "Reply?", "reply_markup": {
+            "keyboard": [[{"text": "Yes"}], [{"text": "Left"}, {"text": "Right"}]],
+            "resize_keyboard": True, "one_time_keyboard": True}})
+
+    def test_quick_replies_keep_their_button_type(self):
+        _, recs = self.command("do:quick", 3006)
+        self.assertEqual(recs[0].json["reply_markup"], {
+            "inline_keyboard": [[{"text": "Yes", "callback_data": "/affirm"}],
+                                [{"text": "No", "callback_data": "/deny"}]]})
+
+    def test_an_unknown_button_type_is_logged_and_nothing_is_sent(self):
+        headers, recs = self.command("do:badtype", 3007)
+        self.assertEqual([r.json["text"] for r in recs], ["after the bad type"])
+        error_line(self.host, headers["x-request-id"], "diagonal")
+
+    def test_custom_json_calls_the_method_its_keys_name(self):
+        headers, recs = self.command("do:custom", 3008)
+        sticker = self.calls("sendSticker", lambda b: b.get("chat_id") == 555)
+        got = [(r.path.rsplit("/", 1)[-1], r.json) for r in recs]
+        self.assertEqual(got, [
+            ("sendMessage", {"chat_id": 3008, "text": "*bold*", "parse_mode": "MarkdownV2"}),
+            ("sendPhoto", {"chat_id": 3008, "photo": "https://example.com/p.jpg",
+                           "caption": "A photo"}),
+            ("sendLocation", {"chat_id": 3008, "latitude": 52.5, "longitude": 13.4}),
+            ("sendVenue", {"chat_id": 3008, "latitude": 52.5, "longitude": 13.4,
+                           "title": "Museum", "address": "Island 1"}),
+            ("sendContact", {"chat_id": 3008, "phone_number": "+4930123456",
+                             "first_name": "Ada"}),
+            ("sendDocument", {"chat_id": 3008, "document": "https://example.com/r.pdf"}),
+            ("sendMessage", {"chat_id": 3008, "text": "custom done"}),
+        ])
+        for rec in recs:
+            self.assert_bot_call(rec, rec.path.rsplit("/", 1)[-1])
+        self.assertEqual([r.json for r in sticker],
+                         [{"chat_id": 555, "sticker": "CAACAgIAAxkBAAIBYmVg"}])
+
+    def test_a_bot_api_error_is_logged_and_later_replies_are_sent(self):
+        headers, recs = self.command("do:fail", 3009)
+        self.assertEqual([r.json["text"] for r in recs], ["after the failure"])
+        self.assertEqual(len(self.calls("sendMessage", lambda b: b.get("chat_id") == 999)), 1)
+        error_line(self.host, headers["x-request-id"], "chat not found")
+
+
+class NoVerifyTests(TelegramTestCase):
+    """Without verify, secret_token and webhook_url: no getMe, no header needed."""
+    params = {}
+
+    def test_updates_without_secret_header_are_processed_without_get_me(self):
+        self.assert_success(text_update("no checks", chat_id=4001), secret=None)
+        self.bot_got("no checks")
+        self.assertEqual(self.calls("getMe"), [])
+
+    def test_set_webhook_without_webhook_url(self):
+        status, _, data = self.host.request("GET", "/webhooks/telegram/set_webhook")
+        self.assertEqual(status, 500)
+        self.assertEqual(json.loads(data)["error"], "not_configured")
+        self.assertEqual(self.calls("setWebhook"), [])
+
+
+class WrongUsernameTests(TelegramTestCase):
+    """The token belongs to another bot than `verify` names: Rasa answers "failed"."""
+    params = {"verify": "@Someone_Else_Bot"}
+
+    def test_updates_are_answered_failed_and_dropped(self):
+        status, _, data = self.post(text_update("marker wrong bot", chat_id=5001))
+        self.assertEqual((status, data), (200, b"failed"))
+        self.assert_not_processed("marker wrong bot")
+        self.assertEqual(len(self.calls("getMe")), 1)
+
+
+class UsernameCaseTests(TelegramTestCase):
+    params = {"verify": "@Switchboard_Test_Bot"}
+
+    def test_verify_ignores_case_and_at_sign(self):
+        self.assert_success(text_update("case ok", chat_id=6001))
+        self.bot_got("case ok")
+
+
+if __name__ == "__main__":
+    unittest.main()
