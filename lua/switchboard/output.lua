@@ -1,9 +1,11 @@
 -- Where bot messages go: the dispatch of one bot message (SPEC §4.1) and the collected shapes
 -- (SPEC §4.2), mirroring Rasa's OutputChannel and CollectingOutputChannel.
 --
--- A "sink" is an object whose senders are methods taking the recipient first and a table of
--- extras last: sink:send_text_message(recipient_id, text, extras), ... The collector below is the
--- sink of collect and stream mode; channel_sink(channel) wraps a push channel's plain functions.
+-- A "sink" is an object whose senders are methods taking the recipient first, then the values,
+-- then a table of extras, and last the UserMessage being answered:
+-- sink:send_text_message(recipient_id, text, extras, msg), ... The collector below is the sink
+-- of collect and stream mode; channel_sink(channel) wraps a push channel's plain functions, which
+-- get the same arguments (a channel that replies in a thread or channel reads them from msg).
 -- A sender the sink lacks falls back as Rasa's OutputChannel does. This is Lua, not C, because a
 -- sender may wait (sb.http, sb.sleep), which needs every frame between it and the job's
 -- coroutine to be yieldable.
@@ -81,36 +83,38 @@ function fallback.send_text_message(sink)
   error("the channel defines no send_text_message, which every other sender falls back to", 0)
 end
 
-function fallback.send_image_url(sink, recipient, image)
-  return call(sink, "send_text_message", recipient, "Image: " .. as_text(image), {})
+function fallback.send_image_url(sink, recipient, image, _, msg)
+  return call(sink, "send_text_message", recipient, "Image: " .. as_text(image), {}, msg)
 end
 
-function fallback.send_attachment(sink, recipient, attachment)
-  return call(sink, "send_text_message", recipient, "Attachment: " .. as_text(attachment), {})
+function fallback.send_attachment(sink, recipient, attachment, _, msg)
+  return call(sink, "send_text_message", recipient, "Attachment: " .. as_text(attachment), {},
+    msg)
 end
 
-function fallback.send_text_with_buttons(sink, recipient, text, buttons)
+function fallback.send_text_with_buttons(sink, recipient, text, buttons, _, msg)
   if text ~= nil and text ~= json.null then
-    call(sink, "send_text_message", recipient, text, {})
+    call(sink, "send_text_message", recipient, text, {}, msg)
   end
   for i, button in ipairs(buttons or {}) do
-    call(sink, "send_text_message", recipient, M.button_to_string(button, i), {})
+    call(sink, "send_text_message", recipient, M.button_to_string(button, i), {}, msg)
   end
 end
 
-function fallback.send_quick_replies(sink, recipient, text, quick_replies)
-  return call(sink, "send_text_with_buttons", recipient, text, quick_replies, {})
+-- Rasa passes the extras on here (a channel may read e.g. button_type from them).
+function fallback.send_quick_replies(sink, recipient, text, quick_replies, extras, msg)
+  return call(sink, "send_text_with_buttons", recipient, text, quick_replies, extras or {}, msg)
 end
 
-function fallback.send_elements(sink, recipient, elements)
+function fallback.send_elements(sink, recipient, elements, _, msg)
   for _, element in ipairs(elements) do
     local text = ("%s : %s"):format(as_text(element.title or ""), as_text(element.subtitle or ""))
-    call(sink, "send_text_with_buttons", recipient, text, element.buttons or json.array(), {})
+    call(sink, "send_text_with_buttons", recipient, text, element.buttons or json.array(), {}, msg)
   end
 end
 
-function fallback.send_custom_json(sink, recipient, value)
-  return call(sink, "send_text_message", recipient, json.encode(value), {})
+function fallback.send_custom_json(sink, recipient, value, _, msg)
+  return call(sink, "send_text_message", recipient, json.encode(value), {}, msg)
 end
 
 -- What follows the text part of a message, in Rasa's order: key, sender.
@@ -121,13 +125,14 @@ local AFTER_TEXT = {
   { "elements", "send_elements" },
 }
 
--- Dispatch one bot message in Rasa's order. A sink with send_response handles it whole.
-function M.dispatch(sink, recipient, message)
+-- Dispatch one bot message in Rasa's order. A sink with send_response handles it whole. `msg`
+-- is the UserMessage being answered (passed on to every sender).
+function M.dispatch(sink, recipient, message, msg)
   if type(message) ~= "table" then
     error(("a bot message must be a table, not %s"):format(type(message)), 2)
   end
   if sink.send_response then
-    return sink:send_response(recipient, message)
+    return sink:send_response(recipient, message, msg)
   end
   local m = copy(message)
   local function take(key)
@@ -137,17 +142,17 @@ function M.dispatch(sink, recipient, message)
   end
   if present(m.quick_replies) then
     local text, quick_replies = take("text"), take("quick_replies")
-    call(sink, "send_quick_replies", recipient, text, quick_replies, copy(m))
+    call(sink, "send_quick_replies", recipient, text, quick_replies, copy(m), msg)
   elseif present(m.buttons) then
     local text, buttons = take("text"), take("buttons")
-    call(sink, "send_text_with_buttons", recipient, text, buttons, copy(m))
+    call(sink, "send_text_with_buttons", recipient, text, buttons, copy(m), msg)
   elseif present(m.text) then
-    call(sink, "send_text_message", recipient, take("text"), copy(m))
+    call(sink, "send_text_message", recipient, take("text"), copy(m), msg)
   end
   for _, after in ipairs(AFTER_TEXT) do
     local key, sender = after[1], after[2]
     if present(m[key]) then
-      call(sink, sender, recipient, take(key), copy(m))
+      call(sink, sender, recipient, take(key), copy(m), msg)
     end
   end
 end
@@ -231,7 +236,11 @@ local function with(extras, fields)
   return message
 end
 
--- Per kind: the message table a sender call stands for.
+-- Per kind: how many values precede msg, and the message table a sender call stands for.
+local ARITY = {
+  send_text_message = 2, send_image_url = 2, send_attachment = 2, send_elements = 2,
+  send_custom_json = 2, send_text_with_buttons = 3, send_quick_replies = 3,
+}
 local AS_MESSAGE = {
   send_text_message = function(text, extras) return with(extras, { text = text }) end,
   send_image_url = function(url, extras) return with(extras, { image = url }) end,
@@ -258,12 +267,17 @@ function M.channel_sink(channel)
     if f then
       sink[name] = function(_, ...) return f(...) end
     elseif send_response then
-      local as_message = AS_MESSAGE[name]
-      sink[name] = function(_, recipient, ...) return send_response(recipient, as_message(...)) end
+      local as_message, arity = AS_MESSAGE[name], ARITY[name]
+      sink[name] = function(_, recipient, ...)
+        local args = table.pack(...)
+        return send_response(recipient, as_message(table.unpack(args, 1, arity)), args[arity + 1])
+      end
     end
   end
   if send_response then
-    sink.send_response = function(_, recipient, message) return send_response(recipient, message) end
+    sink.send_response = function(_, recipient, message, msg)
+      return send_response(recipient, message, msg)
+    end
   end
   channel_sinks[channel] = sink
   return sink
@@ -274,10 +288,11 @@ end
 local Out = {}
 Out.__index = Out
 
-function M.new_out(sink, recipient, protect)
-  return setmetatable({ sink = sink, recipient_id = recipient, protect = protect }, Out)
+function M.new_out(sink, recipient, protect, msg)
+  return setmetatable({ sink = sink, recipient_id = recipient, protect = protect, msg = msg }, Out)
 end
 
+-- Callers pass the sender's values, extras, then msg.
 local function send(self, name, ...)
   if not self.protect then
     return call(self.sink, name, self.recipient_id, ...)
@@ -290,32 +305,32 @@ end
 
 -- Every sender takes extras last; the bot may leave them out.
 function Out:send_text_message(text, extras)
-  return send(self, "send_text_message", text, extras or {})
+  return send(self, "send_text_message", text, extras or {}, self.msg)
 end
 function Out:send_image_url(url, extras)
-  return send(self, "send_image_url", url, extras or {})
+  return send(self, "send_image_url", url, extras or {}, self.msg)
 end
 function Out:send_attachment(value, extras)
-  return send(self, "send_attachment", value, extras or {})
+  return send(self, "send_attachment", value, extras or {}, self.msg)
 end
 function Out:send_text_with_buttons(text, buttons, extras)
-  return send(self, "send_text_with_buttons", text, buttons, extras or {})
+  return send(self, "send_text_with_buttons", text, buttons, extras or {}, self.msg)
 end
 function Out:send_quick_replies(text, quick_replies, extras)
-  return send(self, "send_quick_replies", text, quick_replies, extras or {})
+  return send(self, "send_quick_replies", text, quick_replies, extras or {}, self.msg)
 end
 function Out:send_elements(elements, extras)
-  return send(self, "send_elements", elements, extras or {})
+  return send(self, "send_elements", elements, extras or {}, self.msg)
 end
 function Out:send_custom_json(value, extras)
-  return send(self, "send_custom_json", value, extras or {})
+  return send(self, "send_custom_json", value, extras or {}, self.msg)
 end
 
 function Out:send_response(message)
   if not self.protect then
-    return M.dispatch(self.sink, self.recipient_id, message)
+    return M.dispatch(self.sink, self.recipient_id, message, self.msg)
   end
-  local ok, err = pcall(M.dispatch, self.sink, self.recipient_id, message)
+  local ok, err = pcall(M.dispatch, self.sink, self.recipient_id, message, self.msg)
   if not ok then
     sb.log.error("sending to %s failed: %s", tostring(self.recipient_id), tostring(err))
   end

@@ -93,7 +93,7 @@ end
 -- call is protected on its own, so one failed send does not stop the next messages.
 local function process_message(msg, sink, pushing)
   host.message_begin(msg.sender_id)
-  bot.handle(msg, output.new_out(sink, msg.sender_id, pushing))
+  bot.handle(msg, output.new_out(sink, msg.sender_id, pushing, msg))
 end
 
 local function run_bot(msg, sink, pushing)

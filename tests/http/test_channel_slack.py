@@ -513,11 +513,13 @@ class InteractiveTests(SlackTestCase):
 
 
 class ReplyTests(SlackTestCase):
-    """Sender granularity, slack_channel set, no threads: replies go to slack_channel."""
+    """Sender granularity, no threads; the commands are written in slack_channel, so Rasa and
+    this channel both answer there."""
     params = {"slack_channel": "C0CONFIG1"}
 
     def command(self, text, user):
-        status, _, data, _ = self.post(event_body("message_im.json", text=text, user=user))
+        status, _, data, _ = self.post(event_body("message_channel_thread.json", text=text,
+                                                  user=user))
         self.assertEqual((status, data), (200, b""))
 
     def test_text_is_split_on_blank_lines(self):
@@ -593,16 +595,16 @@ class ReplyTests(SlackTestCase):
         self.assertEqual(recs[1].json["blocks"][0]["image_url"], "https://example.com/dog.png")
 
     def test_a_refusal_from_slack_is_logged_and_later_replies_are_sent(self):
-        status, headers, _, _ = self.post(event_body("message_im.json", text="do:fail",
-                                                     user="U0FAIL"))
+        status, headers, _, _ = self.post(event_body("message_channel_thread.json",
+                                                     text="do:fail", user="U0FAIL"))
         self.assertEqual(status, 200)
         self.wait_posts(lambda b: b.get("text") == "after the failure")
         self.assertEqual(len(self.posts(lambda b: b.get("channel") == "C0FAIL")), 1)
         error_line(self.host, headers["x-request-id"], "channel_not_found")
 
     def test_the_answer_does_not_wait_for_a_slow_bot(self):
-        status, _, data, took = self.post(event_body("message_im.json", text="do:slow",
-                                                     user="U0SLOW"))
+        status, _, data, took = self.post(event_body("message_channel_thread.json",
+                                                     text="do:slow", user="U0SLOW"))
         answered = time.monotonic()
         self.assertEqual((status, data), (200, b""))
         self.assertLess(took, 0.4)
@@ -628,10 +630,8 @@ class ChannelGranularityTests(SlackTestCase):
         self.assertEqual(rec.json["channel"], "C0LAN2Q65")
         self.assertEqual(rec.json["sender_id"], "U0WHERE_C0LAN2Q65")
 
-    @unittest.expectedFailure
     def test_reply_goes_into_the_thread_of_the_message(self):
-        # MISSING API: a push sender is not told which UserMessage it answers, so the thread of
-        # the message (metadata.thread_id) is unknown to it; Rasa binds it per message.
+        # The sender gets the UserMessage it answers (last argument), with metadata.thread_id.
         self.post(event_body("app_mention.json", text="<@U0BOTUSER> thread me", user="U0THREAD"))
         rec = self.wait_posts(lambda b: b.get("text") == "thread me")[0]
         self.assertEqual(rec.json["thread_ts"], "1700000100.000200")
@@ -665,10 +665,9 @@ class SenderGranularityTests(SlackTestCase):
         # Posting to a user id opens the app's direct message with that user.
         self.assertIn(rec.json["channel"], ("U0DM", "D0PNCRP9N"))
 
-    @unittest.expectedFailure
     def test_a_mention_is_answered_in_its_channel_and_thread(self):
-        # MISSING API: the sender only gets the recipient id (the user), not the UserMessage with
-        # its metadata (out_channel, thread_id); Rasa replies in the channel of the mention.
+        # The sender reads out_channel and thread_id from the UserMessage it answers, so a
+        # mention is answered where it was made, as Rasa does.
         self.post(event_body("app_mention.json", text="<@U0BOTUSER> answer here", user="U0HERE"))
         rec = self.wait_posts(lambda b: b.get("text") == "answer here")[0]
         self.assertEqual(rec.json["channel"], "C0LAN2Q65")
