@@ -1,9 +1,11 @@
 /* lua_json: sb.json, lua-cjson with the fixes JSON passing through the host needs.
  *
- * lua-cjson 2.1.0 decodes [] and {} to the same empty table and escapes "/" as "\/". Here an
- * empty JSON array decodes to an empty table marked as an array (sb.json.array), a marked table
- * encodes as [] at any depth, and "/" is written plainly. Numbers stay lua-cjson's: decoded as
- * floats, written with 14 significant digits. Uses: lua-cjson, Lua. */
+ * lua-cjson 2.1.0 decodes [] and {} to the same empty table, escapes "/" as "\/" and writes
+ * numbers with 14 significant digits. Here an empty JSON array decodes to an empty table marked
+ * as an array (sb.json.array), a marked table encodes as [] at any depth, "/" is written plainly
+ * and every number is written exactly (integers in full, floats in the shortest form that reads
+ * back the same). Decoding still gives floats, so integers beyond 2^53 lose digits.
+ * Uses: lua-cjson, Lua. */
 #ifndef SB_LUA_JSON_H
 #define SB_LUA_JSON_H
 
