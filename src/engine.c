@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -71,6 +72,7 @@ struct worker {
     int epfd, wake_fd;
     atomic_int stopping;
     atomic_int draining;    /* graceful stop: finish what is in flight, accept nothing new */
+    atomic_int accepting_stopped;
     uint64_t drain_until_ms;
 
     /* Jobs handed their sender's turn by another message (possibly on another worker). */
@@ -257,6 +259,11 @@ static void job_free(struct job *job)
     if (job->next)
         job->next->prev = job->prev;
     free(job);
+    /* Buffers Lua's string functions allocate are not covered by its emergency collection: after
+     * a request that used much memory, collect now so the next one has room. */
+    if (w->engine->opt.limits.memory_limit &&
+        lua_state_memory(L) > w->engine->opt.limits.memory_limit / 2)
+        lua_gc(L, LUA_GCCOLLECT);
     if (--st->jobs == 0 && st != w->lua)
         retire_done(w, st);
 }
@@ -754,6 +761,7 @@ static void *worker_main(void *arg)
     while (!atomic_load(&w->stopping)) {
         if (atomic_load(&w->draining)) {
             http_server_stop_accepting(w->http);
+            atomic_store(&w->accepting_stopped, 1);
             if ((!w->jobs && !http_server_busy(w->http)) || now_ms() >= w->drain_until_ms)
                 break;
         }
@@ -1001,6 +1009,19 @@ void engine_watched_files(const struct engine *e, char *const **files, size_t *c
 
 unsigned engine_generation(const struct engine *e) { return e->gen->number; }
 
+int engine_files_changed_since(const struct engine *e, const struct timespec *since)
+{
+    for (size_t i = 0; i < e->gen->file_count; i++) {
+        struct stat st;
+        if (stat(e->gen->files[i], &st) != 0)
+            return 1;
+        if (st.st_mtim.tv_sec > since->tv_sec ||
+            (st.st_mtim.tv_sec == since->tv_sec && st.st_mtim.tv_nsec >= since->tv_nsec))
+            return 1;
+    }
+    return 0;
+}
+
 static void describe_channels(const struct channel_set *set, char *out, size_t size)
 {
     size_t used = 0;
@@ -1024,6 +1045,17 @@ void engine_drain(struct engine *e, double seconds)
         atomic_store(&w->draining, 1);
         wake_worker(w);
     }
+    /* Once no server accepts any more, close the listening socket so that new connections are
+     * refused at once instead of waiting in the backlog. */
+    for (unsigned i = 0; i < e->worker_count; i++) {
+        struct worker *w = &e->workers[i];
+        for (int tries = 0; w->thread_started && !atomic_load(&w->accepting_stopped) &&
+                            tries < 1000; tries++)
+            usleep(1000);
+    }
+    if (e->opt.listen_fd >= 0)
+        close(e->opt.listen_fd);
+    e->opt.listen_fd = -1;
     for (unsigned i = 0; i < e->worker_count; i++) {
         if (e->workers[i].thread_started) {
             pthread_join(e->workers[i].thread, NULL);

@@ -34,8 +34,9 @@ struct engine;
 struct engine *engine_create(const struct engine_options *opt, char *err, size_t errlen);
 /* Start the worker threads. Returns 0 or -1 with err. */
 int engine_start(struct engine *e, char *err, size_t errlen);
-/* Graceful stop: accept no new connections, let the requests in flight finish (at most
- * `seconds`), then stop the workers. engine_destroy frees everything afterwards. */
+/* Graceful stop: accept no new connections (the listening socket is closed: the engine owns it
+ * from here), let the requests in flight finish (at most `seconds`), then stop the workers.
+ * engine_destroy frees everything afterwards. */
 void engine_drain(struct engine *e, double seconds);
 /* Ask the workers to stop, wait for them, free everything. */
 void engine_destroy(struct engine *e);
@@ -58,6 +59,9 @@ void engine_note_reload_error(struct engine *e, const char *error);
  * reload). */
 void engine_watched_files(const struct engine *e, char *const **files, size_t *count);
 unsigned engine_generation(const struct engine *e);
+/* 1 when a file of the current scripts was modified (or removed) at or after `since`. */
+struct timespec;
+int engine_files_changed_since(const struct engine *e, const struct timespec *since);
 /* "/webhooks/rest/webhook, ..." for the startup line. */
 void engine_describe_channels(const struct engine *e, char *out, size_t size);
 

@@ -3,6 +3,7 @@
 
 #include "config.h"
 #include "lua_request.h"
+#include "lua_sandbox.h"
 #include "lua_sb.h"
 
 #include <lauxlib.h>
@@ -107,12 +108,6 @@ size_t lua_state_memory(lua_State *L)
     return ((struct lua_memory *)ud)->used;
 }
 
-/* os.exit would end the whole host: scripts get an error instead. */
-static int l_os_exit_refused(lua_State *L)
-{
-    return luaL_error(L, "os.exit is not available to Switchboard scripts");
-}
-
 /* The Lua files a state loaded (scripts and the modules they require), for the file watcher. */
 static char key_loaded_files;
 
@@ -156,9 +151,14 @@ static int l_search_text_module(lua_State *L)
     if (lua_isnil(L, -2))
         return 1; /* the "no file" text from searchpath */
     const char *filename = lua_tostring(L, -2);
-    /* The compiler's "file:line: message" is the whole error: one line, pointing at the module. */
-    if (luaL_loadfilex(L, filename, "t") != LUA_OK)
-        return lua_error(L);
+    /* One line that points at the module: the compiler's "file:line: message" already does;
+     * other failures (a binary chunk, an unreadable file) get the file and module named. */
+    if (luaL_loadfilex(L, filename, "t") != LUA_OK) {
+        const char *msg = lua_tostring(L, -1);
+        if (msg && strncmp(msg, filename, strlen(filename)) == 0)
+            return lua_error(L);
+        return luaL_error(L, "%s: %s (module '%s')", filename, msg ? msg : "cannot load", name);
+    }
     remember_file(L, filename);
     lua_pushstring(L, filename);
     return 2;
@@ -225,6 +225,8 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
     lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
     raise_budget_error(L, m);
 }
+
+int lua_state_budget_exceeded(void) { return budget.exceeded; }
 
 void lua_state_budget_begin(lua_State *L)
 {
@@ -311,10 +313,7 @@ lua_State *lua_state_new(const struct lua_paths *paths, const struct lua_limits 
     /* Most objects live for one request: the generational collector handles that pattern with
      * less work than the incremental one (measured on the rest echo benchmark). */
     lua_gc(L, LUA_GCGEN, 0, 0);
-    lua_getglobal(L, "os");
-    lua_pushcfunction(L, l_os_exit_refused);
-    lua_setfield(L, -2, "exit");
-    lua_pop(L, 1);
+    lua_sandbox_apply(L);
     set_package_paths(L, paths);
     preload(L, "cjson", luaopen_cjson);
     preload(L, "switchboard", luaopen_switchboard);

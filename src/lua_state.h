@@ -1,6 +1,6 @@
 /* lua_state: creates the Lua state of an engine worker and calls into it safely.
  *
- * Provides: a state with the standard libraries (minus os.exit), `require` confined to text
+ * Provides: a state with the standard libraries (sandboxed by lua_sandbox), `require` confined to text
  * files on the project's and the host's paths, lua-cjson and the switchboard module preloaded,
  * a counting allocator that caps the state's memory, one protected-call helper that turns errors
  * into "file:line: message" text with a traceback, and conversion of config trees to tables.
@@ -35,6 +35,8 @@ size_t lua_state_memory(lua_State *L);
  * ran) and returns 1 when the budget was used up. lua_state_pcall does both itself. */
 void lua_state_budget_begin(lua_State *L);
 int lua_state_budget_end(lua_State *L);
+/* 1 while the running entry's budget is spent (the error is unwinding). */
+int lua_state_budget_exceeded(void);
 
 /* lua_pcall with a message handler that appends a traceback to string errors (a table error, such
  * as an HTTP error raised by the host, is passed through untouched). On error the message is

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_CORS 32
@@ -338,9 +339,13 @@ static void watch_current_files(struct watch *watch, const struct engine *engine
 
 /* The main thread's loop: signals and script changes, until SIGINT or SIGTERM. */
 static void control_loop(struct engine *engine, const struct cli *c, int signal_fd,
-                         struct watch *watch, const struct server_limits *running)
+                         struct watch *watch, const struct server_limits *running,
+                         const struct timespec *loaded_at, int *listen_fd)
 {
     watch_current_files(watch, engine);
+    /* A script saved while the first generation was loading is not seen by the new watches. */
+    if (engine_files_changed_since(engine, loaded_at))
+        reload_scripts(engine);
     for (;;) {
         struct pollfd fds[2] = {{signal_fd, POLLIN, 0}, {watch_fd(watch), POLLIN, 0}};
         if (poll(fds, 2, -1) < 0)
@@ -366,6 +371,7 @@ static void control_loop(struct engine *engine, const struct cli *c, int signal_
         log_msg(LOG_INFO, NULL, "%s received: finishing the requests in flight, then stopping",
                 info.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
         engine_drain(engine, c->response_timeout + 1);
+        *listen_fd = -1; /* closed by the drain */
         return;
     }
 }
@@ -419,6 +425,8 @@ static int command_run(const struct cli *c)
         script_config_free(o.config);
         goto fail;
     }
+    struct timespec loaded_at;
+    clock_gettime(CLOCK_REALTIME, &loaded_at);
     engine = engine_create(&o, err, sizeof err); /* owns o.config from here */
     if (!engine || engine_start(engine, err, sizeof err) != 0)
         goto fail;
@@ -428,7 +436,7 @@ static int command_run(const struct cli *c)
     log_msg(LOG_INFO, NULL, "Switchboard %s listening on %s://%s:%u (%u workers); channels: %s",
             SB_VERSION, cert ? "https" : "http", c->interface, http_bound_port(o.listen_fd),
             engine_worker_count(engine), routes);
-    control_loop(engine, c, signal_fd, watch, &running);
+    control_loop(engine, c, signal_fd, watch, &running, &loaded_at, &o.listen_fd);
     rc = 0;
     goto done;
 fail:

@@ -1,0 +1,15 @@
+/* lua_sandbox: what the standard libraries may not do in a Switchboard script (SPEC §6): end
+ * the process (os.exit), block its worker (os.execute, io.popen, io.read), load native or
+ * compiled code (package.loadlib, binary chunks through load, loadfile, dofile), or run code
+ * the CPU budget cannot stop (__gc finalizers, debug.sethook, an xpcall message handler after the
+ * budget is spent). Each refused function raises an error that says why.
+ * Uses: Lua, lua_state (whether the budget is spent). */
+#ifndef SB_LUA_SANDBOX_H
+#define SB_LUA_SANDBOX_H
+
+#include <lua.h>
+
+/* Apply to a state whose standard libraries are open. */
+void lua_sandbox_apply(lua_State *L);
+
+#endif
