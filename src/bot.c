@@ -51,6 +51,11 @@ int bot_load(lua_State *L, const struct endpoints *e, const char *data_dir, int 
 {
     char where[1024];
     bot_where(e, where, sizeof where);
+    if (e->bot.kind == BOT_HTTP && strncmp(e->bot.url, "http://", 7) != 0 &&
+        strncmp(e->bot.url, "https://", 8) != 0) {
+        snprintf(err, errlen, "%s: url must start with http:// or https://", where);
+        return -1;
+    }
     char path[4096], lua_err[2048];
     bot_script_path(e, data_dir, path, sizeof path);
     if (lua_state_dofile(L, path, lua_err, sizeof lua_err) != 0) {

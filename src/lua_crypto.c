@@ -80,42 +80,55 @@ static int l_base64(lua_State *L)
     return 1;
 }
 
+static int is_base64_char(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           c == '+' || c == '/';
+}
+
 /* sb.base64_decode(s) -> bytes | nil, message (standard or URL-safe alphabet, padding
  * optional, white space ignored)  [-0,+(1|2),v] */
 static int l_base64_decode(lua_State *L)
 {
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
-    /* Normalise: drop white space, map the URL-safe alphabet, restore padding. */
+    /* Normalise to the standard alphabet without white space, checking every character. */
     luaL_Buffer clean;
     luaL_buffinit(L, &clean);
-    size_t n = 0;
+    size_t data = 0, pad = 0;
     for (size_t i = 0; i < len; i++) {
         char c = s[i];
         if (c == ' ' || c == '\n' || c == '\r' || c == '\t')
             continue;
-        luaL_addchar(&clean, c == '-' ? '+' : c == '_' ? '/' : c);
-        n++;
+        if (c == '=') {
+            pad++;
+            continue;
+        }
+        c = c == '-' ? '+' : c == '_' ? '/' : c;
+        if (pad > 0 || !is_base64_char(c)) /* nothing may follow padding */
+            goto invalid;
+        luaL_addchar(&clean, c);
+        data++;
     }
-    while (n % 4) {
+    if (data % 4 == 1 || pad > 2 || (pad && (data + pad) % 4 != 0))
+        goto invalid;
+    for (size_t missing = (4 - data % 4) % 4; missing > 0; missing--)
         luaL_addchar(&clean, '=');
-        n++;
-    }
     luaL_pushresult(&clean);
-    const char *text = lua_tostring(L, -1);
-    size_t pad = 0;
-    while (pad < n && pad < 2 && text[n - 1 - pad] == '=')
-        pad++;
+    size_t n;
+    const char *text = lua_tolstring(L, -1, &n);
+    size_t padding = n - data;
     luaL_Buffer b;
     unsigned char *out = (unsigned char *)luaL_buffinitsize(L, &b, n / 4 * 3 + 1);
     int decoded = n ? EVP_DecodeBlock(out, (const unsigned char *)text, (int)n) : 0;
-    if (decoded < 0) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "invalid base64");
-        return 2;
-    }
-    luaL_pushresultsize(&b, (size_t)decoded - pad);
+    if (decoded < 0)
+        goto invalid;
+    luaL_pushresultsize(&b, (size_t)decoded - padding);
     return 1;
+invalid:
+    lua_pushnil(L);
+    lua_pushliteral(L, "invalid base64");
+    return 2;
 }
 
 /* sb.secure_compare(a, b) -> boolean, in time that depends on the lengths only  [-0,+1,v] */

@@ -27,15 +27,19 @@ static void refuse(lua_State *L, const char *library, const char *name, const ch
     lua_pop(L, 1);
 }
 
-/* load(chunk [, name [, mode [, env]]]): text only, whatever mode asks. Upvalue: Lua's load. */
+/* load(chunk [, name [, mode [, env]]]): text only, whatever mode asks. Upvalue: Lua's load.
+ * An env argument is passed on only when given (an explicit nil would mean "no _ENV"). */
 static int l_load_text(lua_State *L)
 {
-    lua_settop(L, 4);
+    int n = lua_gettop(L);
+    if (n < 3)
+        lua_settop(L, 3);
     lua_pushliteral(L, "t");
     lua_replace(L, 3);
+    int nargs = lua_gettop(L);
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
-    lua_call(L, 4, LUA_MULTRET);
+    lua_call(L, nargs, LUA_MULTRET);
     return lua_gettop(L);
 }
 

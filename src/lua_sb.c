@@ -269,9 +269,13 @@ static int l_http_request(lua_State *L)
 
     struct outbound_request req = {0};
     struct outbound_header headers[MAX_REQUEST_HEADERS + 1];
-    req.url = lua_tostring(L, 3);
     if (lua_type(L, 3) != LUA_TSTRING)
         return luaL_error(L, "sb.http.request: url must be a string");
+    req.url = lua_tostring(L, 3);
+    if (!lua_isnil(L, 5) && !lua_istable(L, 5))
+        return luaL_error(L, "sb.http.request: headers must be a table of name = value");
+    if (!lua_isnil(L, 9) && !lua_isnumber(L, 9))
+        return luaL_error(L, "sb.http.request: timeout must be a number of seconds");
     int bodies = !lua_isnil(L, 6) + !lua_isnil(L, 7) + !lua_isnil(L, 8);
     if (bodies > 1)
         return luaL_error(L, "sb.http.request: give one of body, json or form");

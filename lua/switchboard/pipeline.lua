@@ -248,7 +248,6 @@ end
 -- headers; or nothing when the answer was streamed or sent earlier.
 function M.run(kind, channel, req, method, path)
   local state = {}
-  local request_id = req.id
   local ok, status, content_type, body, headers =
     xpcall(handle, keep_http_errors, kind, channel, req, state, method, path)
   if ok then
@@ -266,7 +265,7 @@ function M.run(kind, channel, req, method, path)
   sb.log.error("channel %s failed: %s", channel.name, err)
   return error_answer(500, "channel_error",
     ("the channel '%s' failed to handle the request; the log has the details under request id %s")
-      :format(channel.name, request_id))
+      :format(channel.name, req.id))
 end
 
 return M
