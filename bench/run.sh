@@ -55,12 +55,15 @@ wait_port $NGX_PORT
 sleep 0.3
 NGX_PIDS=$(pgrep -P "$(cat "$WORK/nginx.pid")" | tr '\n' ' ')
 
-# run_wrk NAME PORT CONNS PIDS... -> appends "name conns rps p50_us p99_us cpu_us" to results
+# run_wrk NAME PORT CONNS PIDS... -> appends "name conns rps p50_us p99_us cpu_us" to results.
+# The name "health" measures GET /webhooks/rest/ instead: the host's C path alone (the floor).
 run_wrk() {
   local name=$1 port=$2 conns=$3; shift 3
   local before after out reqs rps p50 p99
+  local target=(-s bench/post.lua "http://127.0.0.1:$port/")
+  [ "$name" = health ] && target=("http://127.0.0.1:$port/webhooks/rest/")
   before=$(tree_ticks "$@")
-  out=$(wrk -t1 -c"$conns" -d"${DURATION}s" --latency -s bench/post.lua "http://127.0.0.1:$port/")
+  out=$(wrk -t1 -c"$conns" -d"${DURATION}s" --latency "${target[@]}")
   after=$(tree_ticks "$@")
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
@@ -80,6 +83,7 @@ for r in $(seq "$ROUNDS"); do
   run_wrk nginx+lua $NGX_PORT 32 $NGX_PIDS
   run_wrk switchboard $SB_PORT 1 $SB_PID
   run_wrk nginx+lua $NGX_PORT 1 $NGX_PIDS
+  run_wrk health $SB_PORT 32 $SB_PID
 done
 SB_RSS=$(rss_kib $SB_PID)
 NGX_RSS=$(rss_kib "$(cat "$WORK/nginx.pid")" $NGX_PIDS)
@@ -88,11 +92,12 @@ echo
 echo "1. rest echo (median of $ROUNDS rounds)"
 printf "%-12s %6s %12s %10s %10s %14s\n" server conns "req/s" "p50" "p99" "CPU us/req"
 for conns in 32 1; do
-  for name in switchboard nginx+lua; do
+  for name in switchboard nginx+lua health; do
     awk -v n="$name" -v c="$conns" '$1==n && $2==c' "$WORK/results" | sort -k3 -n |
       awk -v r="$ROUNDS" 'NR==int((r+1)/2) {printf "%-12s %6s %12s %10s %10s %14s\n", $1, $2, $3, $4, $5, $6}'
   done
 done
+echo "(health: switchboard's GET /webhooks/rest/, answered in C without Lua: the HTTP floor)"
 printf "RSS after load: switchboard %.1f MiB, nginx+lua %.1f MiB (master + workers)\n" \
   "$(echo "$SB_RSS / 1024" | bc -l)" "$(echo "$NGX_RSS / 1024" | bc -l)"
 kill $SB_PID
