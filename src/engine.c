@@ -11,6 +11,7 @@
 #include "router.h"
 #include "scripts.h"
 #include "sender_gate.h"
+#include "timers.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -29,13 +30,6 @@
 #include <unistd.h>
 
 enum job_wait { WAIT_NONE, WAIT_SLEEP, WAIT_GATE, WAIT_HTTP };
-
-/* A point in time a worker acts at; lives inside its owner, kept in the worker's heap. */
-struct timer {
-    uint64_t due_ms;
-    size_t slot;                  /* index in the heap, SIZE_MAX when not armed */
-    void (*fire)(struct timer *t);
-};
 
 /* One request that runs a script: a coroutine of pipeline.run. */
 struct job {
@@ -80,8 +74,7 @@ struct worker {
     struct job *woken_head, *woken_tail;
     struct script_state *incoming;  /* a reload's scripts, adopted between jobs */
 
-    struct timer **timers; /* min-heap on due_ms */
-    size_t timer_count, timer_cap;
+    struct timer_heap timers;
     struct job *jobs;
 };
 
@@ -101,13 +94,6 @@ struct engine {
 #define EV_HTTP 1u
 #define EV_WAKE 2u
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 unsigned engine_cpu_count(void)
 {
     cpu_set_t set;
@@ -115,74 +101,6 @@ unsigned engine_cpu_count(void)
         return (unsigned)CPU_COUNT(&set);
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (unsigned)n : 1;
-}
-
-/* ---- timers: a binary min-heap of timers that know their slot, so they can be taken out ----- */
-
-static void timer_swap(struct worker *w, size_t a, size_t b)
-{
-    struct timer *t = w->timers[a];
-    w->timers[a] = w->timers[b];
-    w->timers[b] = t;
-    w->timers[a]->slot = a;
-    w->timers[b]->slot = b;
-}
-
-static void timer_up(struct worker *w, size_t i)
-{
-    while (i > 0 && w->timers[(i - 1) / 2]->due_ms > w->timers[i]->due_ms) {
-        timer_swap(w, i, (i - 1) / 2);
-        i = (i - 1) / 2;
-    }
-}
-
-static void timer_down(struct worker *w, size_t i)
-{
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < w->timer_count && w->timers[l]->due_ms < w->timers[m]->due_ms)
-            m = l;
-        if (r < w->timer_count && w->timers[r]->due_ms < w->timers[m]->due_ms)
-            m = r;
-        if (m == i)
-            return;
-        timer_swap(w, i, m);
-        i = m;
-    }
-}
-
-static void timer_stop(struct worker *w, struct timer *t)
-{
-    size_t i = t->slot;
-    if (i >= w->timer_count || w->timers[i] != t)
-        return;
-    size_t last = --w->timer_count;
-    if (i != last) {
-        w->timers[i] = w->timers[last];
-        w->timers[i]->slot = i;
-        timer_down(w, i);
-        timer_up(w, i);
-    }
-    t->slot = SIZE_MAX;
-}
-
-static int timer_start(struct worker *w, struct timer *t, uint64_t due_ms)
-{
-    timer_stop(w, t);
-    if (w->timer_count == w->timer_cap) {
-        size_t cap = w->timer_cap ? w->timer_cap * 2 : 64;
-        struct timer **grown = realloc(w->timers, cap * sizeof *grown);
-        if (!grown)
-            return -1;
-        w->timers = grown;
-        w->timer_cap = cap;
-    }
-    size_t i = w->timer_count++;
-    t->due_ms = due_ms;
-    t->slot = i;
-    w->timers[i] = t;
-    timer_up(w, i);
-    return 0;
 }
 
 /* ---- jobs ----------------------------------------------------------------------------------- */
@@ -234,8 +152,8 @@ static void job_free(struct job *job)
     struct worker *w = job->w;
     struct script_state *st = job->st;
     lua_State *L = st->L;
-    timer_stop(w, &job->sleep_timer);
-    timer_stop(w, &job->deadline);
+    timer_stop(&w->timers, &job->sleep_timer);
+    timer_stop(&w->timers, &job->deadline);
     if (job->call)
         outbound_cancel(w->outbound, job->call);
     job->call = NULL;
@@ -395,7 +313,7 @@ static void sleep_fired(struct timer *t)
 static void task_sleep(struct lua_task *t, double seconds)
 {
     struct job *job = (struct job *)t;
-    if (timer_start(job->w, &job->sleep_timer, now_ms() + (uint64_t)(seconds * 1000.0 + 0.5)) == 0)
+    if (timer_start(&job->w->timers, &job->sleep_timer, timers_now_ms() + (uint64_t)(seconds * 1000.0 + 0.5)) == 0)
         job->wait = WAIT_SLEEP;
 }
 
@@ -430,7 +348,7 @@ static void deadline_fired(struct timer *t)
     job->task.cancelled = job->deadline_text;
     switch (job->wait) {
     case WAIT_SLEEP:
-        timer_stop(w, &job->sleep_timer);
+        timer_stop(&w->timers, &job->sleep_timer);
         break;
     case WAIT_HTTP:
         outbound_cancel(w->outbound, job->call);
@@ -465,8 +383,8 @@ static void job_start(struct worker *w, struct http_exchange *x, const struct ht
     st->jobs++;
     job->x = x;
     job->r = r;
-    job->sleep_timer = (struct timer){.slot = SIZE_MAX, .fire = sleep_fired};
-    job->deadline = (struct timer){.slot = SIZE_MAX, .fire = deadline_fired};
+    job->sleep_timer = TIMER_INIT(sleep_fired);
+    job->deadline = TIMER_INIT(deadline_fired);
     job->gate.wake = job_gate_wake;
     snprintf(job->id, sizeof job->id, "%s", r->id);
     job->task.request_id = job->id;
@@ -518,7 +436,7 @@ static int l_host_message_begin(lua_State *L)
         return luaL_error(L, "message_begin called twice");
     double timeout = job->w->engine->opt.response_timeout;
     job->task.cancelled = NULL;
-    timer_start(job->w, &job->deadline, now_ms() + (uint64_t)(timeout * 1000.0 + 0.5));
+    timer_start(&job->w->timers, &job->deadline, timers_now_ms() + (uint64_t)(timeout * 1000.0 + 0.5));
     job->gate_sender = strdup(sender);
     if (!job->gate_sender)
         return luaL_error(L, "out of memory");
@@ -535,7 +453,7 @@ static int l_host_message_begin(lua_State *L)
 static int l_host_message_end(lua_State *L)
 {
     struct job *job = running_job(L);
-    timer_stop(job->w, &job->deadline);
+    timer_stop(&job->w->timers, &job->deadline);
     job->task.cancelled = NULL;
     /* The pipeline has caught whatever the message raised, a spent CPU budget included: what
      * follows (the next message, respond) gets a budget of its own. */
@@ -723,16 +641,6 @@ static void on_request(void *ctx, struct http_exchange *x, const struct http_req
 
 /* ---- workers -------------------------------------------------------------------------------- */
 
-static void run_due_timers(struct worker *w)
-{
-    uint64_t now = now_ms();
-    while (w->timer_count > 0 && w->timers[0]->due_ms <= now) {
-        struct timer *t = w->timers[0];
-        timer_stop(w, t);
-        t->fire(t);
-    }
-}
-
 static long earliest(long a, long b)
 {
     if (a < 0)
@@ -747,10 +655,7 @@ static int loop_timeout(struct worker *w)
     if (atomic_load(&w->draining))
         return 50; /* look at the drain condition regularly */
     long timeout = earliest(http_server_timeout_ms(w->http), outbound_timeout_ms(w->outbound));
-    if (w->timer_count > 0) {
-        uint64_t now = now_ms(), due = w->timers[0]->due_ms;
-        timeout = earliest(timeout, due > now ? (long)(due - now) : 0);
-    }
+    timeout = earliest(timeout, timers_next_ms(&w->timers));
     return timeout < 0 ? 1000 : (int)timeout;
 }
 
@@ -762,7 +667,7 @@ static void *worker_main(void *arg)
         if (atomic_load(&w->draining)) {
             http_server_stop_accepting(w->http);
             atomic_store(&w->accepting_stopped, 1);
-            if ((!w->jobs && !http_server_busy(w->http)) || now_ms() >= w->drain_until_ms)
+            if ((!w->jobs && !http_server_busy(w->http)) || timers_now_ms() >= w->drain_until_ms)
                 break;
         }
         int n = epoll_wait(w->epfd, events, 64, loop_timeout(w));
@@ -779,7 +684,7 @@ static void *worker_main(void *arg)
                 drain_inbox(w);
         }
         outbound_on_timer(w->outbound);
-        run_due_timers(w);
+        timers_run(&w->timers);
         http_server_run(w->http);
     }
     return NULL;
@@ -861,8 +766,7 @@ static void worker_cleanup(struct worker *w)
     w->lua = NULL;
     script_state_close(w->incoming);
     w->incoming = NULL;
-    free(w->timers);
-    w->timers = NULL;
+    timers_free(&w->timers);
     if (w->epfd >= 0)
         close(w->epfd);
     if (w->wake_fd >= 0)
@@ -1038,7 +942,7 @@ void engine_describe_channels(const struct engine *e, char *out, size_t size)
 
 void engine_drain(struct engine *e, double seconds)
 {
-    uint64_t until = now_ms() + (uint64_t)(seconds * 1000.0);
+    uint64_t until = timers_now_ms() + (uint64_t)(seconds * 1000.0);
     for (unsigned i = 0; i < e->worker_count; i++) {
         struct worker *w = &e->workers[i];
         w->drain_until_ms = until;

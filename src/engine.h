@@ -5,7 +5,7 @@
  * script becomes a job: a coroutine running pipeline.run. Whatever a job waits for (its sender's
  * turn, sb.sleep) parks the coroutine, never the thread; the loop resumes it when the wait is
  * over. Built-in routes (root, health, status, 404, 405) are answered in C.
- * Uses: http, router, lua_state, lua_request, lua_sb, channel, bot, sender_gate, log. */
+ * Uses: http, router, outbound, timers, scripts, lua_state, lua_request, lua_sb, sender_gate, log. */
 #ifndef SB_ENGINE_H
 #define SB_ENGINE_H
 
