@@ -177,11 +177,14 @@ static void job_free(struct job *job)
     if (job->next)
         job->next->prev = job->prev;
     free(job);
-    /* Buffers Lua's string functions allocate are not covered by its emergency collection: after
-     * a request that used much memory, collect now so the next one has room. */
-    if (w->engine->opt.limits.memory_limit &&
-        lua_state_memory(L) > w->engine->opt.limits.memory_limit / 2)
+    /* Buffers Lua's string functions allocate are not covered by its emergency collection: when
+     * the state grew by a quarter of its cap since the last full collection, collect now so the
+     * next request has room (memory a script keeps on purpose does not trigger it again). */
+    size_t limit = w->engine->opt.limits.memory_limit;
+    if (limit && lua_state_memory(L) > st->memory_after_gc + limit / 4) {
         lua_gc(L, LUA_GCCOLLECT);
+        st->memory_after_gc = lua_state_memory(L);
+    }
     if (--st->jobs == 0 && st != w->lua)
         retire_done(w, st);
 }
@@ -919,8 +922,10 @@ int engine_files_changed_since(const struct engine *e, const struct timespec *si
         struct stat st;
         if (stat(e->gen->files[i], &st) != 0)
             return 1;
+        /* Strictly later than `since` (a fine clock; file times are at most as fine), so a file
+         * written before loading began never counts. */
         if (st.st_mtim.tv_sec > since->tv_sec ||
-            (st.st_mtim.tv_sec == since->tv_sec && st.st_mtim.tv_nsec >= since->tv_nsec))
+            (st.st_mtim.tv_sec == since->tv_sec && st.st_mtim.tv_nsec > since->tv_nsec))
             return 1;
     }
     return 0;

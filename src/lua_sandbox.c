@@ -147,6 +147,13 @@ void lua_sandbox_apply(lua_State *L)
     lua_pushcfunction(L, l_dofile_text);
     lua_setglobal(L, "dofile");
     wrap_global(L, "setmetatable", l_setmetatable_no_gc);
+    lua_getglobal(L, "debug"); /* debug.setmetatable would be the way around */
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "setmetatable");
+        lua_pushcclosure(L, l_setmetatable_no_gc, 1);
+        lua_setfield(L, -2, "setmetatable");
+    }
+    lua_pop(L, 1);
     lua_pushcfunction(L, l_xpcall);
     lua_setglobal(L, "xpcall");
 }

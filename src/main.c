@@ -344,8 +344,10 @@ static void control_loop(struct engine *engine, const struct cli *c, int signal_
 {
     watch_current_files(watch, engine);
     /* A script saved while the first generation was loading is not seen by the new watches. */
-    if (engine_files_changed_since(engine, loaded_at))
+    if (engine_files_changed_since(engine, loaded_at)) {
         reload_scripts(engine);
+        watch_current_files(watch, engine);
+    }
     for (;;) {
         struct pollfd fds[2] = {{signal_fd, POLLIN, 0}, {watch_fd(watch), POLLIN, 0}};
         if (poll(fds, 2, -1) < 0)

@@ -52,6 +52,7 @@ struct script_state {
     int run_ref;                   /* pipeline.run */
     struct generation *gen;
     unsigned jobs;                 /* jobs running on this state (the worker's count) */
+    size_t memory_after_gc;        /* bytes in use after the last full collection */
     struct idle_coroutine { lua_State *co; int ref; } idle[64]; /* finished coroutines to reuse */
     size_t idle_count;
     struct script_state *next;     /* the worker's retired states */

@@ -265,7 +265,7 @@ class CpuBudgetTests(unittest.TestCase):
     def test_a_long_c_call_is_bounded_by_the_budget(self):
         # KNOWN LIMITATION (docs/reloading-and-guards.md): the budget is checked by a count hook, which runs between Lua
         # instructions only. One C call (here string.find with a backtracking pattern, ~1.3 s;
-        # os.execute("sleep 10") or a bigger pattern would take any time) runs to its end; the
+        # or a bigger pattern would take any time) runs to its end; the
         # request then finishes normally, so a single call can hold a worker for any time.
         host = start(self)
         status, body, rid, took = say(host, "cpu", "c-pattern")
