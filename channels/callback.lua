@@ -12,36 +12,35 @@
 --   timeout: 10                         # seconds per POST
 local sb = require "switchboard"
 local output = require "switchboard.output"
+local util = require "switchboard.channel"
 
 local channel = { name = "callback" }
 
-local function query_of(config)
-  local query = {}
-  for k, v in pairs(config.params or {}) do query[k] = v end
-  if config.token ~= nil then
-    query[config.token_name or "token"] = config.token
+local function query_of(p)
+  local query = util.copy(p:map("params") or {})
+  local token = p:string("token")
+  if token then
+    query[p:string("token_name", { default = "token" })] = token
   end
   return next(query) and sb.urlencode(query) or nil
 end
 
 function channel.init(config)
-  if type(config) ~= "table" or type(config.url) ~= "string" or config.url == "" then
-    error("the callback channel needs a `url` parameter (where to POST the bot's messages)", 0)
-  end
-  local query = query_of(config)
-  channel.url = query and (config.url .. (config.url:find("?", 1, true) and "&" or "?") .. query)
-    or config.url
+  local p = util.params(config, "callback", { number_as_text = true })
+  local url = p:url("url", { required = true, hint = "where to POST the bot's messages" })
+  local query = query_of(p)
+  channel.url = query and (url .. (url:find("?", 1, true) and "&" or "?") .. query) or url
   channel.headers = {}
-  for k, v in pairs(config.headers or {}) do channel.headers[k] = tostring(v) end
-  local auth = config.basic_auth
-  if auth ~= nil then
-    if type(auth) ~= "table" or auth.username == nil then
-      error("basic_auth needs `username` and `password`", 0)
+  for k, v in pairs(p:map("headers") or {}) do channel.headers[k] = tostring(v) end
+  local auth = p:map("basic_auth")
+  if auth then
+    if auth.username == nil then
+      p:fail("basic_auth", "needs `username` and `password`")
     end
     channel.headers.Authorization = "Basic " ..
       sb.base64(tostring(auth.username) .. ":" .. tostring(auth.password or ""))
   end
-  channel.timeout = tonumber(config.timeout) or 10
+  channel.timeout = p:seconds("timeout", 10)
 end
 
 local function post(shape)
@@ -52,7 +51,7 @@ local function post(shape)
   if not res then
     error(("callback POST to %s failed: %s"):format(channel.url, err), 0)
   end
-  if res.status < 200 or res.status > 299 then
+  if not util.succeeded(res) then
     error(("callback POST to %s answered %d"):format(channel.url, res.status), 0)
   end
 end

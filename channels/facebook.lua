@@ -17,50 +17,27 @@
 -- docs/channels/facebook.md.
 local sb = require "switchboard"
 local output = require "switchboard.output"
+local util = require "switchboard.channel"
 
 local json = sb.json
+local nonempty_string, non_null, copy = util.nonempty_string, util.non_null, util.copy
+local id_text = util.id_text
 
 local channel = { name = "facebook" }
 
 local DEFAULT_API_URL = "https://graph.facebook.com/v19.0"
 local MAX_TEMPLATE_BUTTONS = 3
 
-local function string_param(config, key, required)
-  local v = config[key]
-  if v == nil or v == "" then
-    if required then
-      error(("the facebook channel needs the `%s` parameter"):format(key), 0)
-    end
-    return nil
-  end
-  if type(v) ~= "string" then
-    -- YAML reads an unquoted all-digit token as a number, and "007" as 7: refuse, not guess.
-    error(('facebook: `%s` must be a string, not a %s; quote it in credentials.yml')
-      :format(key, type(v)), 0)
-  end
-  return v
-end
-
 function channel.init(config)
-  if type(config) ~= "table" then
-    error("the facebook channel needs parameters: verify, secret and page-access-token", 0)
-  end
-  channel.verify_token = string_param(config, "verify", false)
-  channel.secret = string_param(config, "secret", true)
-  channel.access_token = string_param(config, "page-access-token", true)
-  local api_url = string_param(config, "api_url", false) or DEFAULT_API_URL
-  channel.api_url = api_url:gsub("/+$", "")
+  local p = util.params(config, "facebook", { needs = { "verify", "secret", "page-access-token" } })
+  channel.verify_token = p:string("verify")
+  channel.secret = p:string("secret", { required = true })
+  channel.access_token = p:string("page-access-token", { required = true })
+  channel.api_url = p:base_url("api_url", DEFAULT_API_URL)
   channel.send_url = channel.api_url .. "/me/messages?access_token=" ..
     sb.urlencode(channel.access_token)
-  local actions = config.sender_actions
-  if actions ~= nil and type(actions) ~= "boolean" then
-    error("facebook: `sender_actions` must be true or false", 0)
-  end
-  channel.sender_actions = actions == true
-  channel.timeout = tonumber(config.timeout) or 10
-  if channel.timeout <= 0 then
-    error("facebook: `timeout` must be a number of seconds > 0", 0)
-  end
+  channel.sender_actions = p:flag("sender_actions", false)
+  channel.timeout = p:seconds("timeout", 10)
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -112,16 +89,10 @@ function channel.verify(req)
   return true
 end
 
-function channel.reject(req, reason)
-  return { status = 403, json = { error = "forbidden", message = reason } }
-end
+channel.reject = util.forbidden
 
 local function is_table(v)
   return type(v) == "table"
-end
-
-local function nonempty_string(v)
-  return type(v) == "string" and v ~= ""
 end
 
 -- One messaging event -> a message table, or nil (with the reason) when it is not for the bot.
@@ -225,38 +196,26 @@ end
 ---------------------------------------------------------------------------------------------------
 -- Outgoing: the Send API.
 
-local function id_text(v)
-  if type(v) == "number" and math.type(v) == "float" and v == math.floor(v) then
-    return ("%d"):format(v)
+-- The Graph API's error object, as a line of the log.
+local function graph_error(res)
+  local e = is_table(res.json) and is_table(res.json.error) and res.json.error or nil
+  if e then
+    return ("%s (type %s, code %s)"):format(tostring(e.message), tostring(e.type),
+      id_text(e.code))
   end
-  return tostring(v)
+  return nil
 end
 
 -- POST one Send API request; a failure is logged (never with the URL: it holds the token).
 local function post(recipient_id, fields, what)
-  local body = { recipient = { id = id_text(recipient_id) } }
-  for k, v in pairs(fields) do body[k] = v end
-  local res, err = sb.http.request({
+  local body = copy(fields)
+  body.recipient = { id = id_text(recipient_id) }
+  return util.deliver({
     method = "POST", url = channel.send_url, json = body, timeout = channel.timeout,
-  })
-  if not res then
-    sb.log.error("facebook: sending %s to %s failed: %s", what, id_text(recipient_id), err)
-    return false
-  end
-  if res.status < 200 or res.status > 299 then
-    local e = is_table(res.json) and is_table(res.json.error) and res.json.error or nil
-    local detail
-    if e then
-      detail = ("%s (type %s, code %s)"):format(tostring(e.message), tostring(e.type),
-        id_text(e.code))
-    else
-      detail = (res.body or ""):sub(1, 300)
-    end
-    sb.log.error("facebook: the Send API refused %s to %s: HTTP %d: %s", what,
-      id_text(recipient_id), res.status, detail)
-    return false
-  end
-  return true
+  }, {
+    channel = "facebook", api = "the Send API", what = what, to = body.recipient.id,
+    detail = graph_error,
+  }) and true
 end
 
 local function send_message(recipient_id, message, what)
@@ -267,20 +226,8 @@ function send_action(recipient_id, action)
   return post(recipient_id, { sender_action = action }, action)
 end
 
-local function copy(t)
-  local c = {}
-  for k, v in pairs(t) do c[k] = v end
-  return c
-end
-
 local function payload_text(v)
-  if is_table(v) then
-    return json.encode(v)
-  end
-  if v == nil or v == json.null then
-    return nil
-  end
-  return tostring(v)
+  return non_null(v) and util.as_text(v) or nil
 end
 
 -- A Rasa button -> a Messenger button: a `type` is kept as given, a `url` makes a web_url
@@ -313,21 +260,10 @@ local function messenger_buttons(buttons)
 end
 
 -- Rasa's MessengerBot.send_text_message: one message per "\n\n" part of the stripped text.
--- Empty parts are skipped (the Send API refuses empty text).
+-- Blank parts are skipped (the Send API refuses empty text).
 function channel.send_text_message(recipient_id, text)
-  if text == nil or text == json.null then
-    return
-  end
-  text = sb.strip(tostring(text))
-  local start = 1
-  while start <= #text + 1 do
-    local i = text:find("\n\n", start, true)
-    local part = text:sub(start, (i or #text + 1) - 1)
-    if sb.strip(part) ~= "" then
-      send_message(recipient_id, { text = part }, "a text")
-    end
-    if not i then break end
-    start = i + 2
+  for _, part in ipairs(util.text_parts(text)) do
+    send_message(recipient_id, { text = part }, "a text")
   end
 end
 
@@ -352,9 +288,7 @@ function channel.send_text_with_buttons(recipient_id, text, buttons)
   if #buttons > MAX_TEMPLATE_BUTTONS then
     sb.log.warn("facebook: a button template holds at most %d buttons; sending %d buttons as text",
       MAX_TEMPLATE_BUTTONS, #buttons)
-    if text ~= nil and text ~= json.null then
-      channel.send_text_message(recipient_id, text)
-    end
+    channel.send_text_message(recipient_id, text)
     for i, button in ipairs(buttons) do
       channel.send_text_message(recipient_id, output.button_to_string(button, i))
     end
@@ -383,7 +317,7 @@ function channel.send_quick_replies(recipient_id, text, quick_replies)
     local item = { content_type = content_type, image_url = qr.image_url }
     if content_type == "text" then
       for _, field in ipairs({ "title", "payload" }) do
-        if qr[field] == nil or qr[field] == json.null then
+        if not non_null(qr[field]) then
           error(('Facebook quick replies must define a "%s" field'):format(field), 0)
         end
       end
@@ -427,7 +361,7 @@ local function send_custom(recipient_id, value)
   local sender = message.sender
   if sender ~= nil then
     message.sender = nil
-    if is_table(sender) and sender.id ~= nil and sender.id ~= json.null then
+    if is_table(sender) and non_null(sender.id) then
       recipient_id = sender.id
     end
   end

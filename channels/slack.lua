@@ -21,9 +21,11 @@
 --   api_url: "https://slack.com/api"
 --   timeout: 10                          # seconds per Web API call
 local sb = require "switchboard"
+local util = require "switchboard.channel"
 
 local json = sb.json
 local strip = sb.strip
+local non_null, nonempty_string, as_text = util.non_null, util.nonempty_string, util.as_text
 
 local channel = { name = "slack", async = true }
 
@@ -33,92 +35,34 @@ local MAX_BUTTONS_PER_BLOCK = 25  -- Slack's limit of elements in one actions bl
 -- The parameters, set by init (one copy per worker).
 local cfg = {}
 
-local function present(v)
-  return v ~= nil and v ~= json.null
-end
-
-local function nonempty_string(v)
-  return type(v) == "string" and v ~= ""
-end
-
--- A string parameter: nil when absent or empty; numbers are accepted as text.
-local function string_param(config, key)
-  local v = config[key]
-  if v == nil or v == "" then
-    return nil
-  end
-  if type(v) == "number" then
-    return tostring(v)
-  end
-  if type(v) ~= "string" then
-    error(("slack: `%s` must be a string, not a %s"):format(key, type(v)), 0)
-  end
-  return v
-end
-
-local function flag_param(config, key, default)
-  local v = config[key]
-  if v == nil then
-    return default
-  end
-  if type(v) == "boolean" then
-    return v
-  end
-  if type(v) == "string" then
-    local l = v:lower()
-    if l == "true" or l == "yes" or l == "on" then return true end
-    if l == "false" or l == "no" or l == "off" then return false end
-  end
-  error(("slack: `%s` must be true or false, not %s"):format(key, tostring(v)), 0)
-end
-
 -- errors_ignore_retry: a list of Slack retry reasons, or one reason. Absent (or the "None" that
 -- Rasa's documentation shows) means Rasa's default, http_timeout.
-local function retry_reasons(v)
-  if v == nil or v == "None" or v == "none" then
-    return { http_timeout = true }
+local function retry_reasons(p)
+  local reasons = p:list("errors_ignore_retry", { "http_timeout" })
+  if #reasons == 1 and (reasons[1] == "None" or reasons[1] == "none") then
+    reasons = { "http_timeout" }
   end
   local set = {}
-  if type(v) == "string" then
-    set[v] = true
-  elseif type(v) == "table" then
-    for _, reason in ipairs(v) do
-      set[tostring(reason)] = true
-    end
-  else
-    error("slack: `errors_ignore_retry` must be a list of retry reasons such as http_timeout", 0)
+  for _, reason in ipairs(reasons) do
+    set[reason] = true
   end
   return set
 end
 
 function channel.init(config)
-  if type(config) ~= "table" then
-    config = {}
-  end
-  local secret = string_param(config, "slack_signing_secret")
-  if not secret then
-    error("slack: `slack_signing_secret` is required: requests from Slack cannot be verified " ..
-      "without it (Slack app settings > Basic Information > App Credentials > Signing Secret)", 0)
-  end
-  local granularity = string_param(config, "conversation_granularity") or "sender"
-  if granularity ~= "sender" and granularity ~= "channel" and granularity ~= "thread" then
-    error(("slack: `conversation_granularity` must be sender, channel or thread, not %s")
-      :format(granularity), 0)
-  end
-  local api_url = string_param(config, "api_url") or "https://slack.com/api"
-  local timeout = config.timeout ~= nil and tonumber(config.timeout) or 10
-  if not timeout or timeout <= 0 then
-    error("slack: `timeout` must be a number of seconds > 0", 0)
-  end
+  local p = util.params(config, "slack", { number_as_text = true })
   cfg = {
-    token = string_param(config, "slack_token"),
-    secret = secret,
-    slack_channel = string_param(config, "slack_channel"),
-    use_threads = flag_param(config, "use_threads", false),
-    granularity = granularity,
-    ignore_retry = retry_reasons(config.errors_ignore_retry),
-    api_url = (api_url:gsub("/+$", "")),
-    timeout = timeout,
+    token = p:string("slack_token"),
+    secret = p:string("slack_signing_secret", { required = true,
+      hint = "requests from Slack cannot be verified without it: Slack app settings > " ..
+        "Basic Information > App Credentials > Signing Secret" }),
+    slack_channel = p:string("slack_channel"),
+    use_threads = p:flag("use_threads", false),
+    granularity = p:string("conversation_granularity",
+      { default = "sender", choices = { "sender", "channel", "thread" } }),
+    ignore_retry = retry_reasons(p),
+    api_url = p:base_url("api_url", "https://slack.com/api"),
+    timeout = p:seconds("timeout", 10),
   }
 end
 
@@ -180,10 +124,7 @@ local function conversation_id(user, channel_id, thread_id)
 end
 
 local function string_or_nil(v)
-  if nonempty_string(v) then
-    return v
-  end
-  return nil
+  return nonempty_string(v) and v or nil
 end
 
 local function escape_pattern(s)
@@ -241,9 +182,7 @@ end
 
 local function receive_event(req)
   local body = req.json
-  -- lua-cjson decodes [] like {}: an empty table needs a look at the raw body.
-  if type(body) ~= "table" or body[1] ~= nil
-      or (next(body) == nil and not req.body:match("^%s*{")) then
+  if not util.is_object(body, req.body) then
     sb.http_error(400, "invalid_body", "a Slack event must be a JSON object")
   end
   if body.type == "url_verification" then
@@ -268,10 +207,10 @@ local function receive_event(req)
   if event.type ~= "message" and event.type ~= "app_mention" then
     return ignore("event type " .. tostring(event.type))
   end
-  if present(event.bot_id) then
+  if non_null(event.bot_id) then
     return ignore("a bot's message")
   end
-  if present(event.subtype) and event.subtype ~= "file_share" then
+  if non_null(event.subtype) and event.subtype ~= "file_share" then
     return ignore("message subtype " .. tostring(event.subtype))
   end
   local user = string_or_nil(event.user)
@@ -406,7 +345,7 @@ local function post(body)
   if not cfg.token then
     error("slack: `slack_token` is not set, so replies cannot be sent", 0)
   end
-  local res, err = sb.http.request({
+  local res, err = util.request({
     method = "POST",
     url = cfg.api_url .. "/chat.postMessage",
     headers = {
@@ -420,11 +359,7 @@ local function post(body)
     error(("slack: chat.postMessage failed: %s"):format(err), 0)
   end
   local answer = res.json
-  if answer == nil then
-    local ok, decoded = pcall(json.decode, res.body)
-    answer = ok and decoded or nil
-  end
-  if res.status < 200 or res.status > 299 then
+  if not util.succeeded(res) then
     error(("slack: chat.postMessage answered HTTP %d%s"):format(res.status,
       type(answer) == "table" and answer.error and (": " .. tostring(answer.error)) or ""), 0)
   end
@@ -444,27 +379,10 @@ local function post_to(recipient_id, msg, body)
   return post(body)
 end
 
-local function as_text(v)
-  if type(v) == "table" then
-    return json.encode(v)
-  end
-  return tostring(v)
-end
-
--- Split on blank lines as Rasa's SlackBot does; empty parts are not sent (Slack refuses them).
+-- Split on blank lines as Rasa's SlackBot does; blank parts are not sent (Slack refuses them).
 function channel.send_text_message(recipient_id, text, _, msg)
-  text = strip(as_text(text))
-  local start = 1
-  while true do
-    local i = text:find("\n\n", start, true)
-    local part = text:sub(start, (i or 0) - 1)
-    if part ~= "" then
-      post_to(recipient_id, msg, { text = part })
-    end
-    if not i then
-      return
-    end
-    start = i + 2
+  for _, part in ipairs(util.text_parts(text)) do
+    post_to(recipient_id, msg, { text = part })
   end
 end
 
@@ -481,7 +399,7 @@ local function button_element(button)
     type = "button",
     text = { type = "plain_text", text = as_text(button.title or button.payload or "") },
   }
-  if present(button.payload) then
+  if non_null(button.payload) then
     element.value = as_text(button.payload)
   end
   if nonempty_string(button.url) then
@@ -494,7 +412,7 @@ end
 function channel.send_text_with_buttons(recipient_id, text, buttons, _, msg)
   local blocks = {}
   local body = {}
-  if present(text) then
+  if non_null(text) then
     text = as_text(text)
     body.text = text
     blocks[1] = { type = "section", text = { type = "plain_text", text = text } }
@@ -524,18 +442,15 @@ end
 
 -- The value is the body of chat.postMessage: its own `channel` and `thread_ts` win.
 function channel.send_custom_json(recipient_id, value, _, msg)
-  if type(value) ~= "table" or value[1] ~= nil then
+  if not util.is_object(value) then
     error("slack: custom JSON must be an object of chat.postMessage arguments", 0)
   end
-  local body = {}
-  for k, v in pairs(value) do
-    body[k] = v
-  end
+  local body = util.copy(value)
   local to, thread = target(recipient_id, msg)
-  if not present(body.channel) then
+  if not non_null(body.channel) then
     body.channel = to
   end
-  if thread and not present(body.thread_ts) then
+  if thread and not non_null(body.thread_ts) then
     body.thread_ts = thread
   end
   post(body)

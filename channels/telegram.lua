@@ -17,9 +17,10 @@
 --   api_url: "https://api.telegram.org"
 --   timeout: 10                          # seconds per Bot API call
 local sb = require "switchboard"
+local util = require "switchboard.channel"
 
-local json = sb.json
-local strip = sb.strip
+local non_null, nonempty_string, as_text = util.non_null, util.nonempty_string, util.as_text
+local id_text = util.id_text
 
 local channel = { name = "telegram" }
 
@@ -28,53 +29,23 @@ local cfg = {}
 -- The username getMe reported for access_token, once known (per worker).
 local bot_username
 
-local function present(v)
-  return v ~= nil and v ~= json.null
-end
-
-local function nonempty_string(v)
-  return type(v) == "string" and v ~= ""
-end
-
-local function string_param(config, key)
-  local v = config[key]
-  if v == nil or v == "" then
-    return nil
-  end
-  if type(v) == "number" then
-    return tostring(v)
-  end
-  if type(v) ~= "string" then
-    error(("telegram: `%s` must be a string, not a %s"):format(key, type(v)), 0)
-  end
-  return v
-end
-
 function channel.init(config)
-  if type(config) ~= "table" then
-    config = {}
+  local p = util.params(config, "telegram", { number_as_text = true })
+  local token = p:string("access_token", { required = true,
+    hint = "the bot token @BotFather gave you" })
+  local secret = p:string("secret_token")
+  if secret and (not secret:match("^[%w_%-]+$") or #secret > 256) then
+    p:fail("secret_token", "must be 1-256 characters of A-Z, a-z, 0-9, _ and - " ..
+      "(Telegram's rule for setWebhook)")
   end
-  local token = string_param(config, "access_token")
-  if not token then
-    error("telegram: `access_token` is required (the bot token @BotFather gave you)", 0)
-  end
-  local secret = string_param(config, "secret_token")
-  if secret and not secret:match("^[%w_%-]+$") or (secret and #secret > 256) then
-    error("telegram: `secret_token` must be 1-256 characters of A-Z, a-z, 0-9, _ and - " ..
-      "(Telegram's rule for setWebhook)", 0)
-  end
-  local verify = string_param(config, "verify")
-  local timeout = config.timeout ~= nil and tonumber(config.timeout) or 10
-  if not timeout or timeout <= 0 then
-    error("telegram: `timeout` must be a number of seconds > 0", 0)
-  end
+  local verify = p:string("verify")
   cfg = {
     token = token,
     verify = verify and verify:gsub("^@", ""):lower() or nil,
-    webhook_url = string_param(config, "webhook_url"),
+    webhook_url = p:string("webhook_url"),
     secret = secret,
-    api_url = ((string_param(config, "api_url") or "https://api.telegram.org"):gsub("/+$", "")),
-    timeout = timeout,
+    api_url = p:base_url("api_url", "https://api.telegram.org"),
+    timeout = p:seconds("timeout", 10),
   }
   bot_username = nil
 end
@@ -84,7 +55,7 @@ end
 -- POST <api_url>/bot<token>/<method> with a JSON body. Returns the decoded answer and the HTTP
 -- status, or nil and an error text (never containing the token).
 local function call(method, body)
-  local res, err = sb.http.request({
+  local res, err = util.request({
     method = "POST",
     url = cfg.api_url .. "/bot" .. cfg.token .. "/" .. method,
     json = body or {},
@@ -94,10 +65,6 @@ local function call(method, body)
     return nil, ("%s: %s"):format(method, err)
   end
   local answer = res.json
-  if answer == nil then
-    local ok, decoded = pcall(json.decode, res.body)
-    answer = ok and decoded or nil
-  end
   if type(answer) ~= "table" then
     return nil, ("%s answered HTTP %d without Telegram's JSON"):format(method, res.status)
   end
@@ -133,9 +100,7 @@ function channel.verify(req)
   return true
 end
 
-function channel.reject(_, reason)
-  return { status = 403, json = { error = "forbidden", message = reason } }
-end
+channel.reject = util.forbidden
 
 -- Rasa checks that access_token belongs to the bot named by `verify` (getMe) before it handles an
 -- update. Here the username is fetched once per worker and kept.
@@ -163,20 +128,6 @@ local function check_username()
     return false
   end
   return true
-end
-
--- Chat ids arrive as JSON numbers, which lua-cjson decodes as floats: 123456789.0 -> "123456789".
-local function id_text(v)
-  if type(v) == "number" then
-    if v == math.floor(v) and v > -2 ^ 63 and v < 2 ^ 63 then
-      return ("%d"):format(v)
-    end
-    return tostring(v)
-  end
-  if nonempty_string(v) then
-    return v
-  end
-  return nil
 end
 
 -- A float as Python's str() writes it (Rasa formats the location with str.format).
@@ -251,9 +202,7 @@ local FAILED = { status = 200, body = "failed", content_type = "text/plain" }
 
 function channel.receive(req)
   local update = req.json
-  -- lua-cjson decodes [] like {}: an empty table needs a look at the raw body.
-  if type(update) ~= "table" or update[1] ~= nil
-      or (next(update) == nil and not req.body:match("^%s*{")) then
+  if not util.is_object(update, req.body) then
     sb.http_error(400, "invalid_body", "a Telegram update must be a JSON object")
   end
   if not check_username() then
@@ -287,26 +236,10 @@ local function chat_id(recipient_id)
   return recipient_id
 end
 
-local function as_text(v)
-  if type(v) == "table" then
-    return json.encode(v)
-  end
-  return tostring(v)
-end
-
+-- One sendMessage per part of the text split on blank lines, as Rasa's TelegramOutput does.
 function channel.send_text_message(recipient_id, text)
-  text = strip(as_text(text))
-  local start = 1
-  while true do
-    local i = text:find("\n\n", start, true)
-    local part = text:sub(start, (i or 0) - 1)
-    if part ~= "" then
-      must_call("sendMessage", { chat_id = chat_id(recipient_id), text = part })
-    end
-    if not i then
-      return
-    end
-    start = i + 2
+  for _, part in ipairs(util.text_parts(text)) do
+    must_call("sendMessage", { chat_id = chat_id(recipient_id), text = part })
   end
 end
 
@@ -363,7 +296,7 @@ end
 
 function channel.send_text_with_buttons(recipient_id, text, buttons, extras)
   local button_type = type(extras) == "table" and extras.button_type or nil
-  if not present(button_type) then
+  if not non_null(button_type) then
     button_type = "inline"
   end
   local markup = reply_markup(type(buttons) == "table" and buttons or {}, button_type)
@@ -371,7 +304,7 @@ function channel.send_text_with_buttons(recipient_id, text, buttons, extras)
     error(("telegram: unknown button_type %s (use inline, vertical or reply)")
       :format(tostring(button_type)), 0)
   end
-  if not present(text) then
+  if not non_null(text) then
     error("telegram: buttons need a text (sendMessage requires one)", 0)
   end
   must_call("sendMessage", {
@@ -408,12 +341,12 @@ local CUSTOM_METHODS = {
 }
 
 function channel.send_custom_json(recipient_id, value)
-  if type(value) ~= "table" or value[1] ~= nil then
+  if not util.is_object(value) then
     error("telegram: custom JSON must be an object of Bot API parameters", 0)
   end
   local rest = {}
   for k, v in pairs(value) do
-    if present(v) then
+    if non_null(v) then
       rest[k] = v
     end
   end

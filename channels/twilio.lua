@@ -13,6 +13,7 @@
 -- Replies go to POST <api_url>/2010-04-01/Accounts/<account_sid>/Messages.json. See
 -- docs/channels/twilio.md.
 local sb = require "switchboard"
+local util = require "switchboard.channel"
 
 local json = sb.json
 
@@ -20,39 +21,19 @@ local channel = { name = "twilio" }
 
 local DEFAULT_API_URL = "https://api.twilio.com"
 
-local function string_param(config, key, required)
-  local v = config[key]
-  if v == nil or v == "" then
-    if required then
-      error(("the twilio channel needs the `%s` parameter"):format(key), 0)
-    end
-    return nil
-  end
-  if type(v) ~= "string" then
-    -- YAML turns +14155550100 into the integer 14155550100 (and may read an auth token as a
-    -- number): the text as written is lost, so refuse rather than guess.
-    error(('twilio: `%s` must be a string; quote it in credentials.yml (%s: "...")')
-      :format(key, key), 0)
-  end
-  return v
-end
-
+-- Every value must be a string: YAML turns +14155550100 into the integer 14155550100 (and may
+-- read an auth token as a number), so util.params refuses numbers rather than guess.
 function channel.init(config)
-  if type(config) ~= "table" then
-    error("the twilio channel needs parameters: account_sid, auth_token and twilio_number", 0)
-  end
-  channel.account_sid = string_param(config, "account_sid", true)
-  channel.auth_token = string_param(config, "auth_token", true)
-  channel.twilio_number = string_param(config, "twilio_number", true)
-  local api_url = string_param(config, "api_url", false) or DEFAULT_API_URL
-  channel.api_url = api_url:gsub("/+$", "")
+  local p = util.params(config, "twilio",
+    { needs = { "account_sid", "auth_token", "twilio_number" } })
+  channel.account_sid = p:string("account_sid", { required = true })
+  channel.auth_token = p:string("auth_token", { required = true })
+  channel.twilio_number = p:string("twilio_number", { required = true })
+  channel.api_url = p:base_url("api_url", DEFAULT_API_URL)
   channel.messages_url = ("%s/2010-04-01/Accounts/%s/Messages.json"):format(channel.api_url,
     sb.urlencode(channel.account_sid))
   channel.authorization = "Basic " .. sb.base64(channel.account_sid .. ":" .. channel.auth_token)
-  channel.timeout = tonumber(config.timeout) or 10
-  if channel.timeout <= 0 then
-    error("twilio: `timeout` must be a number of seconds > 0", 0)
-  end
+  channel.timeout = p:seconds("timeout", 10)
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -148,9 +129,7 @@ function channel.verify(req)
     :format(req.url)
 end
 
-function channel.reject(req, reason)
-  return { status = 403, json = { error = "forbidden", message = reason } }
-end
+channel.reject = util.forbidden
 
 local function coordinate(v)
   local n = tonumber(v)
@@ -226,47 +205,33 @@ local function from_for(recipient)
   return plain
 end
 
+-- Twilio's error object, as a line of the log.
+local function twilio_error(res)
+  local e = res.json
+  if type(e) == "table" then
+    return ("%s (code %s)"):format(tostring(e.message), util.id_text(e.code))
+  end
+  return nil
+end
+
+-- POST one Messages API request; a failure is logged.
 local function create(fields, what)
-  local res, err = sb.http.request({
+  return util.deliver({
     method = "POST", url = channel.messages_url, form = fields, timeout = channel.timeout,
     headers = { Authorization = channel.authorization, Accept = "application/json" },
-  })
-  local to = tostring(fields.To)
-  if not res then
-    sb.log.error("twilio: sending %s to %s failed: %s", what, to, err)
-    return false
-  end
-  if res.status < 200 or res.status > 299 then
-    local e = type(res.json) == "table" and res.json or nil
-    local code = e and e.code
-    if type(code) == "number" and code == math.floor(code) then code = ("%d"):format(code) end
-    local detail = e and ("%s (code %s)"):format(tostring(e.message), tostring(code))
-      or (res.body or ""):sub(1, 300)
-    sb.log.error("twilio: the Messages API refused %s to %s: HTTP %d: %s", what, to,
-      res.status, detail)
-    return false
-  end
-  return true
+  }, {
+    channel = "twilio", api = "the Messages API", what = what, to = tostring(fields.To),
+    detail = twilio_error,
+  }) and true
 end
 
 -- Rasa's TwilioOutput.send_text_message: one message per "\n\n" part of the text. Empty parts
 -- are skipped (Twilio refuses a message without Body or media).
 function channel.send_text_message(recipient_id, text)
-  if text == nil or text == json.null then
-    return
-  end
   recipient_id = tostring(recipient_id)
-  text = sb.strip(tostring(text))
   local from = from_for(recipient_id)
-  local start = 1
-  while start <= #text + 1 do
-    local i = text:find("\n\n", start, true)
-    local part = text:sub(start, (i or #text + 1) - 1)
-    if sb.strip(part) ~= "" then
-      create({ From = from, To = recipient_id, Body = part }, "a text")
-    end
-    if not i then break end
-    start = i + 2
+  for _, part in ipairs(util.text_parts(text)) do
+    create({ From = from, To = recipient_id, Body = part }, "a text")
   end
 end
 
@@ -301,7 +266,7 @@ end
 -- Custom JSON: the Messages API parameters themselves, as in Rasa; To defaults to the sender,
 -- From to twilio_number (unless a MessagingServiceSid is given), Body to "" without media.
 function channel.send_custom_json(recipient_id, value)
-  if type(value) ~= "table" or value[1] ~= nil then
+  if not util.is_object(value) then
     error("twilio custom JSON must be an object of Messages API parameters", 0)
   end
   recipient_id = tostring(recipient_id)

@@ -1,0 +1,309 @@
+-- Helpers for channel scripts: what the bundled platform channels (slack, telegram, facebook,
+-- twilio, callback) need alike. Parameter readers that raise one error naming the channel and the
+-- key, value tests, text splitting and HTTP calls to a platform's API. docs/lua-api.md, "Helpers
+-- for channels", is the reference.
+--
+--   local util = require "switchboard.channel"
+--   local p = util.params(config, "acme")
+--   channel.token = p:string("token", { required = true })
+local sb = require "switchboard"
+
+local json = sb.json
+local M = {}
+
+---------------------------------------------------------------------------------------------------
+-- Values.
+
+-- Neither nil nor JSON null.
+function M.non_null(v)
+  return v ~= nil and v ~= json.null
+end
+
+function M.nonempty_string(v)
+  return type(v) == "string" and v ~= ""
+end
+
+-- A table that is not a JSON array. lua-cjson decodes [] like {}: with `raw`, the text the value
+-- was decoded from, an empty table is an object only when the text is one.
+function M.is_object(v, raw)
+  if type(v) ~= "table" or v[1] ~= nil then
+    return false
+  end
+  if raw ~= nil and next(v) == nil then
+    return raw:match("^%s*{") ~= nil
+  end
+  return true
+end
+
+-- A table as its JSON text, anything else through tostring.
+function M.as_text(v)
+  if type(v) == "table" then
+    return json.encode(v)
+  end
+  return tostring(v)
+end
+
+-- An id as text: a whole number without ".0" (lua-cjson reads JSON numbers as floats), another
+-- number through tostring, a non-empty string as it is; nil otherwise.
+function M.id_text(v)
+  if type(v) == "number" then
+    if v == math.floor(v) and v > -2 ^ 63 and v < 2 ^ 63 then
+      return ("%d"):format(v)
+    end
+    return tostring(v)
+  end
+  if M.nonempty_string(v) then
+    return v
+  end
+  return nil
+end
+
+-- A shallow copy.
+function M.copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+
+-- The parts of a text to send as separate messages, as Rasa's output channels do: the text
+-- (a table as JSON) stripped and split on blank lines ("\n\n"); parts that are only white space
+-- are left out (platforms refuse empty messages). nil and JSON null give no part.
+function M.text_parts(text)
+  local parts = {}
+  if not M.non_null(text) then
+    return parts
+  end
+  text = sb.strip(M.as_text(text))
+  local start = 1
+  while true do
+    local i = text:find("\n\n", start, true)
+    local part = text:sub(start, (i or 0) - 1)
+    if sb.strip(part) ~= "" then
+      parts[#parts + 1] = part
+    end
+    if not i then
+      return parts
+    end
+    start = i + 2
+  end
+end
+
+---------------------------------------------------------------------------------------------------
+-- Parameters: the channel's map from credentials.yml, read key by key.
+
+local Params = {}
+Params.__index = Params
+
+-- "a", "a or b", "a, b or c" (with "and" for `word`).
+local function one_of(list, word)
+  if #list <= 1 then
+    return tostring(list[1] or "")
+  end
+  local head = {}
+  for i = 1, #list - 1 do head[i] = tostring(list[i]) end
+  return table.concat(head, ", ") .. " " .. word .. " " .. tostring(list[#list])
+end
+
+function M.params(config, name, opts)
+  if type(name) ~= "string" or name == "" then
+    error("switchboard.channel.params: the channel's name must be a string", 2)
+  end
+  opts = opts or {}
+  if type(config) ~= "table" then
+    if opts.needs then
+      error(("the %s channel needs parameters: %s"):format(name, one_of(opts.needs, "and")), 0)
+    end
+    config = {}
+  end
+  return setmetatable({ config = config, name = name,
+    number_as_text = opts.number_as_text == true }, Params)
+end
+
+-- Raises "<channel>: `<key>` <message>", the form of every error below but `required`.
+function Params:fail(key, fmt, ...)
+  error(("%s: `%s` %s"):format(self.name, key, fmt:format(...)), 0)
+end
+
+-- A value given for `key` as a string, by the rules of Params:string; `what` names what the
+-- key holds ("a string", "a list of strings") in the errors.
+local function text_of(self, key, v, what)
+  if type(v) == "number" and self.number_as_text then
+    return M.id_text(v)
+  elseif type(v) == "number" or type(v) == "boolean" then
+    -- YAML reads +14155550100 as a number and yes as true: the text as written is lost, so
+    -- refuse rather than guess.
+    self:fail(key, 'must be %s; quote it in credentials.yml (%s: "...")', what, key)
+  elseif type(v) ~= "string" then
+    self:fail(key, "must be %s, not a %s", what, type(v))
+  end
+  return v
+end
+
+-- A string, or nil when absent or "". opts: required, hint, default, choices.
+function Params:string(key, opts)
+  opts = opts or {}
+  local v = self.config[key]
+  if v == nil or v == "" then
+    if opts.required then
+      error(("the %s channel needs the `%s` parameter%s"):format(self.name, key,
+        opts.hint and (" (" .. opts.hint .. ")") or ""), 0)
+    end
+    return opts.default
+  end
+  v = text_of(self, key, v, "a string")
+  if opts.choices then
+    for _, choice in ipairs(opts.choices) do
+      if v == choice then
+        return v
+      end
+    end
+    self:fail(key, "must be %s, not %s", one_of(opts.choices, "or"), v)
+  end
+  return v
+end
+
+-- An http:// or https:// URL; opts as for Params:string.
+function Params:url(key, opts)
+  local v = self:string(key, opts)
+  if v ~= nil and not v:lower():match("^https?://.") then
+    self:fail(key, "must be an http:// or https:// URL, not %s", v)
+  end
+  return v
+end
+
+-- An API's base URL: an http:// or https:// URL without trailing slashes.
+function Params:base_url(key, default)
+  local v = self:url(key, { default = default })
+  return v and (v:gsub("/+$", ""))
+end
+
+-- A wrong value as an error shows it.
+local function shown(v)
+  return type(v) == "table" and "a table" or tostring(v)
+end
+
+local FLAGS = { ["true"] = true, yes = true, on = true, ["false"] = false, no = false, off = false }
+
+-- A boolean; also the strings true/false, yes/no, on/off in any case.
+function Params:flag(key, default)
+  local v = self.config[key]
+  if v == nil then
+    return default
+  end
+  if type(v) == "boolean" then
+    return v
+  end
+  if type(v) == "string" and FLAGS[v:lower()] ~= nil then
+    return FLAGS[v:lower()]
+  end
+  self:fail(key, "must be true or false, not %s", shown(v))
+end
+
+-- A number; a string holding one is read.
+function Params:number(key, default)
+  local v = self.config[key]
+  if v == nil then
+    return default
+  end
+  local n = tonumber(v)
+  if not n or n ~= n then
+    self:fail(key, "must be a number, not %s", shown(v))
+  end
+  return n
+end
+
+-- A number of seconds > 0 (a timeout).
+function Params:seconds(key, default)
+  local v = self.config[key]
+  local n = v == nil and default or tonumber(v)
+  if not n or n ~= n or n <= 0 then
+    self:fail(key, "must be a number of seconds > 0")
+  end
+  return n
+end
+
+-- A list of strings; one string is a list of one. Items are read as by Params:string.
+function Params:list(key, default)
+  local v = self.config[key]
+  if v == nil then
+    return default
+  end
+  if type(v) ~= "table" then
+    v = { v }
+  elseif next(v) ~= nil and v[1] == nil then
+    self:fail(key, "must be a list, not a map")
+  end
+  local list = {}
+  for i, item in ipairs(v) do
+    list[i] = text_of(self, key, item, "a list of strings")
+  end
+  return list
+end
+
+-- A map (a table, possibly empty), or nil when absent.
+function Params:map(key)
+  local v = self.config[key]
+  if v == nil then
+    return nil
+  end
+  if type(v) ~= "table" or (next(v) ~= nil and v[1] ~= nil) then
+    self:fail(key, "must be a map of names to values, not a %s",
+      type(v) == "table" and "list" or type(v))
+  end
+  return v
+end
+
+---------------------------------------------------------------------------------------------------
+-- Hooks.
+
+-- A `reject` hook: 403 {"error": "forbidden", "message": reason}.
+function M.forbidden(_, reason)
+  return { status = 403, json = { error = "forbidden", message = reason } }
+end
+
+---------------------------------------------------------------------------------------------------
+-- Calls to a platform's API.
+
+-- Whether an answer has a 2xx status.
+function M.succeeded(res)
+  return res.status >= 200 and res.status <= 299
+end
+
+-- sb.http.request(opts), with the answer's body decoded as JSON into res.json whatever its
+-- Content-Type (nil when it is not JSON). Returns the answer, or nil and sb.http.request's error.
+function M.request(opts)
+  local res, err = sb.http.request(opts)
+  if not res then
+    return nil, err
+  end
+  if res.json == nil and res.body ~= "" then
+    local ok, decoded = pcall(json.decode, res.body)
+    if ok then
+      res.json = decoded
+    end
+  end
+  return res
+end
+
+-- One request that delivers something to a user; a failure is logged at ERROR, not raised, so the
+-- next reply still goes out. about = {channel =, api =, what =, to =, detail = function(res)}:
+--   "<channel>: sending <what> to <to> failed: <error>"              (no answer)
+--   "<channel>: <api> refused <what> to <to>: HTTP <status>: <detail>" (not 2xx)
+-- detail(res) reads the platform's error from res.json; without it, or when it gives nil, the
+-- first 300 bytes of the body. Returns the answer, or false.
+function M.deliver(opts, about)
+  local res, err = M.request(opts)
+  if not res then
+    sb.log.error("%s: sending %s to %s failed: %s", about.channel, about.what, about.to, err)
+    return false
+  end
+  if not M.succeeded(res) then
+    local detail = about.detail and about.detail(res) or res.body:sub(1, 300)
+    sb.log.error("%s: %s refused %s to %s: HTTP %d: %s", about.channel, about.api, about.what,
+      about.to, res.status, detail)
+    return false
+  end
+  return res
+end
+
+return M
