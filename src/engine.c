@@ -5,6 +5,7 @@
 #include "channel.h"
 #include "config.h"
 #include "log.h"
+#include "lua_budget.h"
 #include "outbound.h"
 #include "lua_request.h"
 #include "lua_sb.h"
@@ -690,6 +691,7 @@ static void *worker_main(void *arg)
         timers_run(&w->timers);
         http_server_run(w->http);
     }
+    lua_budget_thread_exit();
     return NULL;
 }
 

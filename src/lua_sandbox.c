@@ -1,7 +1,7 @@
 /* lua_sandbox: see lua_sandbox.h. */
 #include "lua_sandbox.h"
 
-#include "lua_state.h"
+#include "lua_budget.h"
 
 #include <lauxlib.h>
 #include <string.h>
@@ -93,7 +93,7 @@ static int l_setmetatable_no_gc(lua_State *L)
  * spent (the handler would then run with hooks off, out of the budget's reach). */
 static int l_budget_aware_handler(lua_State *L)
 {
-    if (lua_state_budget_exceeded())
+    if (lua_budget_exceeded())
         return 1;
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
@@ -126,6 +126,101 @@ static int l_xpcall(lua_State *L)
     return finish_xpcall(L, status, 3);
 }
 
+/* ---- coroutines: each one an entry resumes is put under its CPU budget ---------------------- */
+
+static char key_anchors; /* registry: the coroutines resumed during the entry, kept alive */
+static _Thread_local int anchored;
+
+/* Keep the thread at idx alive until the entry ends and let the budget hook it. */
+static void track(lua_State *L, int idx)
+{
+    lua_State *co = lua_tothread(L, idx);
+    if (!co)
+        return;
+    idx = lua_absindex(L, idx);
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key_anchors) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &key_anchors);
+    }
+    lua_pushvalue(L, idx);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+    anchored = 1;
+    lua_budget_track(co);
+}
+
+void lua_sandbox_entry_end(lua_State *L)
+{
+    if (!anchored)
+        return;
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_anchors);
+    anchored = 0;
+}
+
+/* coroutine.resume(co, ...), tracking co. Upvalue: Lua's coroutine.resume. */
+static int l_co_resume(lua_State *L)
+{
+    track(L, 1);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+/* The function coroutine.wrap returns. Upvalues: the coroutine, Lua's coroutine.resume. */
+static int l_co_wrapped(lua_State *L)
+{
+    lua_pushvalue(L, lua_upvalueindex(2));
+    lua_pushvalue(L, lua_upvalueindex(1));
+    track(L, -1);
+    lua_rotate(L, 1, 2); /* resume, co, arguments... */
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    if (!lua_toboolean(L, 1)) {
+        /* Like Lua's own wrap: raise the error, with the position when it is a message. */
+        lua_settop(L, 2);
+        if (lua_type(L, 2) == LUA_TSTRING) {
+            luaL_where(L, 1);
+            lua_insert(L, 2);
+            lua_concat(L, 2);
+        }
+        return lua_error(L);
+    }
+    lua_remove(L, 1);
+    return lua_gettop(L);
+}
+
+/* coroutine.wrap(f). Upvalues: Lua's coroutine.create and coroutine.resume. */
+static int l_co_wrap(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_settop(L, 1);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, 1, 1);
+    lua_pushvalue(L, lua_upvalueindex(2));
+    lua_pushcclosure(L, l_co_wrapped, 2);
+    return 1;
+}
+
+static void budget_coroutines(lua_State *L)
+{
+    lua_getglobal(L, "coroutine");
+    lua_getfield(L, -1, "resume");
+    lua_pushcclosure(L, l_co_resume, 1);
+    lua_setfield(L, -2, "resume");
+    lua_getfield(L, -1, "create");
+    lua_getfield(L, -2, "resume");
+    lua_getupvalue(L, -1, 1); /* the original resume, kept by our wrapper */
+    lua_remove(L, -2);
+    lua_pushcclosure(L, l_co_wrap, 2);
+    lua_setfield(L, -2, "wrap");
+    lua_pop(L, 1);
+}
+
 static void wrap_global(lua_State *L, const char *name, lua_CFunction f)
 {
     lua_getglobal(L, name);
@@ -156,4 +251,5 @@ void lua_sandbox_apply(lua_State *L)
     lua_pop(L, 1);
     lua_pushcfunction(L, l_xpcall);
     lua_setglobal(L, "xpcall");
+    budget_coroutines(L);
 }

@@ -2,6 +2,7 @@
 #include "lua_state.h"
 
 #include "config.h"
+#include "lua_budget.h"
 #include "lua_request.h"
 #include "lua_sandbox.h"
 #include "lua_sb.h"
@@ -164,26 +165,7 @@ static int l_search_text_module(lua_State *L)
     return 2;
 }
 
-/* ---- the CPU budget ------------------------------------------------------------------------
- * A count hook looks at the thread's CPU clock every BUDGET_STEP instructions while an entry
- * (a job's resume, an init) runs. Once the entry has used its budget the hook raises an error,
- * and from then on raises again at every instruction of script code (not of the host's own
- * pipeline), so a script's pcall cannot swallow it: the error unwinds to the host, which ends
- * the entry with lua_state_budget_end. A state is used by one thread at a time, so the clock
- * lives in thread-local storage. */
-#define BUDGET_STEP 10000
-
-static _Thread_local struct {
-    int active, exceeded;
-    double started;
-} budget;
-
-static double thread_cpu_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+/* ---- the CPU budget (lua_budget does the work; the state knows its size and host code) ---- */
 
 static struct lua_memory *state_info(lua_State *L)
 {
@@ -192,66 +174,18 @@ static struct lua_memory *state_info(lua_State *L)
     return ud;
 }
 
-static int is_host_code(lua_State *L, lua_Debug *ar, const struct lua_memory *m)
-{
-    if (!lua_getinfo(L, "S", ar) || !ar->source)
-        return 0;
-    return strncmp(ar->source, m->host_source, m->host_source_len) == 0;
-}
-
-static void raise_budget_error(lua_State *L, const struct lua_memory *m)
-{
-    char text[96];
-    snprintf(text, sizeof text, "the script used up its CPU budget (%g s of Lua)", m->cpu_budget);
-    luaL_where(L, 0); /* inside a hook, level 0 is the function that was running */
-    lua_pushstring(L, text);
-    lua_concat(L, 2);
-    lua_error(L);
-}
-
-static void budget_hook(lua_State *L, lua_Debug *ar)
-{
-    if (!budget.active)
-        return;
-    struct lua_memory *m = state_info(L);
-    if (budget.exceeded) {
-        if (!is_host_code(L, ar, m))
-            raise_budget_error(L, m);
-        return;
-    }
-    /* The clock is read first here, not when the entry begins: reading a thread's CPU clock is a
-     * system call, and most entries end before BUDGET_STEP instructions (the budget then starts
-     * at most BUDGET_STEP instructions late, well under a millisecond). */
-    double now = thread_cpu_seconds();
-    if (budget.started == 0) {
-        budget.started = now;
-        return;
-    }
-    if (now - budget.started < m->cpu_budget)
-        return;
-    budget.exceeded = 1;
-    lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
-    raise_budget_error(L, m);
-}
-
-int lua_state_budget_exceeded(void) { return budget.exceeded; }
+int lua_state_budget_exceeded(void) { return lua_budget_exceeded(); }
 
 void lua_state_budget_begin(lua_State *L)
 {
-    if (state_info(L)->cpu_budget <= 0)
-        return;
-    budget.active = 1;
-    budget.exceeded = 0;
-    budget.started = 0;
+    const struct lua_memory *m = state_info(L);
+    lua_budget_begin(L, m->cpu_budget, m->host_source);
 }
 
 int lua_state_budget_end(lua_State *L)
 {
-    int exceeded = budget.exceeded;
-    budget.active = 0;
-    budget.exceeded = 0;
-    if (exceeded)
-        lua_sethook(L, budget_hook, LUA_MASKCOUNT, BUDGET_STEP);
+    int exceeded = lua_budget_end();
+    lua_sandbox_entry_end(L);
     return exceeded;
 }
 
@@ -326,9 +260,6 @@ lua_State *lua_state_new(const struct lua_paths *paths, const struct lua_limits 
     preload(L, "cjson", luaopen_cjson);
     preload(L, "switchboard", luaopen_switchboard);
     lua_request_open(L);
-    /* Coroutines inherit the hook of the thread that creates them. */
-    if (m->cpu_budget > 0)
-        lua_sethook(L, budget_hook, LUA_MASKCOUNT, BUDGET_STEP);
     return L;
 }
 
