@@ -769,6 +769,7 @@ void endpoints_defaults(struct endpoints *e)
     e->server.max_body_size = 1048576;
     e->server.connection_timeout = 30;
     e->server.connection_limit = 10000;
+    e->server.trust_forwarded_headers = 1;
     e->server.lua_cpu_budget = 1.0;
     e->server.lua_memory_limit = 268435456;
     e->server.workers = 0;
@@ -889,7 +890,7 @@ static int read_bot(struct endpoints *e, char *err, size_t errlen)
     return url ? read_http_bot(e, bot, url, err, errlen) : read_script_bot(e, script, err, errlen);
 }
 
-enum limit_kind { LIMIT_SIZE, LIMIT_UNSIGNED, LIMIT_SECONDS };
+enum limit_kind { LIMIT_SIZE, LIMIT_UNSIGNED, LIMIT_SECONDS, LIMIT_FLAG };
 
 static const struct server_key {
     const char *name;
@@ -911,6 +912,8 @@ static const struct server_key {
      offsetof(struct server_limits, lua_memory_limit), "an integer of at least 1048576 (bytes)"},
     {"workers", LIMIT_UNSIGNED, 0, UINT_MAX, offsetof(struct server_limits, workers),
      "an integer of at least 0 (0 = one per CPU)"},
+    {"trust_forwarded_headers", LIMIT_FLAG, 0, 0,
+     offsetof(struct server_limits, trust_forwarded_headers), "true or false"},
 };
 
 #define N_SERVER_KEYS (sizeof server_keys / sizeof server_keys[0])
@@ -918,8 +921,15 @@ static const struct server_key {
 static int read_limit(struct endpoints *e, const struct server_key *k, const cfg_value *v,
                       char *err, size_t errlen)
 {
-    cfg_value n = numeric_view(v);
     char *field = (char *)&e->server + k->offset;
+    if (k->kind == LIMIT_FLAG) {
+        if (v->type != CFG_BOOL)
+            return value_error(err, errlen, e->path, v, "server: '%s' must be %s, not %s",
+                               k->name, k->expect, type_name(v->type));
+        *(int *)field = v->boolean;
+        return 0;
+    }
+    cfg_value n = numeric_view(v);
     int is_number = n.type == CFG_INT || (k->kind == LIMIT_SECONDS && n.type == CFG_FLOAT);
 
     if (!is_number)

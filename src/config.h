@@ -77,6 +77,8 @@ struct server_limits {
     double lua_cpu_budget;       /* lua_cpu_budget, seconds of Lua per call: 1.0 */
     size_t lua_memory_limit;     /* lua_memory_limit, bytes per Lua state: 268435456 (256 MiB) */
     unsigned workers;            /* workers, engine threads; 0 = one per CPU the process may use */
+    int trust_forwarded_headers; /* trust_forwarded_headers: req.url from X-Forwarded-Proto/Host,
+                                    for hosts behind a TLS proxy: true */
 };
 
 enum bot_kind { BOT_DEMO, BOT_SCRIPT, BOT_HTTP };

@@ -421,11 +421,16 @@ static void fill_request(struct http_exchange *x, const char *url, const char *m
     r->method = method;
     r->path = url;
     r->raw_uri = x->raw_uri ? x->raw_uri : url;
-    const char *proto = MHD_lookup_connection_value(x->conn, MHD_HEADER_KIND, "X-Forwarded-Proto");
+    /* Behind a TLS proxy the URL a platform signed is the proxy's: its X-Forwarded-* headers
+     * say what it was (server.trust_forwarded_headers turns this off for direct exposure). */
+    int trust = x->server->opt->trust_forwarded;
+    const char *proto =
+        trust ? MHD_lookup_connection_value(x->conn, MHD_HEADER_KIND, "X-Forwarded-Proto") : NULL;
     r->scheme = proto && (strcasecmp(proto, "https") == 0 || strcasecmp(proto, "http") == 0)
                     ? (strcasecmp(proto, "https") == 0 ? "https" : "http")
                     : (x->server->opt->tls_cert_pem ? "https" : "http");
-    const char *host = MHD_lookup_connection_value(x->conn, MHD_HEADER_KIND, "X-Forwarded-Host");
+    const char *host =
+        trust ? MHD_lookup_connection_value(x->conn, MHD_HEADER_KIND, "X-Forwarded-Host") : NULL;
     if (!host)
         host = MHD_lookup_connection_value(x->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
     r->host = host ? host : "";

@@ -26,8 +26,8 @@ struct http_request {
     const char *method;
     const char *path;        /* percent-decoded path, without the query */
     const char *raw_uri;     /* the request target as sent: path and query, not decoded */
-    const char *scheme;      /* "http" or "https" (X-Forwarded-Proto when present) */
-    const char *host;        /* Host header (X-Forwarded-Host when present), or "" */
+    const char *scheme;      /* "http" or "https" (X-Forwarded-Proto when sent and trusted) */
+    const char *host;        /* Host header (X-Forwarded-Host when sent and trusted), or "" */
     const char *remote_addr; /* peer address, no port */
     const char *body;        /* exactly as received; NUL-terminated for convenience */
     size_t body_len;
@@ -54,6 +54,7 @@ struct http_options {
     const char *const *cors_origins; /* NULL-terminated list, or NULL for no CORS */
     const char *tls_cert_pem;     /* both set: serve HTTPS */
     const char *tls_key_pem;
+    int trust_forwarded;          /* scheme and host from X-Forwarded-Proto/-Host when sent */
 };
 
 /* Open the listening socket. Returns the fd, or -1 with "cannot listen on HOST:PORT: reason". */
