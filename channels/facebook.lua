@@ -7,7 +7,8 @@
 --   secret: "${FB_APP_SECRET}"             # the app secret: webhook calls are signed with it (required)
 --   page-access-token: "${FB_PAGE_TOKEN}"  # the page's access token, for the Send API (required)
 --   api_url: "https://graph.facebook.com/v19.0"   # the Graph API base (default)
---   sender_actions: false                  # true: mark_seen + typing_on before each message
+--   sender_actions: false                  # true: mark_seen + typing_on before each message,
+--                                          #   typing_off after the bot answered
 --   timeout: 10                            # seconds per Send API call
 --
 -- GET  /webhooks/facebook/webhook  the subscription handshake (hub.challenge)
@@ -184,13 +185,22 @@ function channel.receive(req)
       end
     end
   end
-  if channel.sender_actions then
-    for _, msg in ipairs(messages) do
-      send_action(msg.sender_id, "mark_seen")
-      send_action(msg.sender_id, "typing_on")
-    end
-  end
   return messages
+end
+
+-- Sender actions, as Rasa's Messenger channel sends them around each message: seen and typing
+-- while the bot works, typing off once it is done. In the message's turn, so in order.
+function channel.before_message(msg)
+  if channel.sender_actions then
+    send_action(msg.sender_id, "mark_seen")
+    send_action(msg.sender_id, "typing_on")
+  end
+end
+
+function channel.after_message(msg)
+  if channel.sender_actions then
+    send_action(msg.sender_id, "typing_off")
+  end
 end
 
 ---------------------------------------------------------------------------------------------------

@@ -91,23 +91,40 @@ end
 -- One message through the bot, in its sender's turn and within the response timeout. A failing
 -- bot (or a deadline) is logged; what it sent before stays sent. With a push channel each sender
 -- call is protected on its own, so one failed send does not stop the next messages.
-local function process_message(msg, sink, pushing)
+local function process_message(channel, msg, sink, pushing)
   host.message_begin(msg.sender_id)
+  if channel.before_message then
+    channel.before_message(msg)
+  end
   bot.handle(msg, output.new_out(sink, msg.sender_id, pushing, msg))
 end
 
-local function run_bot(msg, sink, pushing)
-  local ok, err = xpcall(process_message, debug.traceback, msg, sink, pushing)
-  host.message_end()
+local function log_failure(msg, err, what)
+  local text = tostring(err)
+  local first, trace = text:match("^(.-)\n(stack traceback:.*)$")
+  sb.log.error("message %s of sender %s failed%s: %s", msg.message_id, msg.sender_id, what,
+    first or text)
+  if trace then
+    sb.log.debug("%s", trace)
+  end
+end
+
+-- One message through the bot, in its sender's turn and within the response timeout. A failing
+-- bot (or a deadline) is logged; what it sent before stays sent. With a push channel each sender
+-- call is protected on its own, so one failed send does not stop the next messages. The
+-- channel's before_message / after_message hooks run in the same turn (typing indicators).
+local function run_bot(channel, msg, sink, pushing)
+  local ok, err = xpcall(process_message, debug.traceback, channel, msg, sink, pushing)
   if not ok then
-    local text = tostring(err)
-    local first, trace = text:match("^(.-)\n(stack traceback:.*)$")
-    sb.log.error("message %s of sender %s failed: %s", msg.message_id, msg.sender_id,
-      first or text)
-    if trace then
-      sb.log.debug("%s", trace)
+    log_failure(msg, err, "")
+  end
+  if channel.after_message then
+    local after_ok, after_err = xpcall(channel.after_message, debug.traceback, msg, ok)
+    if not after_ok then
+      log_failure(msg, after_err, " in after_message")
     end
   end
+  host.message_end()
 end
 
 -- A response table (SPEC §3.7) -> status, content type, body, headers.
@@ -179,7 +196,7 @@ local function webhook(channel, req, state)
     end
     local sink = output.channel_sink(channel)
     for _, msg in ipairs(normalized) do
-      run_bot(msg, sink, true)
+      run_bot(channel, msg, sink, true)
     end
     if state.answered then
       return nil
@@ -194,14 +211,14 @@ local function webhook(channel, req, state)
       host.stream_write(json.encode(shape) .. "\n")
     end)
     for _, msg in ipairs(normalized) do
-      run_bot(msg, sink)
+      run_bot(channel, msg, sink)
     end
     return nil
   end
 
   local sink, collected = output.collector()
   for _, msg in ipairs(normalized) do
-    run_bot(msg, sink)
+    run_bot(channel, msg, sink)
   end
   if response ~= nil then
     return response

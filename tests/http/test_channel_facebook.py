@@ -433,7 +433,7 @@ class FacebookTests(unittest.TestCase):
 
 
 class SenderActionTests(unittest.TestCase):
-    def test_mark_seen_and_typing_on_before_the_reply(self):
+    def test_mark_seen_and_typing_on_before_the_reply_and_typing_off_after(self):
         with StandIn(graph_api) as api:
             with Host(cwd=project({
                     "credentials.yml": credentials(api.url("/v19.0"), "  sender_actions: true\n"),
@@ -444,12 +444,14 @@ class SenderActionTests(unittest.TestCase):
                     "Content-Type": "application/json", "X-Hub-Signature-256": sign(body)})
                 self.assertEqual((status, data), (200, b"success"))
                 recs = api.snapshot()
-                self.assertEqual([r.path for r in recs], ["/v19.0/me/messages"] * 3)
+                self.assertEqual([r.path for r in recs], ["/v19.0/me/messages"] * 4)
                 bodies = [r.json for r in recs]
                 self.assertEqual(bodies[:2], [
                     {"recipient": {"id": "fb-act"}, "sender_action": "mark_seen"},
                     {"recipient": {"id": "fb-act"}, "sender_action": "typing_on"}])
                 self.assertIn("attachment", bodies[2]["message"])
+                self.assertEqual(bodies[3],
+                                 {"recipient": {"id": "fb-act"}, "sender_action": "typing_off"})
 
 
 class StartupTests(unittest.TestCase):
