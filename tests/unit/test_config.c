@@ -731,7 +731,8 @@ static void test_endpoints_server_errors(void)
               "ee23.yml:2:12: server: 'workers' is too large");
     CHECK_STR(endpoints_error("server:\n  workers: 2\n  max_body: 10\n"),
               "ee24.yml:3:3: server: unknown key 'max_body' (known keys: max_body_size, "
-              "connection_timeout, connection_limit, lua_cpu_budget, lua_memory_limit, workers)");
+              "connection_timeout, connection_limit, lua_cpu_budget, lua_memory_limit, workers, "
+              "trust_forwarded_headers)");
     CHECK_STR(endpoints_error("server: 5\n"), "ee25.yml:1:9: 'server' must be a map, not an integer");
 }
 
