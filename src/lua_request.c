@@ -19,7 +19,7 @@ void lua_request_push(lua_State *L, struct http_exchange *x, const struct http_r
     struct request_ud *u = lua_newuserdatauv(L, sizeof *u, 1);
     u->x = x;
     u->r = r;
-    lua_newtable(L); /* cache of built fields */
+    lua_createtable(L, 0, 4); /* cache of built fields: json, headers, query, ... */
     lua_setiuservalue(L, -2, 1);
     luaL_setmetatable(L, REQUEST_MT);
 }
@@ -41,16 +41,21 @@ static void add_first_value(void *ctx, const char *name, const char *value)
     lua_pop(L, 1);
 }
 
-/* A header sent more than once reads as its values joined with ", " (RFC 9110 §5.3). */
+/* A header sent more than once reads as its values joined with ", " (RFC 9110 §5.3). The name
+ * is interned once and used for both the lookup and the store. */
 static void add_header(void *ctx, const char *name, const char *value)
 {
     lua_State *L = ctx;
-    if (lua_getfield(L, -1, name) == LUA_TNIL)
+    lua_pushstring(L, name);
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, -3) == LUA_TNIL) {
+        lua_pop(L, 1);
         lua_pushstring(L, value);
-    else
+    } else {
         lua_pushfstring(L, "%s, %s", lua_tostring(L, -1), value);
-    lua_setfield(L, -3, name);
-    lua_pop(L, 1);
+        lua_remove(L, -2);
+    }
+    lua_rawset(L, -3);
 }
 
 /* application/x-www-form-urlencoded: first value per name, like the query. */
@@ -115,10 +120,10 @@ static void build_field(lua_State *L, struct request_ud *u, const char *key)
     } else if (strcmp(key, "url") == 0) {
         lua_pushfstring(L, "%s://%s%s", r->scheme, r->host, r->raw_uri);
     } else if (strcmp(key, "query") == 0) {
-        lua_newtable(L);
+        lua_createtable(L, 0, 2);
         http_each_query_arg(u->x, add_first_value, L);
     } else if (strcmp(key, "headers") == 0) {
-        lua_newtable(L);
+        lua_createtable(L, 0, 8);
         http_each_header(u->x, add_header, L);
     } else if (strcmp(key, "json") == 0) {
         push_json(L, r);
