@@ -75,22 +75,23 @@ local function default_receive(channel, req)
   } }
 end
 
--- A channel that sends replies itself (SPEC §4 item 3).
+-- A channel that sends replies itself (SPEC §4 item 3). Known per channel table (a reload makes
+-- new tables), so the senders are looked up once.
+local pushing_channels = setmetatable({}, { __mode = "k" })
+
 local function pushes(channel)
-  if channel.send_response then
-    return true
+  local known = pushing_channels[channel]
+  if known ~= nil then
+    return known
   end
+  known = channel.send_response ~= nil
   for _, name in ipairs(output.SENDERS) do
-    if channel[name] then
-      return true
-    end
+    known = known or channel[name] ~= nil
   end
-  return false
+  pushing_channels[channel] = known
+  return known
 end
 
--- One message through the bot, in its sender's turn and within the response timeout. A failing
--- bot (or a deadline) is logged; what it sent before stays sent. With a push channel each sender
--- call is protected on its own, so one failed send does not stop the next messages.
 local function process_message(channel, msg, sink, pushing)
   host.message_begin(msg.sender_id)
   if channel.before_message then
