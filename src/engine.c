@@ -44,7 +44,7 @@ struct job {
     enum job_wait wait;
     struct timer sleep_timer;     /* sb.sleep */
     struct timer deadline;        /* --response-timeout of the message being processed */
-    char id[24];                  /* the request id (the request itself may be gone: async) */
+    char id[65];                  /* the request id (the request itself may be gone: async) */
     struct outbound_call *call;   /* WAIT_HTTP */
     char deadline_text[96];
     struct gate_waiter gate;

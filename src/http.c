@@ -45,7 +45,7 @@ struct http_exchange {
     struct MHD_Connection *conn;    /* NULL once MHD is done with the connection */
     struct http_exchange *prev, *next;
     struct http_request req;
-    char id[24];
+    char id[65];
     char remote_addr[INET6_ADDRSTRLEN];
     char *raw_uri;
     char *body;
@@ -414,6 +414,25 @@ static void fill_remote_addr(struct http_exchange *x)
                   sizeof x->remote_addr);
 }
 
+/* A client (a proxy, a platform) that sends X-Request-Id gets its id used in the log and in the
+ * answer, so lines can be followed across systems; anything but a short plain token is ignored. */
+static void adopt_client_request_id(struct http_exchange *x)
+{
+    const char *id = MHD_lookup_connection_value(x->conn, MHD_HEADER_KIND, "X-Request-Id");
+    if (!id)
+        return;
+    size_t len = strlen(id);
+    if (len == 0 || len >= sizeof x->id)
+        return;
+    for (size_t i = 0; i < len; i++) {
+        char c = id[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.' || c == ':'))
+            return;
+    }
+    memcpy(x->id, id, len + 1);
+}
+
 static void fill_request(struct http_exchange *x, const char *url, const char *method)
 {
     struct http_request *r = &x->req;
@@ -497,6 +516,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 
     if (!x->started) {
         x->started = 1;
+        adopt_client_request_id(x);
         if (s->opt->cors_origins && strcmp(method, "OPTIONS") == 0 &&
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin"))
             return answer_preflight(x);

@@ -333,6 +333,22 @@ class RequestIdTests(unittest.TestCase):
             lines = log_lines_with_id(host, headers["x-request-id"])
             self.assertTrue(any("413" in line for line in lines), host.log())
 
+    def test_a_client_request_id_is_used(self):
+        with serve({"credentials.yml": "traced.lua:\n", "traced.lua": TRACED}, bot=TEXT_BOT) as host:
+            status, headers, _ = host.request("POST", "/webhooks/traced/webhook", body=b"{}",
+                                              headers={"X-Request-Id": "edge-7f3a.42"})
+            self.assertEqual((status, headers["x-request-id"]), (200, "edge-7f3a.42"))
+            self.assertTrue(any("BOT GOT hi" in line
+                                for line in log_lines_with_id(host, "edge-7f3a.42")), host.log())
+
+    def test_a_client_request_id_that_is_not_a_plain_token_is_replaced(self):
+        with serve(REST) as host:
+            for sent in ("has space", "x" * 80, "quote\"d", ""):
+                with self.subTest(sent=sent):
+                    _, headers, _ = host.request("GET", "/", headers={"X-Request-Id": sent})
+                    self.assertNotEqual(headers["x-request-id"], sent)
+                    self.assertRegex(headers["x-request-id"], r"^[0-9a-f]{14}$")
+
     def test_ids_differ_between_workers(self):
         with serve(REST, workers=2) as host:
             ids = [host.request("GET", "/")[1]["x-request-id"] for _ in range(20)]
