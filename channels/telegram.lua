@@ -12,7 +12,8 @@
 -- telegram:
 --   access_token: "123456:ABC..."        # required: the token @BotFather gave
 --   verify: "my_bot"                     # the bot's username: checked once against getMe
---   webhook_url: "https://example.com/webhooks/telegram/webhook"   # for GET /set_webhook
+--   webhook_url: "https://example.com/webhooks/telegram/webhook"   # registered at startup
+--                                                                     # (and by GET /set_webhook)
 --   secret_token: "..."                  # optional: required in X-Telegram-Bot-Api-Secret-Token
 --   api_url: "https://api.telegram.org"
 --   timeout: 10                          # seconds per Bot API call
@@ -411,5 +412,13 @@ channel.routes = {
   ["GET /set_webhook"] = set_webhook,
   ["POST /set_webhook"] = set_webhook,
 }
+
+-- At every (re)load, once: register webhook_url when it is set, as Rasa does at startup. A
+-- failure is logged (set_webhook logs it) and the host serves anyway; GET /set_webhook retries.
+function channel.startup()
+  if cfg.webhook_url then
+    set_webhook()
+  end
+end
 
 return channel

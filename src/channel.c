@@ -28,6 +28,7 @@ static const struct {
     {"send_elements", LUA_TFUNCTION}, {"send_custom_json", LUA_TFUNCTION},
     {"routes", LUA_TTABLE},           {"async", LUA_TBOOLEAN},
     {"before_message", LUA_TFUNCTION},{"after_message", LUA_TFUNCTION},
+    {"startup", LUA_TFUNCTION},
 };
 
 static int file_exists(const char *path) { return access(path, R_OK) == 0; }

@@ -710,7 +710,7 @@ int engine_check(const struct engine_options *opt, char *summary, size_t size, c
     struct script_options so;
     scripts_options_init(&so, opt);
     struct script_state *state = NULL;
-    struct generation *gen = generation_load(opt->config, &so, 1, &state, 1, err, errlen);
+    struct generation *gen = generation_load(opt->config, &so, 1, &state, 1, 0, err, errlen);
     if (!gen)
         return -1;
     size_t n = (size_t)snprintf(summary, size, "%zu channel%s (", gen->channels.count,
@@ -802,7 +802,7 @@ struct engine *engine_create(const struct engine_options *opt, char *err, size_t
         goto fail;
     }
     /* Every state is loaded before anything starts: a bad script stops startup here. */
-    e->gen = generation_load(e->config, &e->scripts, 1, states, e->worker_count, err, errlen);
+    e->gen = generation_load(e->config, &e->scripts, 1, states, e->worker_count, 1, err, errlen);
     if (!e->gen) {
         e->worker_count = 0; /* no worker was set up */
         goto fail;
@@ -871,7 +871,7 @@ int engine_reload(struct engine *e, struct script_config *config, char *err, siz
     }
     const struct script_config *source = config ? config : e->config;
     struct generation *gen = generation_load(source, &e->scripts, e->generation + 1, states,
-                                             e->worker_count, err, errlen);
+                                             e->worker_count, 1, err, errlen);
     pthread_mutex_lock(&e->reload_lock);
     if (gen) {
         e->generation = gen->number;

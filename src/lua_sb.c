@@ -196,7 +196,8 @@ static struct lua_task *waiting_task(lua_State *L, const char *what)
     struct lua_task *t = lua_task_of(L);
     if (!t || t->co != L || !lua_isyieldable(L))
         luaL_error(L, "%s can only be called while handling a request, from the request's own "
-                      "coroutine (not in init, not in a coroutine the script made)", what);
+                      "coroutine (not in init, not in a coroutine the script made)%s", what,
+                   strcmp(what, "sb.http.request") == 0 ? ", or in a channel's startup hook" : "");
     if (t->cancelled)
         luaL_error(L, "%s", t->cancelled);
     return t;
@@ -249,14 +250,34 @@ static int has_header(const struct outbound_header *hs, size_t n, const char *na
 
 static int l_urlencode(lua_State *L);
 
+static _Thread_local int blocking_allowed;
+
+void lua_sb_allow_blocking(int allowed) { blocking_allowed = allowed; }
+
+struct blocking_call {
+    lua_State *L;
+    int results;
+};
+
+static void blocking_done(void *ctx, const struct outbound_result *result)
+{
+    struct blocking_call *call = ctx;
+    call->results = sb_push_http_result(call->L, result);
+}
+
 /* sb.http.request{method=, url=, headers=, body=, json=, form=, timeout=, ca_file=}
  *   -> {status=, headers=, body=, json=} | nil, error   [-0,+(1|2),e]
- * Waits without blocking the worker. */
+ * Waits without blocking the worker; outside the workers (startup hooks) it blocks. */
 static int l_http_request(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    struct lua_task *t = waiting_task(L, "sb.http.request");
+    /* In a channel's startup hook (the main thread, once per load) the call may simply wait;
+     * everywhere else it must park its request's coroutine. */
+    struct lua_task *t = NULL;
+    int blocking = blocking_allowed && !lua_task_of(L);
+    if (!blocking)
+        t = waiting_task(L, "sb.http.request");
     lua_newtable(L); /* 2: keeps converted strings alive until the request is started */
     lua_getfield(L, 1, "url");       /* 3 */
     lua_getfield(L, 1, "method");    /* 4 */
@@ -307,9 +328,17 @@ static int l_http_request(lua_State *L)
     if (!(req.timeout > 0))
         return luaL_error(L, "sb.http.request: timeout must be a number of seconds > 0");
     req.ca_file = luaL_optstring(L, 10, NULL);
-    req.request_id = t->request_id;
+    req.request_id = t ? t->request_id : NULL;
 
     char err[256];
+    if (blocking) {
+        struct blocking_call call = {L, 0};
+        if (outbound_perform_blocking(&req, blocking_done, &call, err, sizeof err) == 0)
+            return call.results;
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
     if (t->ops->http(t, &req, err, sizeof err) != 0) {
         lua_pushnil(L);
         lua_pushstring(L, err);

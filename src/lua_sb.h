@@ -46,6 +46,9 @@ static inline void lua_task_bind(lua_State *co, struct lua_task *t)
 }
 
 int luaopen_switchboard(lua_State *L);
+/* While allowed (a channel's startup hook, run by the main thread), sb.http.request outside a
+ * request waits for its answer, blocking the thread; elsewhere it needs a request's coroutine. */
+void lua_sb_allow_blocking(int allowed);
 
 /* Yield the running task's coroutine until the engine resumes it. When it resumes, the values
  * the engine passed are returned to the script, or, when the task was cancelled meanwhile, the

@@ -147,7 +147,8 @@ static void call_finish(struct outbound *o, struct outbound_call *call)
     call_free(call);
 }
 
-static void deliver(struct outbound *o, struct outbound_call *call, CURLcode code)
+/* Call the call's done function with its result (which borrows the call's buffers). */
+static void report(struct outbound_call *call, CURLcode code)
 {
     struct outbound_header headers[MAX_RESPONSE_HEADERS];
     struct outbound_result r = {0};
@@ -172,10 +173,12 @@ static void deliver(struct outbound *o, struct outbound_call *call, CURLcode cod
     } else {
         r.error = call->error[0] ? call->error : curl_easy_strerror(code);
     }
-    outbound_done_fn done = call->done;
-    void *ctx = call->ctx;
-    /* Deliver before freeing: the result borrows the call's buffers. */
-    done(ctx, &r);
+    call->done(call->ctx, &r);
+}
+
+static void deliver(struct outbound *o, struct outbound_call *call, CURLcode code)
+{
+    report(call, code);
     call_finish(o, call);
 }
 
@@ -265,8 +268,9 @@ static int add_header(struct outbound_call *call, const char *name, const char *
     return 0;
 }
 
-struct outbound_call *outbound_start(struct outbound *o, const struct outbound_request *req,
-                                     outbound_done_fn done, void *ctx, char *err, size_t errlen)
+/* A configured transfer for `req`, not yet started; NULL with err. */
+static struct outbound_call *call_new(const struct outbound_request *req, outbound_done_fn done,
+                                      void *ctx, char *err, size_t errlen)
 {
     if (strncmp(req->url, "http://", 7) != 0 && strncmp(req->url, "https://", 8) != 0) {
         snprintf(err, errlen, "only http:// and https:// URLs are supported");
@@ -278,7 +282,6 @@ struct outbound_call *outbound_start(struct outbound *o, const struct outbound_r
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    call->owner = o;
     call->done = done;
     call->ctx = ctx;
     CURL *e = call->easy;
@@ -319,15 +322,6 @@ struct outbound_call *outbound_start(struct outbound *o, const struct outbound_r
     if (add_header(call, "Expect", "") != 0)
         goto oom;
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, call->request_headers);
-    if (curl_multi_add_handle(o->multi, e) != CURLM_OK) {
-        snprintf(err, errlen, "cannot start the request");
-        goto fail;
-    }
-    o->active++;
-    call->next = o->calls;
-    if (o->calls)
-        o->calls->prev = call;
-    o->calls = call;
     return call;
 oom:
     snprintf(err, errlen, "out of memory");
@@ -335,6 +329,41 @@ fail:
     curl_easy_cleanup(call->easy);
     call_free(call);
     return NULL;
+}
+
+struct outbound_call *outbound_start(struct outbound *o, const struct outbound_request *req,
+                                     outbound_done_fn done, void *ctx, char *err, size_t errlen)
+{
+    struct outbound_call *call = call_new(req, done, ctx, err, errlen);
+    if (!call)
+        return NULL;
+    if (curl_multi_add_handle(o->multi, call->easy) != CURLM_OK) {
+        snprintf(err, errlen, "cannot start the request");
+        curl_easy_cleanup(call->easy);
+        call_free(call);
+        return NULL;
+    }
+    call->owner = o;
+    o->active++;
+    call->next = o->calls;
+    if (o->calls)
+        o->calls->prev = call;
+    o->calls = call;
+    return call;
+}
+
+int outbound_perform_blocking(const struct outbound_request *req, outbound_done_fn done,
+                              void *ctx, char *err, size_t errlen)
+{
+    pthread_once(&curl_once, curl_init_once);
+    struct outbound_call *call = call_new(req, done, ctx, err, errlen);
+    if (!call)
+        return -1;
+    CURLcode code = curl_easy_perform(call->easy);
+    report(call, code);
+    curl_easy_cleanup(call->easy);
+    call_free(call);
+    return 0;
 }
 
 void outbound_cancel(struct outbound *o, struct outbound_call *call)

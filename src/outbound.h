@@ -54,6 +54,11 @@ void outbound_destroy(struct outbound *o);
 /* Start a call. Returns it, or NULL with err (bad URL, out of memory): done is then not called. */
 struct outbound_call *outbound_start(struct outbound *o, const struct outbound_request *req,
                                      outbound_done_fn done, void *ctx, char *err, size_t errlen);
+/* Make the request and wait for it (the thread blocks): for code that runs outside the workers'
+ * loops, such as a channel's startup hook. done is called before this returns. Returns 0, or -1
+ * with err when the request could not be made at all (done is then not called). */
+int outbound_perform_blocking(const struct outbound_request *req, outbound_done_fn done,
+                              void *ctx, char *err, size_t errlen);
 /* Abandon a call: done will not be called. */
 void outbound_cancel(struct outbound *o, struct outbound_call *call);
 

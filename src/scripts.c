@@ -3,6 +3,7 @@
 
 #include "bot.h"
 #include "log.h"
+#include "lua_sb.h"
 
 #include <lauxlib.h>
 #include <limits.h>
@@ -181,10 +182,39 @@ static void add_file(void *ctx, const char *path)
     gen->files[gen->file_count++] = copy;
 }
 
+/* Each channel's startup(config) hook, once per generation, in the first state. A failing hook
+ * is logged and the generation serves anyway (a platform that is down at startup must not keep
+ * the host from starting). */
+static void run_startup_hooks(struct generation *gen, struct script_state *s)
+{
+    lua_State *L = s->L;
+    for (size_t i = 0; i < gen->channels.count; i++) {
+        const struct channel_def *d = &gen->channels.defs[i];
+        lua_rawgeti(L, LUA_REGISTRYINDEX, s->channel_refs[i]);
+        if (lua_getfield(L, -1, "startup") != LUA_TFUNCTION) {
+            lua_pop(L, 2);
+            continue;
+        }
+        lua_push_cfg(L, d->params);
+        char lua_err[2048];
+        lua_sb_allow_blocking(1);
+        int rc = lua_state_pcall(L, 1, 0, lua_err, sizeof lua_err);
+        lua_sb_allow_blocking(0);
+        if (rc != 0) {
+            char *nl = strchr(lua_err, '\n');
+            if (nl)
+                *nl = '\0';
+            log_msg(LOG_ERROR, NULL, "channel '%s': startup failed: %s", d->name, lua_err);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+}
+
 struct generation *generation_load(const struct script_config *config,
                                    const struct script_options *opt, unsigned number,
-                                   struct script_state **states, unsigned count, char *err,
-                                   size_t errlen)
+                                   struct script_state **states, unsigned count, int run_startup,
+                                   char *err, size_t errlen)
 {
     struct generation *gen = calloc(1, sizeof *gen);
     if (!gen) {
@@ -209,6 +239,8 @@ struct generation *generation_load(const struct script_config *config,
         add_file(gen, gen->channels.defs[i].script);
     if (count > 0)
         lua_state_loaded_files(states[0]->L, add_file, gen);
+    if (run_startup && count > 0)
+        run_startup_hooks(gen, states[0]);
     return gen;
 fail:
     for (unsigned i = 0; i < loaded; i++) {

@@ -58,12 +58,14 @@ struct script_state {
     struct script_state *next;     /* the worker's retired states */
 };
 
-/* Load generation `number` into `count` states (states[0..count)). Returns the generation, or
- * NULL with err (nothing is left loaded). */
+/* Load generation `number` into `count` states (states[0..count)). With run_startup, each
+ * channel's startup(config) hook then runs once, in the first state, in the calling thread (it
+ * may make blocking outbound requests; a failure is logged, not fatal). Returns the generation,
+ * or NULL with err (nothing is left loaded). */
 struct generation *generation_load(const struct script_config *config,
                                    const struct script_options *opt, unsigned number,
-                                   struct script_state **states, unsigned count, char *err,
-                                   size_t errlen);
+                                   struct script_state **states, unsigned count, int run_startup,
+                                   char *err, size_t errlen);
 /* Close a state; the last state of a generation frees the generation. */
 void script_state_close(struct script_state *s);
 

@@ -6,6 +6,7 @@ The Lua bot logs what it got (BOT GOT <json>) and answers `do:` commands with th
 test; any other text is answered with "echo: <text>" (one sendMessage)."""
 import json
 import os
+import signal
 import re
 import time
 import unittest
@@ -336,6 +337,38 @@ class SecretTokenTests(TelegramTestCase):
 
     def test_empty_secret(self):
         self.refused("marker empty secret", secret="")
+
+
+class StartupWebhookTests(unittest.TestCase):
+    """webhook_url is registered once per load (not once per worker), and again on a reload."""
+
+    def test_registered_once_at_startup_and_again_after_a_reload(self):
+        state = TelegramApi(USERNAME)
+        with StandIn(state) as api:
+            folder = project({
+                "credentials.yml": credentials(api, verify=USERNAME, webhook_url=PUBLIC_URL,
+                                               secret_token=SECRET),
+                "endpoints.yml": "server:\n  workers: 2\nbot:\n  script: bot.lua\n",
+                "bot.lua": BOT})
+            with Host(cwd=folder) as host:
+                registered = [r for r in api.snapshot() if r.path.endswith("/setWebhook")]
+                self.assertEqual(len(registered), 1, registered)
+                self.assertEqual(registered[0].json, {"url": PUBLIC_URL, "secret_token": SECRET})
+                host.wait_for_log(r"telegram: webhook set")
+                os.kill(host.proc.pid, signal.SIGHUP)
+                host.wait_for_log(r"configuration reloaded \(generation 2\)")
+                registered = [r for r in api.snapshot() if r.path.endswith("/setWebhook")]
+                self.assertEqual(len(registered), 2, registered)
+
+    def test_a_platform_that_is_down_does_not_stop_the_host(self):
+        folder = project({
+            "credentials.yml": "telegram:\n  access_token: \"123:abc\"\n  verify: %s\n"
+                               "  webhook_url: %s\n  api_url: http://127.0.0.1:9\n"
+                               % (USERNAME, PUBLIC_URL),
+            "endpoints.yml": "server:\n  workers: 1\n"})
+        with Host(cwd=folder) as host:
+            host.wait_for_log(r"ERROR .*setWebhook failed")
+            self.assertEqual(host.request("GET", "/webhooks/telegram/")[0], 200)
 
 
 class SetWebhookTests(TelegramTestCase):
