@@ -238,6 +238,46 @@ def server_ssl_context(cert, key):
 
 # ---- helpers for the host side ------------------------------------------------------------------
 
+class StandInHostCase(unittest.TestCase):
+    """One host per test class and the stand-ins it talks to. A subclass writes the classmethod
+    start(): it opens its stand-ins with cls.standin(responder) and sets cls.host. A start that
+    fails closes the stand-ins it opened; after the class, the host is stopped (exit code 0
+    expected), then the stand-ins are closed."""
+
+    @classmethod
+    def start(cls):
+        raise NotImplementedError
+
+    @classmethod
+    def standin(cls, responder=None, ssl_context=None):
+        standin = StandIn(responder, ssl_context)
+        cls._standins.append(standin)
+        return standin
+
+    @classmethod
+    def _close_standins(cls):
+        for standin in cls._standins:
+            standin.close()
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls._standins = []
+        try:
+            cls.start()
+        except BaseException:
+            cls._close_standins()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.host.stop()
+        finally:
+            cls._close_standins()
+            super().tearDownClass()
+
+
 def http_bot_endpoints(url, timeout=None, headers=None, workers=1):
     """endpoints.yml text for an HTTP bot at `url`."""
     text = "server:\n  workers: %d\nbot:\n  url: %s\n" % (workers, url)

@@ -6,10 +6,11 @@ import base64
 import time
 import unittest
 
+from channel_fixtures import assert_refused
 from harness import project
-from standins import (Reply, StandIn, dead_port, error_line, http_bot_endpoints,
-                      lua_bot_endpoints, post_timed)
-from util import QuietHost as Host, error_lines, run_to_exit
+from standins import (Reply, StandIn, StandInHostCase, dead_port, error_line,
+                      http_bot_endpoints, lua_bot_endpoints, post_timed)
+from util import QuietHost as Host
 
 WEBHOOK = "/webhooks/callback/webhook"
 
@@ -50,23 +51,14 @@ def callback_api(rec):
 class StartupTests(unittest.TestCase):
     def test_startup_fails_without_url(self):
         for credentials in ("callback:\n", "callback:\n  headers: {X-A: b}\n"):
-            folder = project({"credentials.yml": credentials,
-                              "endpoints.yml": "server:\n  workers: 1\n"})
-            for command in (["run", "-p", "0", "-i", "127.0.0.1"], ["check"]):
-                result = run_to_exit(command, cwd=folder)
-                self.assertNotIn(result.returncode, (0, None), result.stderr)
-                lines = error_lines(result.stderr)
-                self.assertEqual(len(lines), 1, result.stderr)
-                self.assertIn("callback", lines[0])
-                self.assertIn("url", lines[0])
-                self.assertIn("credentials.yml", lines[0])
+            assert_refused(self, credentials, "callback", "url")
 
 
-class CallbackTests(unittest.TestCase):
+class CallbackTests(StandInHostCase):
     @classmethod
-    def setUpClass(cls):
-        cls.bot = StandIn(rasa_bot)
-        cls.api = StandIn(callback_api)
+    def start(cls):
+        cls.bot = cls.standin(rasa_bot)
+        cls.api = cls.standin(callback_api)
         credentials = (
             "callback:\n"
             "  url: %s\n"
@@ -84,14 +76,6 @@ class CallbackTests(unittest.TestCase):
             "credentials.yml": credentials,
             "endpoints.yml": http_bot_endpoints(cls.bot.url("/bot"), timeout=5)}),
             env={"SB_TEST_CALLBACK_KEY": "key-123"})
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.host.stop()
-        finally:
-            cls.bot.close()
-            cls.api.close()
 
     def posts_for(self, sender):
         return [r for r in self.api.snapshot() if (r.json or {}).get("recipient_id") == sender]

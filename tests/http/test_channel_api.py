@@ -5,8 +5,9 @@ import re
 import unittest
 
 from harness import project
-from util import (ECHO_BOT, TEXT_BOT, QuietHost as Host, chunked_request, decode, endpoints_yml,
-                  final_log, log_lines_with_id, serve, temp_dir)
+from util import (ECHO_BOT, RELAY, TEXT_BOT, QuietHost as Host, assert_json_error,
+                  chunked_request, decode, endpoints_yml, final_log, log_lines_with_id, serve,
+                  temp_dir)
 
 # A channel that answers with what the test asks for: ?field=<name> answers {"value": req[name]}
 # (?field=body answers the raw body bytes); ?mode=... exercises the error paths.
@@ -51,13 +52,6 @@ return c
 
 PROBE_FILES = {"credentials.yml": "probe.lua:\n", "probe.lua": PROBE}
 
-# A channel whose messages are the `messages` array of the JSON body.
-RELAY = """\
-local c = { name = "relay" }
-function c.receive(req) return req.json.messages end
-return c
-"""
-
 SLOW_FIRST_BOT = """\
 local sb = require "switchboard"
 local bot = {}
@@ -82,16 +76,6 @@ def field(host, name, method="POST", path="/webhooks/probe/webhook", query="", b
                                    headers=headers)
     assert status == 200, (status, data)
     return decode(data).get("value")
-
-
-def assert_json_error(test, answer, status, code):
-    got, headers, body = answer
-    test.assertEqual(got, status, body)
-    test.assertTrue(headers.get("content-type", "").startswith("application/json"), headers)
-    doc = decode(body)
-    test.assertEqual(doc.get("error"), code, doc)
-    test.assertIsInstance(doc.get("message"), str)
-    return doc
 
 
 def assert_still_serving(test, host):
@@ -133,6 +117,15 @@ class InitTests(unittest.TestCase):
             self.assertNotIn("very-secret-value", final_log(host))
 
 
+def serve_from_elsewhere(files):
+    """A host started in an empty folder on conf/credentials.yml and conf/endpoints.yml (one
+    worker) of a new project holding `files` under conf/; returns (host, the conf folder)."""
+    files = dict(files, **{"endpoints.yml": endpoints_yml()})
+    conf = os.path.join(project({"conf/" + rel: text for rel, text in files.items()}), "conf")
+    return Host(args=["--credentials", os.path.join(conf, "credentials.yml"),
+                      "--endpoints", os.path.join(conf, "endpoints.yml")], cwd=temp_dir()), conf
+
+
 class ScriptLocationTests(unittest.TestCase):
     def served_script(self, host, name):
         channels = decode(host.request("GET", "/status")[2])["channels"]
@@ -162,21 +155,15 @@ class ScriptLocationTests(unittest.TestCase):
             self.assertEqual(host.request("GET", "/webhooks/mypackage.myio/")[0], 404)
 
     def test_module_path_is_searched_next_to_the_credentials_file(self):
-        folder = project({"conf/credentials.yml": "mypackage.myio:\n",
-                          "conf/mypackage/myio.lua": 'return { name = "myio" }\n',
-                          "conf/endpoints.yml": endpoints_yml()})
-        conf = os.path.join(folder, "conf")
-        with Host(args=["--credentials", os.path.join(conf, "credentials.yml"),
-                        "--endpoints", os.path.join(conf, "endpoints.yml")], cwd=temp_dir()) as host:
+        host, _ = serve_from_elsewhere({"credentials.yml": "mypackage.myio:\n",
+                                        "mypackage/myio.lua": 'return { name = "myio" }\n'})
+        with host:
             self.assertEqual(host.request("GET", "/webhooks/myio/")[0], 200)
 
     def test_lua_file_key_is_relative_to_the_credentials_file(self):
-        folder = project({"conf/credentials.yml": "scripts/mine.lua:\n",
-                          "conf/scripts/mine.lua": 'return { name = "mine" }\n',
-                          "conf/endpoints.yml": endpoints_yml()})
-        conf = os.path.join(folder, "conf")
-        with Host(args=["--credentials", os.path.join(conf, "credentials.yml"),
-                        "--endpoints", os.path.join(conf, "endpoints.yml")], cwd=temp_dir()) as host:
+        host, conf = serve_from_elsewhere({"credentials.yml": "scripts/mine.lua:\n",
+                                           "scripts/mine.lua": 'return { name = "mine" }\n'})
+        with host:
             self.assertEqual(host.request("GET", "/webhooks/mine/")[0], 200)
             self.assertTrue(os.path.samefile(self.served_script(host, "mine"),
                                              os.path.join(conf, "scripts", "mine.lua")))

@@ -1,20 +1,17 @@
 """The bundled `facebook` channel (SPEC §8): the Messenger webhook handshake, signed event
 batches (X-Hub-Signature-256, X-Hub-Signature as fallback), every messaging event of every entry,
 echoes and receipts ignored, and replies through a stand-in of the Graph API's Send API."""
-import copy
 import hashlib
 import hmac
 import json
-import os
 import unittest
 import urllib.parse
 
-from harness import project
-from standins import Reply, StandIn, error_line
-from util import QuietHost as Host, error_lines, run_to_exit
+import channel_fixtures
+from channel_fixtures import check, credentials_yml, serve_bot, startup_error
+from standins import Reply, StandIn, StandInHostCase, error_line
 
 WEBHOOK = "/webhooks/facebook/webhook"
-FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "facebook")
 
 SECRET = "fb-app-secret-7c1d"
 VERIFY = "verify-me-4711"
@@ -23,66 +20,59 @@ PAGE_ID = "106735048797271"
 
 # A Lua bot that answers a few commands with each kind of message, and anything else with a
 # JSON description of the message it received (so the Send API stand-in shows what the bot got).
+# The commands "text", "image" and "fail then text" are recording_bot's own.
 BOT = r"""
-local sb = require "switchboard"
-local json = sb.json
-local bot = {}
+local replies = {}
 
-local function describe(msg)
-  return json.encode({
-    sender = msg.sender_id, text = msg.text or json.null, message_id = msg.message_id,
-    input_channel = msg.input_channel, metadata = msg.metadata or json.null,
+replies["buttons"] = function(out)
+  out:send_text_with_buttons("Pick one", {
+    { title = "Yes", payload = "/affirm" },
+    { title = "Docs", url = "https://example.com/docs" },
+    { title = "Call us", type = "phone_number", payload = "+15005550006" },
   })
 end
 
-function bot.handle(msg, out)
-  local t = msg.text or ""
-  sb.log.info("BOT GOT %s", describe(msg))
-  if t == "text" then
-    out:send_text_message("Hello\n\nWorld\n\n\n\n again ")
-  elseif t == "buttons" then
-    out:send_text_with_buttons("Pick one", {
-      { title = "Yes", payload = "/affirm" },
-      { title = "Docs", url = "https://example.com/docs" },
-      { title = "Call us", type = "phone_number", payload = "+15005550006" },
-    })
-  elseif t == "many buttons" then
-    out:send_text_with_buttons("Pick", {
-      { title = "A", payload = "/a" }, { title = "B", payload = "/b" },
-      { title = "C", payload = "/c" }, { title = "D", payload = "/d" },
-    })
-  elseif t == "quick" then
-    out:send_quick_replies("Colour?", {
-      { title = "Red", payload = "/red" },
-      { title = "Blue", payload = "/blue", image_url = "https://example.com/blue.png" },
-    })
-  elseif t == "image" then
-    out:send_image_url("https://example.com/cat.png")
-  elseif t == "cards" then
-    out:send_elements({
-      { title = "Switchboard", subtitle = "Channels in Lua", image_url = "https://example.com/sb.png",
-        buttons = { { title = "Docs", payload = "/docs" },
-                    { title = "Site", url = "https://example.com" } } },
-      { title = "Second", subtitle = "two" },
-    })
-  elseif t == "custom" then
-    out:send_custom_json({ text = "custom text", metadata = "m1" })
-  elseif t == "custom other" then
-    out:send_custom_json({ text = "to another", sender = { id = "999" } })
-  elseif t == "attachment" then
-    out:send_attachment({ type = "file", payload = { url = "https://example.com/a.pdf" } })
-  elseif t == "all" then
-    out:send_response({ text = "Pick", buttons = { { title = "Yes", payload = "/affirm" } },
-                        image = "https://example.com/x.png" })
-  elseif t == "fail then text" then
-    out:send_text_message("first")
-    out:send_text_message("second")
-  else
-    out:send_text_message("got " .. describe(msg))
-  end
+replies["many buttons"] = function(out)
+  out:send_text_with_buttons("Pick", {
+    { title = "A", payload = "/a" }, { title = "B", payload = "/b" },
+    { title = "C", payload = "/c" }, { title = "D", payload = "/d" },
+  })
 end
 
-return bot
+replies["quick"] = function(out)
+  out:send_quick_replies("Colour?", {
+    { title = "Red", payload = "/red" },
+    { title = "Blue", payload = "/blue", image_url = "https://example.com/blue.png" },
+  })
+end
+
+replies["cards"] = function(out)
+  out:send_elements({
+    { title = "Switchboard", subtitle = "Channels in Lua", image_url = "https://example.com/sb.png",
+      buttons = { { title = "Docs", payload = "/docs" },
+                  { title = "Site", url = "https://example.com" } } },
+    { title = "Second", subtitle = "two" },
+  })
+end
+
+replies["custom"] = function(out)
+  out:send_custom_json({ text = "custom text", metadata = "m1" })
+end
+
+replies["custom other"] = function(out)
+  out:send_custom_json({ text = "to another", sender = { id = "999" } })
+end
+
+replies["attachment"] = function(out)
+  out:send_attachment({ type = "file", payload = { url = "https://example.com/a.pdf" } })
+end
+
+replies["all"] = function(out)
+  out:send_response({ text = "Pick", buttons = { { title = "Yes", payload = "/affirm" } },
+                      image = "https://example.com/x.png" })
+end
+
+return require("recording_bot").describing(replies)
 """
 
 
@@ -99,8 +89,7 @@ def graph_api(rec):
 
 
 def fixture(name):
-    with open(os.path.join(FIXTURES, name), "rb") as f:
-        return f.read()
+    return channel_fixtures.fixture("facebook", name)
 
 
 def sign(body, secret=SECRET, alg="sha256"):
@@ -124,29 +113,17 @@ def payload(*events, entries=None):
         {"id": PAGE_ID, "time": 1718208009999, "messaging": evs} for evs in entries]}
 
 
-def credentials(api_url, extra=""):
-    return ("facebook:\n"
-            '  verify: "%s"\n'
-            '  secret: "%s"\n'
-            '  page-access-token: "%s"\n'
-            "  api_url: %s\n%s" % (VERIFY, SECRET, PAGE_TOKEN, api_url, extra))
+def credentials(api_url, **params):
+    return credentials_yml("facebook", 'verify: "%s"' % VERIFY, 'secret: "%s"' % SECRET,
+                           'page-access-token: "%s"' % PAGE_TOKEN, "api_url: %s" % api_url,
+                           **params)
 
 
-class FacebookTests(unittest.TestCase):
+class FacebookTests(StandInHostCase):
     @classmethod
-    def setUpClass(cls):
-        cls.api = StandIn(graph_api)
-        cls.host = Host(cwd=project({
-            "credentials.yml": credentials(cls.api.url("/v19.0/")),
-            "endpoints.yml": "server:\n  workers: 1\nbot:\n  script: bot.lua\n",
-            "bot.lua": BOT}))
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.host.stop()
-        finally:
-            cls.api.close()
+    def start(cls):
+        cls.api = cls.standin(graph_api)
+        cls.host = serve_bot(credentials(cls.api.url("/v19.0/")), BOT)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -435,10 +412,7 @@ class FacebookTests(unittest.TestCase):
 class SenderActionTests(unittest.TestCase):
     def test_mark_seen_and_typing_on_before_the_reply_and_typing_off_after(self):
         with StandIn(graph_api) as api:
-            with Host(cwd=project({
-                    "credentials.yml": credentials(api.url("/v19.0"), "  sender_actions: true\n"),
-                    "endpoints.yml": "server:\n  workers: 1\nbot:\n  script: bot.lua\n",
-                    "bot.lua": BOT})) as host:
+            with serve_bot(credentials(api.url("/v19.0"), sender_actions=True), BOT) as host:
                 body = json.dumps(payload(event("fb-act", "image"))).encode()
                 status, _, data = host.request("POST", WEBHOOK, body=body, headers={
                     "Content-Type": "application/json", "X-Hub-Signature-256": sign(body)})
@@ -459,19 +433,12 @@ class StartupTests(unittest.TestCase):
         for text, missing in (("facebook:\n  verify: v\n  page-access-token: t\n", "secret"),
                               ("facebook:\n  verify: v\n  secret: s\n", "page-access-token"),
                               ("facebook:\n", "verify")):
-            folder = project({"credentials.yml": text,
-                              "endpoints.yml": "server:\n  workers: 1\n"})
-            result = run_to_exit(["check"], cwd=folder)
-            self.assertNotIn(result.returncode, (0, None), result.stderr)
-            lines = error_lines(result.stderr)
-            self.assertEqual(len(lines), 1, result.stderr)
-            self.assertIn(missing, lines[0])
-            self.assertIn("facebook", lines[0])
+            line = startup_error(self, check(text))
+            self.assertIn(missing, line)
+            self.assertIn("facebook", line)
 
     def test_verify_is_optional_and_the_default_api_url(self):
-        folder = project({"credentials.yml": "facebook:\n  secret: s\n  page-access-token: t\n",
-                          "endpoints.yml": "server:\n  workers: 1\n"})
-        result = run_to_exit(["check"], cwd=folder)
+        result = check("facebook:\n  secret: s\n  page-access-token: t\n")
         self.assertEqual(result.returncode, 0, result.stderr)
 
 

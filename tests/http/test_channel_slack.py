@@ -8,80 +8,82 @@ sender and metadata the bot received and where the reply was sent."""
 import hashlib
 import hmac
 import json
-import os
-import re
 import time
 import unittest
 import urllib.parse
 
-from harness import project
-from standins import Reply, StandIn, error_line
-from util import QuietHost as Host, error_lines, run_to_exit
+import channel_fixtures
+from channel_fixtures import (assert_refused, credentials_yml, serve_bot, wait_bot_got,
+                              wait_requests)
+from standins import Reply, StandInHostCase, error_line
 
-FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "slack")
 WEBHOOK = "/webhooks/slack/webhook"
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 TOKEN = "xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy"
 
+# "do:split" and "do:image" are recording_bot's own commands; any other text is answered with
+# the UserMessage itself.
 BOT = r"""
 local sb = require "switchboard"
-local bot = {}
-function bot.handle(msg, out)
-  sb.log.info("BOT GOT %s", sb.json.encode({ text = msg.text, sender_id = msg.sender_id,
-    metadata = msg.metadata, input_channel = msg.input_channel }))
-  local t = msg.text or ""
-  if t == "do:split" then
-    out:send_text_message("first part\n\nsecond part")
-  elseif t == "do:image" then
-    out:send_image_url("https://example.com/cat.png")
-  elseif t == "do:buttons" then
-    out:send_text_with_buttons("Pick one", { { title = "Yes", payload = "/affirm" },
-      { title = "No", payload = "/deny" } })
-  elseif t == "do:quick" then
-    out:send_quick_replies("Quick?", { { title = "A", payload = "/a" } })
-  elseif t == "do:many" then
-    local buttons = {}
-    for i = 1, 27 do buttons[i] = { title = "B" .. i, payload = "/b" .. i } end
-    out:send_text_with_buttons("Many", buttons)
-  elseif t == "do:custom" then
-    out:send_custom_json({ text = "custom", unfurl_links = false,
-      blocks = { { type = "divider" } } })
-  elseif t == "do:elsewhere" then
-    out:send_custom_json({ channel = "C0ELSEWHERE", text = "elsewhere" })
-  elseif t == "do:attachment" then
-    out:send_attachment({ fallback = "Summary", title = "Summary", color = "#36a64f" })
-  elseif t == "do:response" then
-    out:send_response({ text = "Look", image = "https://example.com/dog.png" })
-  elseif t == "do:fail" then
-    out:send_custom_json({ channel = "C0FAIL", text = "refused by Slack" })
-    out:send_text_message("after the failure")
-  elseif t == "do:slow" then
-    sb.sleep(0.6)
-    out:send_text_message("slow reply")
-  else
-    out:send_custom_json(msg)
-  end
+local replies = {}
+
+replies["do:buttons"] = function(out)
+  out:send_text_with_buttons("Pick one", { { title = "Yes", payload = "/affirm" },
+    { title = "No", payload = "/deny" } })
 end
-return bot
+
+replies["do:quick"] = function(out)
+  out:send_quick_replies("Quick?", { { title = "A", payload = "/a" } })
+end
+
+replies["do:many"] = function(out)
+  local buttons = {}
+  for i = 1, 27 do buttons[i] = { title = "B" .. i, payload = "/b" .. i } end
+  out:send_text_with_buttons("Many", buttons)
+end
+
+replies["do:custom"] = function(out)
+  out:send_custom_json({ text = "custom", unfurl_links = false,
+    blocks = { { type = "divider" } } })
+end
+
+replies["do:elsewhere"] = function(out)
+  out:send_custom_json({ channel = "C0ELSEWHERE", text = "elsewhere" })
+end
+
+replies["do:attachment"] = function(out)
+  out:send_attachment({ fallback = "Summary", title = "Summary", color = "#36a64f" })
+end
+
+replies["do:response"] = function(out)
+  out:send_response({ text = "Look", image = "https://example.com/dog.png" })
+end
+
+replies["do:fail"] = function(out)
+  out:send_custom_json({ channel = "C0FAIL", text = "refused by Slack" })
+  out:send_text_message("after the failure")
+end
+
+replies["do:slow"] = function(out)
+  sb.sleep(0.6)
+  out:send_text_message("slow reply")
+end
+
+return require("recording_bot").commands(replies, function(out, msg)
+  out:send_custom_json(msg)
+end)
 """
 
 
 def fixture(name):
-    with open(os.path.join(FIXTURES, name), "rb") as f:
-        return f.read()
+    return channel_fixtures.fixture("slack", name)
 
 
 def event_body(name, **event_changes):
-    """A fixture's raw bytes, or (with changes to its `event`) re-encoded JSON."""
-    if not event_changes:
-        return fixture(name)
-    payload = json.loads(fixture(name))
-    for key, value in event_changes.items():
-        if value is None:
-            payload["event"].pop(key, None)
-        else:
-            payload["event"][key] = value
-    return json.dumps(payload).encode()
+    """A fixture's raw bytes, or (with changes to its `event`; None removes a key) re-encoded
+    JSON."""
+    return channel_fixtures.changed(fixture(name), lambda payload: payload["event"],
+                                    event_changes)
 
 
 def form_body(name, **action_changes):
@@ -109,41 +111,19 @@ def slack_api(rec):
 
 
 def credentials(api, **params):
-    lines = ["slack:",
-             '  slack_token: "%s"' % TOKEN,
-             '  slack_signing_secret: "%s"' % SECRET,
-             "  api_url: %s" % api.url("/api")]
-    for key, value in params.items():
-        lines.append("  %s: %s" % (key, json.dumps(value)))
-    return "\n".join(lines) + "\n"
+    return credentials_yml("slack", 'slack_token: "%s"' % TOKEN,
+                           'slack_signing_secret: "%s"' % SECRET, "api_url: %s" % api.url("/api"),
+                           **params)
 
 
-def start_host(api, **params):
-    return Host(cwd=project({
-        "credentials.yml": credentials(api, **params),
-        "endpoints.yml": "server:\n  workers: 1\nbot:\n  script: bot.lua\n",
-        "bot.lua": BOT}))
-
-
-class SlackTestCase(unittest.TestCase):
+class SlackTestCase(StandInHostCase):
     """One host and one Slack stand-in per class; tests tell their requests apart by text."""
     params = {}
 
     @classmethod
-    def setUpClass(cls):
-        cls.api = StandIn(slack_api)
-        try:
-            cls.host = start_host(cls.api, **cls.params)
-        except Exception:
-            cls.api.close()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.host.stop()
-        finally:
-            cls.api.close()
+    def start(cls):
+        cls.api = cls.standin(slack_api)
+        cls.host = serve_bot(credentials(cls.api, **cls.params), BOT)
 
     def post(self, body, headers=None, sign=True, content_type="application/json"):
         """POST raw bytes (signed unless told otherwise): (status, headers, body bytes, seconds)."""
@@ -157,27 +137,12 @@ class SlackTestCase(unittest.TestCase):
         return [r for r in self.api.snapshot() if predicate(r.json or {})]
 
     def wait_posts(self, predicate, n=1, timeout=5.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            found = self.posts(predicate)
-            if len(found) >= n:
-                return found
-            if time.monotonic() > deadline:
-                raise AssertionError("%d of %d matching chat.postMessage requests; got %r"
-                                     % (len(found), n, self.api.snapshot()))
-            time.sleep(0.02)
+        return wait_requests(self.api, lambda: self.posts(predicate), "matching chat.postMessage",
+                             n, timeout)
 
     def bot_got(self, text, timeout=5.0):
         """What the bot received for the message with this text (from its log line)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for m in re.finditer(r"BOT GOT (\{.*\})", self.host.log()):
-                got = json.loads(m.group(1))
-                if got.get("text") == text:
-                    return got
-            if time.monotonic() > deadline:
-                raise AssertionError("the bot never got %r; log:\n%s" % (text, self.host.log()))
-            time.sleep(0.02)
+        return wait_bot_got(self.host, text, timeout)
 
     def assert_not_processed(self, marker_text, sentinel_user="U0SENTINEL"):
         """Nothing reached the bot or Slack for `marker_text`. A later message of the sentinel
@@ -200,25 +165,16 @@ class SlackTestCase(unittest.TestCase):
 
 
 class StartupTests(unittest.TestCase):
-    def check_fails(self, creds, *words):
-        folder = project({"credentials.yml": creds, "endpoints.yml": "server:\n  workers: 1\n"})
-        for command in (["run", "-p", "0", "-i", "127.0.0.1"], ["check"]):
-            result = run_to_exit(command, cwd=folder)
-            self.assertNotIn(result.returncode, (0, None), result.stderr)
-            lines = error_lines(result.stderr)
-            self.assertEqual(len(lines), 1, result.stderr)
-            for word in ("credentials.yml",) + words:
-                self.assertIn(word, lines[0])
-
     def test_startup_fails_without_signing_secret(self):
-        self.check_fails("slack:\n  slack_token: xoxb-1\n", "slack_signing_secret")
-        self.check_fails("slack:\n", "slack_signing_secret")
-        self.check_fails('slack:\n  slack_token: xoxb-1\n  slack_signing_secret: ""\n',
-                         "slack_signing_secret")
+        assert_refused(self, "slack:\n  slack_token: xoxb-1\n", "slack_signing_secret")
+        assert_refused(self, "slack:\n", "slack_signing_secret")
+        assert_refused(self, 'slack:\n  slack_token: xoxb-1\n  slack_signing_secret: ""\n',
+                       "slack_signing_secret")
 
     def test_startup_fails_on_an_unknown_granularity(self):
-        self.check_fails("slack:\n  slack_signing_secret: s\n  conversation_granularity: team\n",
-                         "conversation_granularity")
+        assert_refused(self,
+                       "slack:\n  slack_signing_secret: s\n  conversation_granularity: team\n",
+                       "conversation_granularity")
 
 
 class SignatureTests(SlackTestCase):

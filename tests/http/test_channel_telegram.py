@@ -7,81 +7,82 @@ test; any other text is answered with "echo: <text>" (one sendMessage)."""
 import json
 import os
 import signal
-import re
-import time
 import unittest
 
-from harness import project
-from standins import Reply, StandIn, error_line
-from util import QuietHost as Host, error_lines, run_to_exit
+import channel_fixtures
+from channel_fixtures import (assert_refused, bot_got_all, credentials_yml, serve_bot,
+                              wait_bot_got, wait_requests)
+from standins import Reply, StandIn, StandInHostCase, error_line
+from util import serve
 
-FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "telegram")
 WEBHOOK = "/webhooks/telegram/webhook"
 TOKEN = "7000000001:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 USERNAME = "switchboard_test_bot"
 SECRET = "s3cr3t-T0ken_x"
 PUBLIC_URL = "https://bot.example.com/webhooks/telegram/webhook"
 
+# "do:split" and "do:image" are recording_bot's own commands; any other text is answered with
+# "echo: <text>" (one sendMessage).
 BOT = r"""
-local sb = require "switchboard"
-local bot = {}
-function bot.handle(msg, out)
-  sb.log.info("BOT GOT %s", sb.json.encode({ text = msg.text, sender_id = msg.sender_id,
-    metadata = msg.metadata, input_channel = msg.input_channel }))
-  local t = msg.text or ""
-  local buttons = { { title = "Yes", payload = "/affirm" }, { title = "No", payload = "/deny" } }
-  if t == "do:split" then
-    out:send_text_message("first part\n\nsecond part")
-  elseif t == "do:image" then
-    out:send_image_url("https://example.com/cat.png")
-  elseif t == "do:inline" then
-    out:send_text_with_buttons("Inline?", buttons)
-  elseif t == "do:vertical" then
-    out:send_response({ text = "Vertical?", buttons = buttons, button_type = "vertical" })
-  elseif t == "do:reply" then
-    out:send_response({ text = "Reply?", button_type = "reply", buttons = { buttons[1],
-      { { title = "Left", payload = "/l" }, { title = "Right", payload = "/r" } } } })
-  elseif t == "do:quick" then
-    out:send_response({ text = "Quick?", quick_replies = buttons, button_type = "vertical" })
-  elseif t == "do:badtype" then
-    out:send_response({ text = "Bad?", buttons = buttons, button_type = "diagonal" })
-    out:send_text_message("after the bad type")
-  elseif t == "do:custom" then
-    out:send_custom_json({ text = "*bold*", parse_mode = "MarkdownV2" })
-    out:send_custom_json({ photo = "https://example.com/p.jpg", caption = "A photo" })
-    out:send_custom_json({ latitude = 52.5, longitude = 13.4 })
-    out:send_custom_json({ latitude = 52.5, longitude = 13.4, title = "Museum",
-      address = "Island 1" })
-    out:send_custom_json({ phone_number = "+4930123456", first_name = "Ada" })
-    out:send_custom_json({ sticker = "CAACAgIAAxkBAAIBYmVg", chat_id = 555 })
-    out:send_custom_json({ document = "https://example.com/r.pdf" })
-    out:send_custom_json({ unknown_key = 1 })
-    out:send_text_message("custom done")
-  elseif t == "do:fail" then
-    out:send_custom_json({ text = "to a chat that does not exist", chat_id = 999 })
-    out:send_text_message("after the failure")
-  else
-    out:send_text_message("echo: " .. t)
-  end
+local replies = {}
+local buttons = { { title = "Yes", payload = "/affirm" }, { title = "No", payload = "/deny" } }
+
+replies["do:inline"] = function(out)
+  out:send_text_with_buttons("Inline?", buttons)
 end
-return bot
+
+replies["do:vertical"] = function(out)
+  out:send_response({ text = "Vertical?", buttons = buttons, button_type = "vertical" })
+end
+
+replies["do:reply"] = function(out)
+  out:send_response({ text = "Reply?", button_type = "reply", buttons = { buttons[1],
+    { { title = "Left", payload = "/l" }, { title = "Right", payload = "/r" } } } })
+end
+
+replies["do:quick"] = function(out)
+  out:send_response({ text = "Quick?", quick_replies = buttons, button_type = "vertical" })
+end
+
+replies["do:badtype"] = function(out)
+  out:send_response({ text = "Bad?", buttons = buttons, button_type = "diagonal" })
+  out:send_text_message("after the bad type")
+end
+
+replies["do:custom"] = function(out)
+  out:send_custom_json({ text = "*bold*", parse_mode = "MarkdownV2" })
+  out:send_custom_json({ photo = "https://example.com/p.jpg", caption = "A photo" })
+  out:send_custom_json({ latitude = 52.5, longitude = 13.4 })
+  out:send_custom_json({ latitude = 52.5, longitude = 13.4, title = "Museum",
+    address = "Island 1" })
+  out:send_custom_json({ phone_number = "+4930123456", first_name = "Ada" })
+  out:send_custom_json({ sticker = "CAACAgIAAxkBAAIBYmVg", chat_id = 555 })
+  out:send_custom_json({ document = "https://example.com/r.pdf" })
+  out:send_custom_json({ unknown_key = 1 })
+  out:send_text_message("custom done")
+end
+
+replies["do:fail"] = function(out)
+  out:send_custom_json({ text = "to a chat that does not exist", chat_id = 999 })
+  out:send_text_message("after the failure")
+end
+
+return require("recording_bot").commands(replies, function(out, msg)
+  out:send_text_message("echo: " .. (msg.text or ""))
+end)
 """
 
 
 def fixture(name):
-    with open(os.path.join(FIXTURES, name), "rb") as f:
-        return f.read()
+    return channel_fixtures.fixture("telegram", name)
 
 
 def update(name, **message_changes):
     """A fixture's raw bytes, or (with changes to its message) re-encoded JSON."""
-    if not message_changes:
-        return fixture(name)
-    payload = json.loads(fixture(name))
-    key = next(k for k in ("message", "edited_message", "callback_query", "channel_post")
-               if k in payload)
-    payload[key].update(message_changes)
-    return json.dumps(payload).encode()
+    def message(payload):
+        return payload[next(k for k in ("message", "edited_message", "callback_query",
+                                        "channel_post") if k in payload)]
+    return channel_fixtures.changed(fixture(name), message, message_changes)
 
 
 def text_update(text, chat_id=123456789):
@@ -121,38 +122,20 @@ class TelegramApi:
 
 
 def credentials(api, **params):
-    lines = ["telegram:",
-             '  access_token: "%s"' % TOKEN,
-             "  api_url: %s" % api.url("/tg")]
-    for key, value in params.items():
-        lines.append("  %s: %s" % (key, json.dumps(value)))
-    return "\n".join(lines) + "\n"
+    return credentials_yml("telegram", 'access_token: "%s"' % TOKEN,
+                           "api_url: %s" % api.url("/tg"), **params)
 
 
-class TelegramTestCase(unittest.TestCase):
+class TelegramTestCase(StandInHostCase):
     """One host and one Bot API stand-in per class; tests tell their requests apart by text."""
     params = {"verify": USERNAME, "webhook_url": PUBLIC_URL, "secret_token": SECRET}
     api_username = USERNAME
 
     @classmethod
-    def setUpClass(cls):
+    def start(cls):
         cls.api_state = TelegramApi(cls.api_username)
-        cls.api = StandIn(cls.api_state)
-        try:
-            cls.host = Host(cwd=project({
-                "credentials.yml": credentials(cls.api, **cls.params),
-                "endpoints.yml": "server:\n  workers: 1\nbot:\n  script: bot.lua\n",
-                "bot.lua": BOT}))
-        except Exception:
-            cls.api.close()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.host.stop()
-        finally:
-            cls.api.close()
+        cls.api = cls.standin(cls.api_state)
+        cls.host = serve_bot(credentials(cls.api, **cls.params), BOT)
 
     def post(self, body, secret=SECRET, headers=None):
         hdrs = {"Content-Type": "application/json"}
@@ -172,29 +155,14 @@ class TelegramTestCase(unittest.TestCase):
                 if (method is None or r.path.endswith("/" + method)) and predicate(r.json or {})]
 
     def wait_calls(self, method, predicate, n=1, timeout=5.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            found = self.calls(method, predicate)
-            if len(found) >= n:
-                return found
-            if time.monotonic() > deadline:
-                raise AssertionError("%d of %d matching %s requests; got %r"
-                                     % (len(found), n, method, self.api.snapshot()))
-            time.sleep(0.02)
+        return wait_requests(self.api, lambda: self.calls(method, predicate),
+                             "matching %s" % method, n, timeout)
 
     def bot_got_all(self):
-        return [json.loads(m.group(1))
-                for m in re.finditer(r"BOT GOT (\{.*\})", self.host.log())]
+        return bot_got_all(self.host)
 
     def bot_got(self, text, timeout=5.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            for got in self.bot_got_all():
-                if got.get("text") == text:
-                    return got
-            if time.monotonic() > deadline:
-                raise AssertionError("the bot never got %r; log:\n%s" % (text, self.host.log()))
-            time.sleep(0.02)
+        return wait_bot_got(self.host, text, timeout)
 
     def assert_bot_call(self, rec, method):
         self.assertEqual(rec.method, "POST")
@@ -209,23 +177,13 @@ class TelegramTestCase(unittest.TestCase):
 
 
 class StartupTests(unittest.TestCase):
-    def check_fails(self, creds, *words):
-        folder = project({"credentials.yml": creds, "endpoints.yml": "server:\n  workers: 1\n"})
-        for command in (["run", "-p", "0", "-i", "127.0.0.1"], ["check"]):
-            result = run_to_exit(command, cwd=folder)
-            self.assertNotIn(result.returncode, (0, None), result.stderr)
-            lines = error_lines(result.stderr)
-            self.assertEqual(len(lines), 1, result.stderr)
-            for word in ("credentials.yml",) + words:
-                self.assertIn(word, lines[0])
-
     def test_startup_fails_without_access_token(self):
-        self.check_fails("telegram:\n  verify: my_bot\n", "access_token")
-        self.check_fails("telegram:\n", "access_token")
+        assert_refused(self, "telegram:\n  verify: my_bot\n", "access_token")
+        assert_refused(self, "telegram:\n", "access_token")
 
     def test_startup_fails_on_a_secret_token_telegram_would_refuse(self):
-        self.check_fails('telegram:\n  access_token: "1:A"\n  secret_token: "no spaces!"\n',
-                         "secret_token")
+        assert_refused(self, 'telegram:\n  access_token: "1:A"\n  secret_token: "no spaces!"\n',
+                       "secret_token")
 
 
 class UpdateTests(TelegramTestCase):
@@ -345,12 +303,8 @@ class StartupWebhookTests(unittest.TestCase):
     def test_registered_once_at_startup_and_again_after_a_reload(self):
         state = TelegramApi(USERNAME)
         with StandIn(state) as api:
-            folder = project({
-                "credentials.yml": credentials(api, verify=USERNAME, webhook_url=PUBLIC_URL,
-                                               secret_token=SECRET),
-                "endpoints.yml": "server:\n  workers: 2\nbot:\n  script: bot.lua\n",
-                "bot.lua": BOT})
-            with Host(cwd=folder) as host:
+            with serve_bot(credentials(api, verify=USERNAME, webhook_url=PUBLIC_URL,
+                                       secret_token=SECRET), BOT, workers=2) as host:
                 registered = [r for r in api.snapshot() if r.path.endswith("/setWebhook")]
                 self.assertEqual(len(registered), 1, registered)
                 self.assertEqual(registered[0].json, {"url": PUBLIC_URL, "secret_token": SECRET})
@@ -361,12 +315,9 @@ class StartupWebhookTests(unittest.TestCase):
                 self.assertEqual(len(registered), 2, registered)
 
     def test_a_platform_that_is_down_does_not_stop_the_host(self):
-        folder = project({
-            "credentials.yml": "telegram:\n  access_token: \"123:abc\"\n  verify: %s\n"
-                               "  webhook_url: %s\n  api_url: http://127.0.0.1:9\n"
-                               % (USERNAME, PUBLIC_URL),
-            "endpoints.yml": "server:\n  workers: 1\n"})
-        with Host(cwd=folder) as host:
+        with serve({"credentials.yml": "telegram:\n  access_token: \"123:abc\"\n  verify: %s\n"
+                                       "  webhook_url: %s\n  api_url: http://127.0.0.1:9\n"
+                                       % (USERNAME, PUBLIC_URL)}) as host:
             host.wait_for_log(r"ERROR .*setWebhook failed")
             self.assertEqual(host.request("GET", "/webhooks/telegram/")[0], 200)
 

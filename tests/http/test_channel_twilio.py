@@ -5,59 +5,42 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import unittest
 import urllib.parse
 
-from harness import project
-from standins import Reply, StandIn, error_line
-from util import QuietHost as Host, error_lines, run_to_exit
+import channel_fixtures
+from channel_fixtures import check, credentials_yml, serve_bot, startup_error
+from standins import Reply, StandIn, StandInHostCase, error_line
 
 WEBHOOK = "/webhooks/twilio/webhook"
-FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "twilio")
 
 ACCOUNT_SID = "AC00000000000000000000000000000000"
 AUTH_TOKEN = "twilio-auth-token-5f2e9a"
 NUMBER = "+15005550006"
 MESSAGES_PATH = "/2010-04-01/Accounts/%s/Messages.json" % ACCOUNT_SID
 
+# A Lua bot that answers a few commands with each kind of message, and anything else with a
+# JSON description of the message it received (so the Messages API stand-in shows what the bot
+# got). The commands "text", "image" and "fail then text" are recording_bot's own.
 BOT = r"""
-local sb = require "switchboard"
-local json = sb.json
-local bot = {}
+local replies = {}
 
-local function describe(msg)
-  return json.encode({
-    sender = msg.sender_id, text = msg.text or json.null, message_id = msg.message_id,
-    input_channel = msg.input_channel, metadata = msg.metadata or json.null,
-  })
+replies["buttons"] = function(out)
+  out:send_text_with_buttons("Pick", { { title = "Yes", payload = "/affirm" },
+                                       { title = "No", payload = "/deny" } })
 end
 
-function bot.handle(msg, out)
-  local t = msg.text or ""
-  sb.log.info("BOT GOT %s", describe(msg))
-  if t == "text" then
-    out:send_text_message("Hello\n\nWorld\n\n\n\n again ")
-  elseif t == "image" then
-    out:send_image_url("https://example.com/cat.png")
-  elseif t == "buttons" then
-    out:send_text_with_buttons("Pick", { { title = "Yes", payload = "/affirm" },
-                                         { title = "No", payload = "/deny" } })
-  elseif t == "custom" then
-    out:send_custom_json({ media_url = { "https://example.com/a.png", "https://example.com/b.png" },
-                           body = "two pictures", status_callback = "https://example.com/status" })
-  elseif t == "custom service" then
-    out:send_custom_json({ messaging_service_sid = "MG0123", ContentSid = "HX0123",
-                           content_variables = { ["1"] = "Ana" } })
-  elseif t == "fail then text" then
-    out:send_text_message("first")
-    out:send_text_message("second")
-  else
-    out:send_text_message("got " .. describe(msg))
-  end
+replies["custom"] = function(out)
+  out:send_custom_json({ media_url = { "https://example.com/a.png", "https://example.com/b.png" },
+                         body = "two pictures", status_callback = "https://example.com/status" })
 end
 
-return bot
+replies["custom service"] = function(out)
+  out:send_custom_json({ messaging_service_sid = "MG0123", ContentSid = "HX0123",
+                         content_variables = { ["1"] = "Ana" } })
+end
+
+return require("recording_bot").describing(replies)
 """
 
 
@@ -73,8 +56,7 @@ def messages_api(rec):
 
 
 def fixture(name):
-    with open(os.path.join(FIXTURES, name)) as f:
-        return json.load(f)
+    return channel_fixtures.fixture_json("twilio", name)
 
 
 def twilio_signature(url, params, token=AUTH_TOKEN):
@@ -92,29 +74,17 @@ def form_of(rec):
 
 
 def credentials(api_url, number=NUMBER):
-    return ("twilio:\n"
-            '  account_sid: "%s"\n'
-            '  auth_token: "%s"\n'
-            '  twilio_number: "%s"\n'
-            "  api_url: %s\n" % (ACCOUNT_SID, AUTH_TOKEN, number, api_url))
+    return credentials_yml("twilio", 'account_sid: "%s"' % ACCOUNT_SID,
+                           'auth_token: "%s"' % AUTH_TOKEN, 'twilio_number: "%s"' % number,
+                           "api_url: %s" % api_url)
 
 
-class TwilioTests(unittest.TestCase):
+class TwilioTests(StandInHostCase):
     @classmethod
-    def setUpClass(cls):
-        cls.api = StandIn(messages_api)
-        cls.host = Host(cwd=project({
-            "credentials.yml": credentials(cls.api.url("/")),
-            "endpoints.yml": "server:\n  workers: 1\nbot:\n  script: bot.lua\n",
-            "bot.lua": BOT}))
+    def start(cls):
+        cls.api = cls.standin(messages_api)
+        cls.host = serve_bot(credentials(cls.api.url("/")), BOT)
         cls.url = "http://127.0.0.1:%d%s" % (cls.host.port, WEBHOOK)
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.host.stop()
-        finally:
-            cls.api.close()
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -328,10 +298,7 @@ class TwilioTests(unittest.TestCase):
 class WhatsAppNumberTests(unittest.TestCase):
     def test_a_whatsapp_twilio_number_answers_sms_from_its_plain_number(self):
         with StandIn(messages_api) as api:
-            with Host(cwd=project({
-                    "credentials.yml": credentials(api.url(), number="whatsapp:" + NUMBER),
-                    "endpoints.yml": "server:\n  workers: 1\nbot:\n  script: bot.lua\n",
-                    "bot.lua": BOT})) as host:
+            with serve_bot(credentials(api.url(), number="whatsapp:" + NUMBER), BOT) as host:
                 url = "http://127.0.0.1:%d%s" % (host.port, WEBHOOK)
                 for sender, expected_from in (("+14155550931", NUMBER),
                                               ("whatsapp:+14155550932", "whatsapp:" + NUMBER)):
@@ -347,32 +314,20 @@ class WhatsAppNumberTests(unittest.TestCase):
 
 
 class StartupTests(unittest.TestCase):
-    def check(self, credentials_text):
-        folder = project({"credentials.yml": credentials_text,
-                          "endpoints.yml": "server:\n  workers: 1\n"})
-        return run_to_exit(["check"], cwd=folder)
-
     def test_required_parameters(self):
         full = {"account_sid": '"AC1"', "auth_token": '"t"', "twilio_number": '"+1555"'}
         for missing in full:
             text = "twilio:\n" + "".join("  %s: %s\n" % kv for kv in full.items()
                                          if kv[0] != missing)
-            result = self.check(text)
-            self.assertNotIn(result.returncode, (0, None), result.stderr)
-            lines = error_lines(result.stderr)
-            self.assertEqual(len(lines), 1, result.stderr)
-            self.assertIn(missing, lines[0])
-        result = self.check("twilio:\n" + "".join("  %s: %s\n" % kv for kv in full.items()))
+            self.assertIn(missing, startup_error(self, check(text)))
+        result = check("twilio:\n" + "".join("  %s: %s\n" % kv for kv in full.items()))
         self.assertEqual(result.returncode, 0, result.stderr)
 
     def test_an_unquoted_number_is_refused(self):
-        result = self.check("twilio:\n  account_sid: AC1\n  auth_token: t\n"
-                            "  twilio_number: +15005550006\n")
-        self.assertNotIn(result.returncode, (0, None), result.stderr)
-        lines = error_lines(result.stderr)
-        self.assertEqual(len(lines), 1, result.stderr)
-        self.assertIn("twilio_number", lines[0])
-        self.assertIn("quote", lines[0])
+        line = startup_error(self, check("twilio:\n  account_sid: AC1\n  auth_token: t\n"
+                                         "  twilio_number: +15005550006\n"))
+        self.assertIn("twilio_number", line)
+        self.assertIn("quote", line)
 
 
 if __name__ == "__main__":

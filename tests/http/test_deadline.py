@@ -10,7 +10,7 @@ import unittest
 from harness import project
 from standins import (Reply, StandIn, error_line, http_bot_endpoints, in_threads,
                       lua_bot_endpoints, post_timed)
-from util import QuietHost as Host, final_log
+from util import QuietHost as Host, final_log, post_stream
 
 WEBHOOK = "/webhooks/rest/webhook"
 
@@ -84,17 +84,8 @@ class LuaBotDeadlineTests(unittest.TestCase):
         self.assertLess(took, 0.8)
 
     def test_stream_ends_at_the_deadline(self):
-        conn = self.host.connection(timeout=10)
-        t0 = time.monotonic()
-        try:
-            conn.request("POST", WEBHOOK + "?stream=true",
-                         body=json.dumps({"sender": "dl-stream", "message": "slow"}),
-                         headers={"Content-Type": "application/json"})
-            resp = conn.getresponse()
-            data = resp.read().decode()
-            took = time.monotonic() - t0
-        finally:
-            conn.close()
+        resp, data, took = post_stream(self.host, WEBHOOK,
+                                       {"sender": "dl-stream", "message": "slow"})
         self.assertEqual(resp.status, 200)
         self.assertEqual([json.loads(x) for x in data.split("\n") if x.strip()],
                          [{"recipient_id": "dl-stream", "text": "first"}])

@@ -4,18 +4,11 @@ import json
 import unittest
 
 from harness import project
-from standins import (Reply, StandIn, dead_port, echo_rasa_bot, error_line, http_bot_endpoints,
-                      post_timed)
-from util import QuietHost as Host, final_log
+from standins import (Reply, StandInHostCase, dead_port, echo_rasa_bot, error_line,
+                      http_bot_endpoints, post_timed)
+from util import RELAY, QuietHost as Host, final_log, post_stream
 
 WEBHOOK = "/webhooks/rest/webhook"
-
-# A channel whose messages are the `messages` array of the JSON body (several per request).
-RELAY = """\
-local c = { name = "relay" }
-function c.receive(req) return req.json.messages end
-return c
-"""
 
 
 def bot_project(url, timeout=None, headers=None, extra=None):
@@ -25,11 +18,11 @@ def bot_project(url, timeout=None, headers=None, extra=None):
     return project(files)
 
 
-class RequestTests(unittest.TestCase):
+class RequestTests(StandInHostCase):
     """What the bot receives, and how its answer comes back."""
 
     @classmethod
-    def setUpClass(cls):
+    def start(cls):
         def respond(rec):
             body = rec.json or {}
             if body.get("message") == "kinds":
@@ -44,18 +37,11 @@ class RequestTests(unittest.TestCase):
                     {"text": "Both", "image": "https://x/z.png"},
                 ])
             return echo_rasa_bot()(rec)
-        cls.bot = StandIn(respond)
+        cls.bot = cls.standin(respond)
         cls.host = Host(cwd=bot_project(
             cls.bot.url("/webhooks/rest/webhook"), timeout=5,
             headers={"Authorization": "Bearer ${SB_TEST_BOT_TOKEN}", "X-Extra": "fixed"}),
             env={"SB_TEST_BOT_TOKEN": "tok-42"})
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.host.stop()
-        finally:
-            cls.bot.close()
 
     def last_request_for(self, sender):
         for rec in reversed(self.bot.snapshot()):
@@ -148,15 +134,8 @@ class RequestTests(unittest.TestCase):
         ])
 
     def test_streaming_with_an_http_bot(self):
-        conn = self.host.connection()
-        try:
-            conn.request("POST", WEBHOOK + "?stream=true",
-                         body=json.dumps({"sender": "stream-user", "message": "kinds"}),
-                         headers={"Content-Type": "application/json"})
-            resp = conn.getresponse()
-            data = resp.read().decode()
-        finally:
-            conn.close()
+        resp, data, _ = post_stream(self.host, WEBHOOK,
+                                    {"sender": "stream-user", "message": "kinds"})
         self.assertEqual(resp.status, 200)
         self.assertTrue(resp.getheader("Content-Type", "").startswith("text/event-stream"))
         lines = [json.loads(line) for line in data.split("\n") if line.strip()]
@@ -165,12 +144,12 @@ class RequestTests(unittest.TestCase):
         self.assertEqual(lines[-1], {"recipient_id": "stream-user", "image": "https://x/z.png"})
 
 
-class FailureTests(unittest.TestCase):
+class FailureTests(StandInHostCase):
     """Each failure: 200 with what was collected, an ERROR line with the request id, and the host
     keeps serving. One host; the stand-in fails according to the message text."""
 
     @classmethod
-    def setUpClass(cls):
+    def start(cls):
         def respond(rec):
             text = (rec.json or {}).get("message")
             if text == "status500":
@@ -188,15 +167,8 @@ class FailureTests(unittest.TestCase):
             if text == "slow":
                 return Reply(json=[{"text": "too late"}], delay=2.0)
             return echo_rasa_bot()(rec)
-        cls.bot = StandIn(respond)
+        cls.bot = cls.standin(respond)
         cls.host = Host(cwd=bot_project(cls.bot.url("/bot"), timeout=0.5))
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.host.stop()
-        finally:
-            cls.bot.close()
 
     def assert_failure(self, text, log_pattern, max_seconds=5.0, log_timeout=5.0):
         status, headers, body, took = post_timed(self.host, WEBHOOK,

@@ -5,8 +5,7 @@ import time
 import unittest
 
 from harness import project
-from standins import (Reply, StandIn, error_line,
-                      lua_bot_endpoints, post_timed)
+from standins import Reply, StandIn, StandInHostCase, error_line, lua_bot_endpoints, post_timed
 from util import QuietHost as Host, final_log
 
 PUSHLIB = """\
@@ -96,22 +95,15 @@ def api_responder(rec):
     return Reply(json={"ok": True})
 
 
-class PushTests(unittest.TestCase):
+class PushTests(StandInHostCase):
     @classmethod
-    def setUpClass(cls):
-        cls.api = StandIn(api_responder)
+    def start(cls):
+        cls.api = cls.standin(api_responder)
         credentials = "".join("%s:\n  api_url: %s\n" % (key, cls.api.url("/" + key[:-4]))
                               for key in CHANNELS)
         files = dict(CHANNELS, **{"credentials.yml": credentials, "pushlib.lua": PUSHLIB,
                                   "bot.lua": BOT, "endpoints.yml": lua_bot_endpoints()})
         cls.host = Host(cwd=project(files))
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.host.stop()
-        finally:
-            cls.api.close()
 
     def calls_for(self, sender, n, timeout=5.0):
         """The API calls for `sender`, waiting until there are n."""

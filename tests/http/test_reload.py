@@ -19,6 +19,7 @@ from util import QuietHost
 
 ONE = "server:\n  workers: 1\n"
 VER = "/webhooks/ver/webhook"
+GREETING = "/webhooks/p/webhook"
 
 # A Lua bot: "slow" sleeps 1 s first; every answer carries the bot's version, read after the
 # sleep (a request in flight must still answer with the version it started with).
@@ -59,6 +60,20 @@ ECHO_BOT = """\
 local bot = {}
 function bot.handle(msg, out) out:send_text_message("echo: " .. tostring(msg.text)) end
 return bot
+"""
+
+# The version channel ("ver") with an init that keeps the CPU busy for {seconds} s, so a change
+# can be written while it loads.
+SLOW_INIT_CHANNEL = """\
+local VERSION = "{version}"
+local channel = {{ name = "ver" }}
+function channel.init()
+  local t = os.clock() while os.clock() - t < {seconds} do end
+end
+function channel.receive(req)
+  return {{}}, {{ json = {{ version = VERSION }} }}
+end
+return channel
 """
 
 # A channel whose answers show the parameters its init received.
@@ -235,15 +250,8 @@ class ScriptChangeTests(ReloadCase):
         # ones after a reload, so a change written while the reload ran (here: during a 0.3 s
         # init) was queued under a watch descriptor nobody knew any more and dropped: the host
         # kept serving v3 for ever although chan.lua held v4.
-        slow = ('local VERSION = "{}"\n'
-                'local channel = {{ name = "ver" }}\n'
-                'function channel.init()\n'
-                '  local t = os.clock() while os.clock() - t < 0.3 do end\n'
-                'end\n'
-                'function channel.receive(req)\n'
-                '  return {{}}, {{ json = {{ version = VERSION }} }}\n'
-                'end\n'
-                'return channel\n').format
+        def slow(version):
+            return SLOW_INIT_CHANNEL.format(version=version, seconds=0.3)
         host, folder = self.start({"credentials.yml": "chan.lua:\n", "chan.lua": slow("v1")})
         t = rewrite(os.path.join(folder, "chan.lua"), slow("v2"))
         wait_for_json(host, VER, {}, is_version("v2"), since=t)   # the watch is in place
@@ -253,15 +261,8 @@ class ScriptChangeTests(ReloadCase):
         wait_for_json(host, VER, {}, is_version("v4"), since=t, timeout=2.0)
 
     def test_a_save_while_the_host_starts_is_not_lost(self):
-        slow = ('local VERSION = "{}"\n'
-                'local channel = {{ name = "ver" }}\n'
-                'function channel.init()\n'
-                '  local t = os.clock() while os.clock() - t < 0.5 do end\n'
-                'end\n'
-                'function channel.receive(req)\n'
-                '  return {{}}, {{ json = {{ version = VERSION }} }}\n'
-                'end\n'
-                'return channel\n').format
+        def slow(version):
+            return SLOW_INIT_CHANNEL.format(version=version, seconds=0.5)
         folder = project({"credentials.yml": "chan.lua:\n", "chan.lua": slow("v1"),
                           "endpoints.yml": ONE})
         timer = threading.Timer(0.25, rewrite, args=(os.path.join(folder, "chan.lua"), slow("v2")))
@@ -497,6 +498,21 @@ class SighupTests(ReloadCase):
         return wait_for_status(host, lambda s: s["generation"] == expect_generation
                                or s["last_reload_error"])
 
+    def start_greeting(self, files=None):
+        """A host on the parameter channel p (greeting: hello) and `files`."""
+        return self.start(dict(files or {}, **{"credentials.yml": "p.lua:\n  greeting: hello\n",
+                                               "p.lua": PARAM_CHANNEL.format(name="p")}))
+
+    def assert_hup_rejected(self, host, error_pattern, log_pattern):
+        """SIGHUP on a configuration that must be rejected: generation 1 stays, the error is shown
+        and logged, and p still greets with hello. Returns the status."""
+        st = self.hup_and_wait(host, 2)
+        self.assertEqual(st["generation"], 1)
+        self.assertRegex(st["last_reload_error"], error_pattern)
+        host.wait_for_log(log_pattern)
+        self.assertEqual(self.post(host, GREETING), (200, {"name": "p", "greeting": "hello"}))
+        return st
+
     def test_adding_a_channel(self):
         host, folder = self.start({"credentials.yml": "chan.lua:\n", "chan.lua": version_channel("v1"),
                                    "new.lua": version_channel("n1", name="new")})
@@ -528,43 +544,31 @@ class SighupTests(ReloadCase):
         self.assert_serves(host, "v1")
 
     def test_changed_parameters_reach_init(self):
-        host, folder = self.start({"credentials.yml": "p.lua:\n  greeting: hello\n",
-                                   "p.lua": PARAM_CHANNEL.format(name="p")})
-        path = "/webhooks/p/webhook"
-        self.assertEqual(self.post(host, path)[1]["greeting"], "hello")
+        host, folder = self.start_greeting()
+        self.assertEqual(self.post(host, GREETING)[1]["greeting"], "hello")
         write_files(folder, {"credentials.yml": "p.lua:\n  greeting: bonjour\n"})
         self.hup_and_wait(host, 2)
-        self.assertEqual(self.post(host, path), (200, {"name": "p", "greeting": "bonjour"}))
+        self.assertEqual(self.post(host, GREETING), (200, {"name": "p", "greeting": "bonjour"}))
 
     def test_broken_yaml_leaves_the_running_set_untouched(self):
-        host, folder = self.start({"credentials.yml": "p.lua:\n  greeting: hello\n",
-                                   "p.lua": PARAM_CHANNEL.format(name="p")})
-        path = "/webhooks/p/webhook"
+        host, folder = self.start_greeting()
         write_files(folder, {"credentials.yml": "p.lua:\n  greeting: [bonjour\n"})
-        st = self.hup_and_wait(host, 2)
-        self.assertEqual(st["generation"], 1)
-        self.assertRegex(st["last_reload_error"], r"credentials\.yml:\d+:\d+: ")
-        host.wait_for_log(r"ERROR .*SIGHUP: configuration rejected")
-        self.assertEqual(self.post(host, path), (200, {"name": "p", "greeting": "hello"}))
+        self.assert_hup_rejected(host, r"credentials\.yml:\d+:\d+: ",
+                                 r"ERROR .*SIGHUP: configuration rejected")
         # Fixed and signalled again: applied, and the error is gone.
         write_files(folder, {"credentials.yml": "p.lua:\n  greeting: bonjour\n"})
         sighup(host)
         st = wait_for_status(host, lambda s: s["generation"] == 2)
         self.assertIsNone(st["last_reload_error"])
-        self.assertEqual(self.post(host, path)[1]["greeting"], "bonjour")
+        self.assertEqual(self.post(host, GREETING)[1]["greeting"], "bonjour")
 
     def test_a_channel_that_fails_to_load_rejects_the_whole_change(self):
-        host, folder = self.start({"credentials.yml": "p.lua:\n  greeting: hello\n",
-                                   "p.lua": PARAM_CHANNEL.format(name="p"),
-                                   "bad.lua": 'local c = { name = "bad" }\nc.x = (\nreturn c\n'})
-        path = "/webhooks/p/webhook"
+        host, folder = self.start_greeting(
+            {"bad.lua": 'local c = { name = "bad" }\nc.x = (\nreturn c\n'})
         # Two changes at once: new parameters for p and a channel that does not compile.
         write_files(folder, {"credentials.yml": "p.lua:\n  greeting: bonjour\nbad.lua:\n"})
-        st = self.hup_and_wait(host, 2)
-        self.assertEqual(st["generation"], 1)
-        self.assertRegex(st["last_reload_error"], r"/bad\.lua:3:")
-        host.wait_for_log(r"ERROR .*SIGHUP: reload rejected.*bad\.lua:3:")
-        self.assertEqual(self.post(host, path), (200, {"name": "p", "greeting": "hello"}))
+        st = self.assert_hup_rejected(host, r"/bad\.lua:3:",
+                                      r"ERROR .*SIGHUP: reload rejected.*bad\.lua:3:")
         self.assertEqual([c["name"] for c in st["channels"]], ["p"])
         self.assertEqual(host.request("GET", "/webhooks/bad/")[0], 404)
         # An unknown channel key is rejected the same way.
@@ -572,7 +576,7 @@ class SighupTests(ReloadCase):
         sighup(host)
         st = wait_for_status(host, lambda s: "nosuch" in (s["last_reload_error"] or ""))
         self.assertEqual(st["generation"], 1)
-        self.assertEqual(self.post(host, path)[1]["greeting"], "hello")
+        self.assertEqual(self.post(host, GREETING)[1]["greeting"], "hello")
 
     def test_the_bot_changed_in_endpoints_yml(self):
         files = {"credentials.yml": "rest:\n", "bot1.lua": BOT.format(version="one"),

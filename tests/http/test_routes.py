@@ -5,9 +5,9 @@ import socket
 import time
 import unittest
 
-from util import (TEXT_BOT, chunked_request, decode, error_lines, final_log, https_request,
-                  log_lines_with_id, make_project, make_self_signed_cert, request_on, run_to_exit,
-                  serve, status_for_announced_body, temp_dir, version)
+from util import (TEXT_BOT, assert_json_error, chunked_request, decode, error_lines, final_log,
+                  https_request, log_lines_with_id, make_project, make_self_signed_cert,
+                  request_on, run_to_exit, serve, status_for_announced_body, temp_dir, version)
 
 REST = {"credentials.yml": "rest:\n"}
 
@@ -55,13 +55,9 @@ return c
 
 
 def json_error(test, status_headers_body, status, code):
-    """Assert a JSON error answer {"error": code, "message": text}; returns the decoded body."""
-    got_status, headers, body = status_headers_body
-    test.assertEqual(got_status, status, body)
-    test.assertTrue(headers.get("content-type", "").startswith("application/json"), headers)
-    doc = decode(body)
-    test.assertEqual(doc.get("error"), code, doc)
-    test.assertIsInstance(doc.get("message"), str)
+    """Assert a JSON error answer {"error": code, "message": text} whose message is not empty;
+    returns the decoded body."""
+    doc = assert_json_error(test, status_headers_body, status, code)
     test.assertTrue(doc["message"], doc)
     return doc
 

@@ -8,7 +8,7 @@ import time
 import unittest
 
 from harness import project
-from standins import (Reply, StandIn, dead_port, in_threads,
+from standins import (Reply, StandIn, StandInHostCase, dead_port, in_threads,
                       make_ca_and_server_cert, server_ssl_context)
 from util import QuietHost as Host, error_lines, run_to_exit
 
@@ -64,21 +64,14 @@ def responder(rec):
     return Reply(json={"ok": True})
 
 
-class RequestTests(unittest.TestCase):
+class RequestTests(StandInHostCase):
     @classmethod
-    def setUpClass(cls):
-        cls.api = StandIn(responder)
+    def start(cls):
+        cls.api = cls.standin(responder)
         cls.host = Host(cwd=project({
             "credentials.yml": "http.lua:\nrest:\n", "http.lua": CALLER, "bot.lua": FETCH_BOT,
             "endpoints.yml": "server:\n  workers: 1\nbot:\n  script: bot.lua\n  base: %s\n"
                              % cls.api.url("")}))
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.host.stop()
-        finally:
-            cls.api.close()
 
     def call(self, **opts):
         status, _, body = self.host.post_json("/webhooks/http/call", opts)

@@ -42,6 +42,13 @@ end
 return bot
 """
 
+# A channel whose messages are the `messages` array of the JSON body (several per request).
+RELAY = """\
+local c = { name = "relay" }
+function c.receive(req) return req.json.messages end
+return c
+"""
+
 LOG_LINE_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
 
 
@@ -92,6 +99,18 @@ def serve(files=None, args=(), env=None, bot=None, **server):
 
 def decode(body):
     return json.loads(body.decode("utf-8"))
+
+
+def assert_json_error(test, answer, status, code):
+    """Assert that `answer` (status, headers, body) is a JSON error {"error": code, "message":
+    text} with this status; returns the decoded body."""
+    got, headers, body = answer
+    test.assertEqual(got, status, body)
+    test.assertTrue(headers.get("content-type", "").startswith("application/json"), headers)
+    doc = decode(body)
+    test.assertEqual(doc.get("error"), code, doc)
+    test.assertIsInstance(doc.get("message"), str)
+    return doc
 
 
 def error_lines(stderr):
@@ -165,6 +184,21 @@ def chunked_request(host, method, path, chunks, headers=None):
         resp = conn.getresponse()
         data = resp.read()
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+    finally:
+        conn.close()
+
+
+def post_stream(host, path, payload, timeout=10.0):
+    """POST `payload` as JSON to path?stream=true on a new connection and read the stream to its
+    end: (the response, its text, seconds from the request to the end of the stream)."""
+    conn = host.connection(timeout=timeout)
+    t0 = time.monotonic()
+    try:
+        conn.request("POST", path + "?stream=true", body=json.dumps(payload),
+                     headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        data = resp.read().decode()
+        return resp, data, time.monotonic() - t0
     finally:
         conn.close()
 

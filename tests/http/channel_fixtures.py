@@ -1,0 +1,123 @@
+"""What the tests of the bundled platform channels share (test_channel_facebook.py, _slack,
+_telegram, _twilio; test_callback.py for its startup check): the recorded fixtures, the recording
+Lua bot and the host that runs it, waiting for what the bot got and for the calls a platform API
+stand-in received, and the check of a start that credentials.yml refuses.
+
+The host and the stand-in of one test class are managed by standins.StandInHostCase."""
+import json
+import os
+import re
+import time
+
+from util import error_lines, make_project, run_to_exit, serve
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
+
+
+# ---- fixtures -----------------------------------------------------------------------------------
+
+def fixture(platform, name):
+    """The bytes of fixtures/<platform>/<name>: a request body in the shape the platform sends."""
+    with open(os.path.join(FIXTURES, platform, name), "rb") as f:
+        return f.read()
+
+
+def fixture_json(platform, name):
+    return json.loads(fixture(platform, name))
+
+
+def changed(raw, part, changes):
+    """`raw` (a fixture's bytes) as it is when there are no `changes`; else re-encoded JSON in
+    which the object part(payload) has each key of `changes` set to its value (None removes it)."""
+    if not changes:
+        return raw
+    payload = json.loads(raw)
+    target = part(payload)
+    for key, value in changes.items():
+        if value is None:
+            target.pop(key, None)
+        else:
+            target[key] = value
+    return json.dumps(payload).encode()
+
+
+def credentials_yml(channel, *lines, **params):
+    """credentials.yml text for `channel`: its parameter lines as given ("key: value"), then each
+    of `params` with its value written as JSON."""
+    lines += tuple("%s: %s" % (key, json.dumps(value)) for key, value in params.items())
+    return "".join(["%s:\n" % channel] + ["  %s\n" % line for line in lines])
+
+
+# ---- the recording bot --------------------------------------------------------------------------
+
+# The shared part of the tests' Lua bots (fixtures/lua/recording_bot.lua, a module their bot.lua
+# requires): it logs "BOT GOT <json>" and answers the texts a test's bot.lua has replies for.
+with open(os.path.join(FIXTURES, "lua", "recording_bot.lua")) as _f:
+    RECORDING_BOT = _f.read()
+
+
+def serve_bot(credentials, bot, **server):
+    """A host on a new project: credentials.yml, bot.lua (the source `bot`, which requires
+    recording_bot) and recording_bot.lua; one worker unless `server` says otherwise. Use it in a
+    with block or stop it."""
+    return serve({"credentials.yml": credentials, "recording_bot.lua": RECORDING_BOT}, bot=bot,
+                 **server)
+
+
+BOT_GOT_RE = re.compile(r"BOT GOT (\{.*\})")
+
+
+def bot_got_all(host):
+    """Every message the recording bot logged so far, decoded, in order."""
+    return [json.loads(m.group(1)) for m in BOT_GOT_RE.finditer(host.log())]
+
+
+def wait_bot_got(host, text, timeout=5.0):
+    """What the bot logged for the message with this text, once it has."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for got in bot_got_all(host):
+            if got.get("text") == text:
+                return got
+        if time.monotonic() > deadline:
+            raise AssertionError("the bot never got %r; log:\n%s" % (text, host.log()))
+        time.sleep(0.02)
+
+
+def wait_requests(api, find, what, n=1, timeout=5.0):
+    """What find() returns (requests the stand-in `api` got), once it is `n` requests or more;
+    `what` names them in the failure message."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = find()
+        if len(found) >= n:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError("%d of %d %s requests; got %r"
+                                 % (len(found), n, what, api.snapshot()))
+        time.sleep(0.02)
+
+
+# ---- startup ------------------------------------------------------------------------------------
+
+def check(credentials):
+    """`switchboard check` on a project of this credentials.yml (and one worker)."""
+    return run_to_exit(["check"], cwd=make_project({"credentials.yml": credentials}))
+
+
+def startup_error(test, result):
+    """The one error line of a run or check that failed, as it must, at startup."""
+    test.assertNotIn(result.returncode, (0, None), result.stderr)
+    lines = error_lines(result.stderr)
+    test.assertEqual(len(lines), 1, result.stderr)
+    return lines[0]
+
+
+def assert_refused(test, credentials, *words):
+    """Both `run` and `check` fail on this credentials.yml with one error line naming
+    credentials.yml and each of `words`."""
+    folder = make_project({"credentials.yml": credentials})
+    for command in (["run", "-p", "0", "-i", "127.0.0.1"], ["check"]):
+        line = startup_error(test, run_to_exit(command, cwd=folder))
+        for word in ("credentials.yml",) + words:
+            test.assertIn(word, line)
