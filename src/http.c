@@ -48,6 +48,8 @@ struct http_exchange {
     char id[65];
     char remote_addr[INET6_ADDRSTRLEN];
     char *raw_uri;
+    struct timespec arrived;   /* for the access log line (debug level) */
+    const char *method;        /* MHD's, valid for the request */
     char *body;
     size_t body_len, body_cap;
 
@@ -177,11 +179,25 @@ static struct MHD_Response *build_response(struct http_exchange *x, const struct
 }
 
 /* Queue a ready answer from inside the access handler. */
+/* At debug level every answer is logged: method, target, status, milliseconds since arrival. */
+static void log_access(const struct http_exchange *x)
+{
+    if (!log_enabled(LOG_DEBUG))
+        return;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double ms = (double)(now.tv_sec - x->arrived.tv_sec) * 1e3 +
+                (double)(now.tv_nsec - x->arrived.tv_nsec) / 1e6;
+    log_msg(LOG_DEBUG, x->id, "%s %s -> %u (%.1f ms)", x->method ? x->method : "-",
+            x->raw_uri ? x->raw_uri : "-", x->pending_status, ms);
+}
+
 static enum MHD_Result queue_pending(struct http_exchange *x)
 {
     unsigned cls = x->pending_status / 100;
     if (cls >= 1 && cls <= 5)
         atomic_fetch_add_explicit(&x->server->answers[cls], 1, memory_order_relaxed);
+    log_access(x);
     enum MHD_Result ret = MHD_queue_response(x->conn, x->pending_status, x->pending);
     MHD_destroy_response(x->pending);
     x->pending = NULL;
@@ -386,6 +402,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     x->server = s;
     x->conn = conn;
     x->raw_uri = strdup(uri ? uri : "/");
+    if (log_enabled(LOG_DEBUG))
+        clock_gettime(CLOCK_MONOTONIC, &x->arrived);
     /* 8 hex digits of the server's random base, then a counter: unique and cheap. */
     static const char digits[] = "0123456789abcdef";
     uint64_t v = (s->id_base << 24) | (++s->id_counter & 0xffffff);
@@ -516,6 +534,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 
     if (!x->started) {
         x->started = 1;
+        x->method = method;
         adopt_client_request_id(x);
         if (s->opt->cors_origins && strcmp(method, "OPTIONS") == 0 &&
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin"))

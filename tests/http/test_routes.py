@@ -1,6 +1,7 @@
 """The HTTP routes (SPEC §2, §3.6, §7 GET /status): built-in answers, errors, body limit, idle
 timeout, keep-alive, CORS, request ids, extra channel routes, HTTPS."""
 import os
+import re
 import socket
 import time
 import unittest
@@ -344,6 +345,16 @@ class RequestIdTests(unittest.TestCase):
                     _, headers, _ = host.request("GET", "/", headers={"X-Request-Id": sent})
                     self.assertNotEqual(headers["x-request-id"], sent)
                     self.assertRegex(headers["x-request-id"], r"^[0-9a-f]{14}$")
+
+    def test_debug_level_logs_one_access_line_per_answer(self):
+        with serve(REST, args=("--log-level", "debug"), max_body_size=10) as host:
+            for method, path, body, status in (("GET", "/nope?x=1", None, 404),
+                                               ("POST", "/webhooks/rest/webhook", b"x" * 50, 413),
+                                               ("GET", "/webhooks/rest/", None, 200)):
+                _, headers, _ = host.request(method, path, body=body)
+                rid = headers["x-request-id"]
+                host.wait_for_log(r"DEBUG +\[%s\] %s %s -> %d \(\d+\.\d ms\)"
+                                  % (rid, method, re.escape(path), status))
 
     def test_ids_differ_between_workers(self):
         with serve(REST, workers=2) as host:
