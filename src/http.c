@@ -235,11 +235,6 @@ static enum MHD_Result answer_error_now(struct http_exchange *x, unsigned status
 
 /* ---- the exchange as the engine uses it ----------------------------------------------------- */
 
-const char *http_header_get(struct http_exchange *x, const char *name)
-{
-    return x->conn ? MHD_lookup_connection_value(x->conn, MHD_HEADER_KIND, name) : NULL;
-}
-
 struct each_ctx {
     void (*fn)(void *ctx, const char *name, const char *value);
     void *ctx;
@@ -279,8 +274,6 @@ void http_each_query_arg(struct http_exchange *x,
     if (x->conn)
         MHD_get_connection_values(x->conn, MHD_GET_ARGUMENT_KIND, each_value, &e);
 }
-
-int http_exchange_closed(const struct http_exchange *x) { return x->mhd_done; }
 
 /* The engine is done: free now if MHD is done too; else wake the connection so MHD sends what
  * was prepared. */
@@ -762,13 +755,6 @@ long http_server_timeout_ms(struct http_server *s)
     if (MHD_get_timeout(s->daemon, &timeout) != MHD_YES)
         return -1;
     return timeout > 60000 ? 60000 : (long)timeout;
-}
-
-unsigned http_server_connections(struct http_server *s)
-{
-    const union MHD_DaemonInfo *info =
-        MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
-    return info ? info->num_connections : 0;
 }
 
 void http_server_answers(struct http_server *s, unsigned long counts[6])

@@ -80,18 +80,13 @@ long http_server_timeout_ms(struct http_server *s);
 /* Add the answers this server has sent, by status class (counts[2] for 2xx), to counts.
  * May be called from any thread. */
 void http_server_answers(struct http_server *s, unsigned long counts[6]);
-/* Connections open right now on this server. */
-unsigned http_server_connections(struct http_server *s);
 
-/* Header lookups and iteration over the request (names are passed in lower case). */
-const char *http_header_get(struct http_exchange *x, const char *name);
+/* Iteration over the request's headers (names are passed in lower case). */
 void http_each_header(struct http_exchange *x,
                       void (*fn)(void *ctx, const char *name, const char *value), void *ctx);
 /* Query arguments in order, percent-decoded; a name may come more than once. */
 void http_each_query_arg(struct http_exchange *x,
                          void (*fn)(void *ctx, const char *name, const char *value), void *ctx);
-/* 1 when the client went away before the answer (writes are then dropped). */
-int http_exchange_closed(const struct http_exchange *x);
 
 /* Finish with one answer (copied). */
 void http_respond(struct http_exchange *x, const struct http_response *r);

@@ -21,7 +21,6 @@ struct outbound {
     CURLM *multi;
     int epfd;
     int64_t timer_due_ms;  /* -1: no timer */
-    size_t active;
     struct outbound_call *calls; /* in flight, for outbound_destroy */
 };
 
@@ -143,7 +142,6 @@ static void call_finish(struct outbound *o, struct outbound_call *call)
         o->calls = call->next;
     if (call->next)
         call->next->prev = call->prev;
-    o->active--;
     call_free(call);
 }
 
@@ -344,7 +342,6 @@ struct outbound_call *outbound_start(struct outbound *o, const struct outbound_r
         return NULL;
     }
     call->owner = o;
-    o->active++;
     call->next = o->calls;
     if (o->calls)
         o->calls->prev = call;
@@ -403,4 +400,3 @@ void outbound_on_timer(struct outbound *o)
     collect_finished(o);
 }
 
-size_t outbound_active(const struct outbound *o) { return o->active; }

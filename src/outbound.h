@@ -67,7 +67,5 @@ void outbound_on_socket(struct outbound *o, int fd, uint32_t epoll_events);
 /* Milliseconds until outbound_on_timer is due, or -1. */
 long outbound_timeout_ms(const struct outbound *o);
 void outbound_on_timer(struct outbound *o);
-/* Calls in flight. */
-size_t outbound_active(const struct outbound *o);
 
 #endif
