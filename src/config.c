@@ -769,6 +769,7 @@ void endpoints_defaults(struct endpoints *e)
     e->server.max_body_size = 1048576;
     e->server.connection_timeout = 30;
     e->server.connection_limit = 10000;
+    e->server.header_timeout = 10;
     e->server.trust_forwarded_headers = 1;
     e->server.lua_cpu_budget = 1.0;
     e->server.lua_memory_limit = 268435456;
@@ -833,9 +834,10 @@ static int read_http_bot(struct endpoints *e, const cfg_value *bot, const cfg_va
             return value_error(err, errlen, e->path, timeout,
                                "bot: 'timeout' must be a number of seconds, not %s",
                                type_name(timeout->type));
-        if (!(n.number > 0) || !isfinite(n.number))
+        if (!(n.number > 0) || !(n.number <= 86400))
             return value_error(err, errlen, e->path, timeout,
-                               "bot: 'timeout' must be a number of seconds greater than 0");
+                               "bot: 'timeout' must be a number of seconds greater than 0 and "
+                               "at most 86400");
         e->bot.timeout = n.number;
     }
     if (headers && read_headers(e, headers, err, errlen) < 0)
@@ -896,7 +898,7 @@ static const struct server_key {
     const char *name;
     enum limit_kind kind;
     long long min;          /* integer kinds */
-    unsigned long long max; /* integer kinds: what the field holds */
+    unsigned long long max; /* integer kinds: what the field holds; LIMIT_SECONDS: seconds */
     size_t offset;          /* in struct server_limits */
     const char *expect;
 } server_keys[] = {
@@ -906,8 +908,10 @@ static const struct server_key {
      offsetof(struct server_limits, connection_timeout), "an integer of at least 1 (seconds)"},
     {"connection_limit", LIMIT_UNSIGNED, 1, UINT_MAX,
      offsetof(struct server_limits, connection_limit), "an integer of at least 1 (connections)"},
-    {"lua_cpu_budget", LIMIT_SECONDS, 0, 0, offsetof(struct server_limits, lua_cpu_budget),
-     "a number of seconds greater than 0"},
+    {"lua_cpu_budget", LIMIT_SECONDS, 0, 3600, offsetof(struct server_limits, lua_cpu_budget),
+     "a number of seconds greater than 0 and at most 3600"},
+    {"header_timeout", LIMIT_SECONDS, 0, 3600, offsetof(struct server_limits, header_timeout),
+     "a number of seconds greater than 0 and at most 3600"},
     {"lua_memory_limit", LIMIT_SIZE, 1048576, SIZE_MAX,
      offsetof(struct server_limits, lua_memory_limit), "an integer of at least 1048576 (bytes)"},
     {"workers", LIMIT_UNSIGNED, 0, UINT_MAX, offsetof(struct server_limits, workers),
@@ -936,7 +940,7 @@ static int read_limit(struct endpoints *e, const struct server_key *k, const cfg
         return value_error(err, errlen, e->path, v, "server: '%s' must be %s, not %s", k->name,
                            k->expect, type_name(v->type));
     if (k->kind == LIMIT_SECONDS) {
-        if (!(n.number > 0) || !isfinite(n.number))
+        if (!(n.number > 0) || !(n.number <= (double)k->max))
             return value_error(err, errlen, e->path, v, "server: '%s' must be %s", k->name,
                                k->expect);
         *(double *)field = n.number;

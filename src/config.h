@@ -74,7 +74,9 @@ struct server_limits {
     size_t max_body_size;        /* max_body_size, bytes: 1048576 */
     unsigned connection_timeout; /* connection_timeout, seconds an idle connection is kept: 30 */
     unsigned connection_limit;   /* connection_limit, concurrent connections: 10000 */
-    double lua_cpu_budget;       /* lua_cpu_budget, seconds of Lua per call: 1.0 */
+    double header_timeout;       /* header_timeout, seconds a client has to send a request's
+                                    line and headers: 10 */
+    double lua_cpu_budget;       /* lua_cpu_budget, seconds of Lua per call: 1.0 (max 3600) */
     size_t lua_memory_limit;     /* lua_memory_limit, bytes per Lua state: 268435456 (256 MiB) */
     unsigned workers;            /* workers, engine threads; 0 = one per CPU the process may use */
     int trust_forwarded_headers; /* trust_forwarded_headers: req.url from X-Forwarded-Proto/Host,

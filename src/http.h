@@ -50,6 +50,7 @@ typedef void (*http_request_fn)(void *ctx, struct http_exchange *x, const struct
 struct http_options {
     size_t max_body_size;
     unsigned connection_timeout;  /* seconds */
+    double header_timeout;        /* seconds from a request's start to the end of its headers */
     unsigned connection_limit;    /* per server */
     const char *const *cors_origins; /* NULL-terminated list, or NULL for no CORS */
     const char *tls_cert_pem;     /* both set: serve HTTPS */

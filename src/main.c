@@ -271,6 +271,7 @@ static int engine_options_init(struct engine_options *o, const struct cli *c, ch
     o->response_timeout = c->response_timeout;
     o->http.max_body_size = server->max_body_size;
     o->http.connection_timeout = server->connection_timeout;
+    o->http.header_timeout = server->header_timeout;
     o->http.connection_limit = server->connection_limit;
     o->http.trust_forwarded = server->trust_forwarded_headers;
     o->listen_fd = -1;

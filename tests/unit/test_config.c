@@ -647,7 +647,7 @@ static void test_endpoints_bot_errors(void)
     CHECK_STR(endpoints_error("bot:\n  script: ''\n"),
               "ee5.yml:2:11: bot: 'script' must not be empty");
     CHECK_STR(endpoints_error("bot:\n  url: http://a\n  timeout: 0\n"),
-              "ee6.yml:3:12: bot: 'timeout' must be a number of seconds greater than 0");
+              "ee6.yml:3:12: bot: 'timeout' must be a number of seconds greater than 0 and at most 86400");
     CHECK_STR(endpoints_error("bot:\n  url: http://a\n  timeout: soon\n"),
               "ee7.yml:3:12: bot: 'timeout' must be a number of seconds, not a string");
     CHECK_STR(endpoints_error("bot:\n  url: http://a\n  headers: [a]\n"),
@@ -713,11 +713,11 @@ static void test_endpoints_server_errors(void)
               "ee16.yml:2:21: server: 'connection_limit' must be an integer of at least 1 "
               "(connections), not a boolean");
     CHECK_STR(endpoints_error("server:\n  lua_cpu_budget: 0\n"),
-              "ee17.yml:2:19: server: 'lua_cpu_budget' must be a number of seconds greater than 0");
+              "ee17.yml:2:19: server: 'lua_cpu_budget' must be a number of seconds greater than 0 and at most 3600");
     CHECK_STR(endpoints_error("server:\n  lua_cpu_budget: .inf\n"),
-              "ee18.yml:2:19: server: 'lua_cpu_budget' must be a number of seconds greater than 0");
+              "ee18.yml:2:19: server: 'lua_cpu_budget' must be a number of seconds greater than 0 and at most 3600");
     CHECK_STR(endpoints_error("server:\n  lua_cpu_budget: [1]\n"),
-              "ee19.yml:2:19: server: 'lua_cpu_budget' must be a number of seconds greater than 0, "
+              "ee19.yml:2:19: server: 'lua_cpu_budget' must be a number of seconds greater than 0 and at most 3600, "
               "not a list");
     CHECK_STR(endpoints_error("server:\n  lua_memory_limit: 1048575\n"),
               "ee20.yml:2:21: server: 'lua_memory_limit' must be an integer of at least 1048576 "
@@ -731,9 +731,19 @@ static void test_endpoints_server_errors(void)
               "ee23.yml:2:12: server: 'workers' is too large");
     CHECK_STR(endpoints_error("server:\n  workers: 2\n  max_body: 10\n"),
               "ee24.yml:3:3: server: unknown key 'max_body' (known keys: max_body_size, "
-              "connection_timeout, connection_limit, lua_cpu_budget, lua_memory_limit, workers, "
-              "trust_forwarded_headers)");
+              "connection_timeout, connection_limit, lua_cpu_budget, header_timeout, "
+              "lua_memory_limit, workers, trust_forwarded_headers)");
     CHECK_STR(endpoints_error("server: 5\n"), "ee25.yml:1:9: 'server' must be a map, not an integer");
+    /* Huge numbers are refused, not overflowed into a tiny budget. */
+    CHECK_STR(endpoints_error("server:\n  lua_cpu_budget: 1e300\n"),
+              "ee26.yml:2:19: server: 'lua_cpu_budget' must be a number of seconds greater than 0 "
+              "and at most 3600");
+    CHECK_STR(endpoints_error("bot:\n  url: http://a\n  timeout: 1e300\n"),
+              "ee27.yml:3:12: bot: 'timeout' must be a number of seconds greater than 0 and at "
+              "most 86400");
+    CHECK_STR(endpoints_error("server:\n  header_timeout: 0\n"),
+              "ee28.yml:2:19: server: 'header_timeout' must be a number of seconds greater than 0 "
+              "and at most 3600");
 }
 
 /* ---- the temporary folder ------------------------------------------------------------------- */
