@@ -439,9 +439,53 @@ static int find_key(const cfg_value *map, const char *key, size_t *index)
     return 0;
 }
 
+/* The keys of a map being built, hashed, so a duplicate is found in constant time: a map with
+ * hundreds of thousands of keys must not take minutes to check. Open addressing; a slot holds
+ * the key's index + 1 (0: empty); the table is kept at most half full. */
+struct key_index {
+    size_t *slots;
+    size_t cap; /* a power of two, or 0 */
+};
+
+static size_t key_hash(const char *key)
+{
+    size_t h = 14695981039346656037u; /* FNV-1a */
+    for (; *key; key++)
+        h = (h ^ (unsigned char)*key) * 1099511628211u;
+    return h;
+}
+
+/* The slot where `key` is, or the empty slot where it would go. */
+static size_t *key_slot(const struct key_index *ix, const cfg_value *map, const char *key)
+{
+    size_t mask = ix->cap - 1;
+    for (size_t i = key_hash(key) & mask;; i = (i + 1) & mask) {
+        size_t *slot = &ix->slots[i];
+        if (*slot == 0 || strcmp(map->keys[*slot - 1], key) == 0)
+            return slot;
+    }
+}
+
+/* Record key number `n` of the map (its keys[n] is set). Returns 0, or -1 when out of memory. */
+static int key_index_add(struct key_index *ix, const cfg_value *map, size_t n)
+{
+    if (2 * (n + 1) > ix->cap) {
+        struct key_index grown = {calloc(ix->cap ? 2 * ix->cap : 16, sizeof(size_t)),
+                                  ix->cap ? 2 * ix->cap : 16};
+        if (!grown.slots)
+            return -1;
+        for (size_t i = 0; i < n; i++)
+            *key_slot(&grown, map, map->keys[i]) = i + 1;
+        free(ix->slots);
+        *ix = grown;
+    }
+    *key_slot(ix, map, map->keys[n]) = n + 1;
+    return 0;
+}
+
 /* Reads the value after the key event `key_ev` (consumed) and appends the pair. */
-static int map_add_pair(struct builder *b, cfg_value *map, yaml_event_t *key_ev,
-                        const char *parent_key)
+static int map_add_pair(struct builder *b, cfg_value *map, struct key_index *ix,
+                        yaml_event_t *key_ev, const char *parent_key)
 {
     cfg_value key;
     yaml_event_t ev;
@@ -455,7 +499,9 @@ static int map_add_pair(struct builder *b, cfg_value *map, yaml_event_t *key_ev,
     }
     if (build_node(b, key_ev, parent_key, &key) < 0)
         return -1;
-    if (find_key(map, key.text, &first)) {
+    size_t *seen = ix->cap ? key_slot(ix, map, key.text) : NULL;
+    if (seen && *seen) {
+        first = *seen - 1;
         errorf(b->err, b->errlen, b->name, key.line, key.column,
                "duplicate key '%s' (first at line %d)", key.text, map->key_pos[first].line);
         goto fail;
@@ -469,6 +515,10 @@ static int map_add_pair(struct builder *b, cfg_value *map, yaml_event_t *key_ev,
     map->key_pos[map->count].line = key.line;
     map->key_pos[map->count].column = key.column;
     map->count++;
+    if (key_index_add(ix, map, map->count - 1) < 0) {
+        out_of_memory(b);
+        return -1;
+    }
     return 0;
 fail:
     free(key.text); key.text = NULL;
@@ -479,6 +529,7 @@ static int build_map(struct builder *b, const char *key, cfg_value *out)
 {
     yaml_event_t ev;
     size_t cap = 0;
+    struct key_index ix = {NULL, 0};
 
     out->type = CFG_MAP;
     for (;;) {
@@ -491,12 +542,14 @@ static int build_map(struct builder *b, const char *key, cfg_value *out)
             out_of_memory(b);
             goto fail;
         }
-        if (map_add_pair(b, out, &ev, key) < 0)
+        if (map_add_pair(b, out, &ix, &ev, key) < 0)
             goto fail;
     }
     yaml_event_delete(&ev);
+    free(ix.slots);
     return 0;
 fail:
+    free(ix.slots);
     free_value(out);
     return -1;
 }

@@ -40,7 +40,8 @@ struct job {
     struct http_exchange *x;      /* NULL once answered */
     const struct http_request *r;
     lua_State *co;
-    int co_ref, req_ref;
+    int co_ref, req_ref;          /* LUA_NOREF until set */
+    struct lua_request *req;      /* the `req` object, invalidated when the request ends */
     enum job_wait wait;
     struct timer sleep_timer;     /* sb.sleep */
     struct timer deadline;        /* --response-timeout of the message being processed */
@@ -60,6 +61,7 @@ struct worker {
     unsigned index;
     pthread_t thread;
     int thread_started;
+    int stuck;              /* did not stop by the drain deadline: left running at exit */
     struct script_state *lua;     /* the current scripts: new jobs start here */
     struct script_state *retired; /* older scripts that jobs still run on */
     struct http_server *http;
@@ -82,7 +84,7 @@ struct worker {
 struct engine {
     struct engine_options opt;
     struct script_options scripts;
-    struct script_config *config;  /* the newest; older ones follow config->older */
+    struct script_config *config;  /* the newest (a reference); generations hold their own */
     struct generation *gen;        /* the newest generation (main thread only) */
     unsigned worker_count;
     struct worker *workers;
@@ -160,17 +162,18 @@ static void job_free(struct job *job)
     job->call = NULL;
     if (job->gate_sender)
         release_gate(job);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, job->req_ref);
-    lua_request_invalidate(L, -1);
-    lua_pop(L, 1);
+    lua_request_invalidate(job->req);
     luaL_unref(L, LUA_REGISTRYINDEX, job->req_ref);
-    lua_task_bind(job->co, NULL);
-    /* A coroutine that ended normally is reset and kept for the next job: creating one per
-     * request was a measurable share of the rest echo benchmark. */
-    if (lua_resetthread(job->co) == LUA_OK && st->idle_count < sizeof st->idle / sizeof st->idle[0])
-        st->idle[st->idle_count++] = (struct idle_coroutine){job->co, job->co_ref};
-    else
-        luaL_unref(L, LUA_REGISTRYINDEX, job->co_ref);
+    if (job->co) {
+        lua_task_bind(job->co, NULL);
+        /* A coroutine that ended normally is reset and kept for the next job: creating one per
+         * request was a measurable share of the rest echo benchmark. */
+        if (lua_resetthread(job->co) == LUA_OK &&
+            st->idle_count < sizeof st->idle / sizeof st->idle[0])
+            st->idle[st->idle_count++] = (struct idle_coroutine){job->co, job->co_ref};
+        else
+            luaL_unref(L, LUA_REGISTRYINDEX, job->co_ref);
+    }
     if (job->prev)
         job->prev->next = job->next;
     else
@@ -190,30 +193,46 @@ static void job_free(struct job *job)
         retire_done(w, st);
 }
 
+#define MAX_ANSWER_HEADERS 32
+
+/* The text of a string or number at idx without asking Lua to convert (a conversion allocates,
+ * and this runs outside any protected call): strings as they are, numbers into `buf`. */
+static const char *plain_text(lua_State *L, int idx, size_t *len, char *buf, size_t size)
+{
+    if (lua_type(L, idx) == LUA_TSTRING)
+        return lua_tolstring(L, idx, len);
+    if (lua_type(L, idx) != LUA_TNUMBER)
+        return NULL;
+    if (lua_isinteger(L, idx))
+        snprintf(buf, size, "%lld", (long long)lua_tointeger(L, idx));
+    else
+        snprintf(buf, size, "%.14g", (double)lua_tonumber(L, idx));
+    *len = strlen(buf);
+    return buf;
+}
+
 /* Finish the exchange with an answer built from the coroutine's results: status, content type,
- * body, headers (a table of name = value). */
+ * body, headers (a table of name = value). Reads values only: never raises. */
 static void job_answer_from_stack(struct job *job, lua_State *co, int base)
 {
-    struct http_header headers[32];
-    size_t count = 0;
+    struct http_header headers[MAX_ANSWER_HEADERS];
+    char numbers[MAX_ANSWER_HEADERS][32];
+    size_t count = 0, len;
     struct http_response resp = {0};
     resp.status = (int)lua_tointeger(co, base);
-    resp.content_type = lua_tostring(co, base + 1);
-    resp.body = lua_tolstring(co, base + 2, &resp.body_len);
-    if (lua_istable(co, base + 3)) {
+    resp.content_type = lua_type(co, base + 1) == LUA_TSTRING ? lua_tostring(co, base + 1) : NULL;
+    resp.body = lua_type(co, base + 2) == LUA_TSTRING ? lua_tolstring(co, base + 2, &resp.body_len)
+                                                      : NULL;
+    if (lua_istable(co, base + 3) && lua_checkstack(co, 3)) {
         lua_pushnil(co);
-        while (lua_next(co, base + 3) && count < sizeof headers / sizeof headers[0]) {
-            if (lua_type(co, -2) == LUA_TSTRING &&
-                (lua_type(co, -1) == LUA_TSTRING || lua_type(co, -1) == LUA_TNUMBER)) {
-                lua_pushvalue(co, -1);
-                headers[count].name = lua_tostring(co, -3);
-                headers[count].value = lua_tostring(co, -1);
+        while (lua_next(co, base + 3)) {
+            const char *value = plain_text(co, -1, &len, numbers[count], sizeof numbers[count]);
+            if (lua_type(co, -2) == LUA_TSTRING && value && count < MAX_ANSWER_HEADERS) {
+                headers[count].name = lua_tostring(co, -2);
+                headers[count].value = value; /* the table keeps a string value alive */
                 count++;
-                lua_insert(co, -3); /* keep the converted value alive below the key */
-                lua_pop(co, 1);
-            } else {
-                lua_pop(co, 1);
             }
+            lua_pop(co, 1);
         }
     }
     resp.headers = headers;
@@ -236,15 +255,15 @@ static void job_resume(struct job *job, int nargs)
             return; /* parked: a timer or the sender gate resumes it */
         log_msg(LOG_ERROR, job->id, "a script called coroutine.yield outside a coroutine of "
                                        "its own; the request is abandoned");
-        rc = LUA_ERRRUN;
-        lua_pushliteral(co, "coroutine.yield outside a coroutine");
-    }
-    if (rc == LUA_OK && job->x) {
+    } else if (rc == LUA_OK && job->x) {
         if (nres >= 3 && lua_isinteger(co, -nres))
             job_answer_from_stack(job, co, lua_gettop(co) - nres + 1);
     } else if (rc != LUA_OK) {
+        /* Only a string is read: converting another value would allocate, unprotected. */
         log_msg(LOG_ERROR, job->id, "the pipeline failed: %s",
-                lua_tostring(co, -1) ? lua_tostring(co, -1) : "(no message)");
+                lua_type(co, -1) == LUA_TSTRING ? lua_tostring(co, -1)
+                : rc == LUA_ERRMEM             ? "not enough memory"
+                                               : "(an error that is not a message)");
     }
     if (job->x) {
         if (job->streaming) {
@@ -314,18 +333,75 @@ static void sleep_fired(struct timer *t)
     job_resume(job, 0);
 }
 
+/* No sleep outlasts the response timeout: inside a message its deadline (armed for the response
+ * timeout) fires first and cancels the sleep; outside one (a hook) the sleep ends after the
+ * response timeout. This also keeps a huge number from overflowing the due time. */
 static void task_sleep(struct lua_task *t, double seconds)
 {
     struct job *job = (struct job *)t;
-    if (timer_start(&job->w->timers, &job->sleep_timer, timers_now_ms() + (uint64_t)(seconds * 1000.0 + 0.5)) == 0)
+    double longest = job->w->engine->opt.response_timeout;
+    if (job->deadline.slot != TIMER_IDLE)
+        longest += 1;
+    if (!(seconds <= longest))
+        seconds = longest;
+    uint64_t due = timers_now_ms() + (uint64_t)(seconds * 1000.0 + 0.5);
+    if (timer_start(&job->w->timers, &job->sleep_timer, due) == 0)
         job->wait = WAIT_SLEEP;
+}
+
+/* ---- pushing into a Lua state from the loop -----------------------------------------------
+ * Every push can allocate, and an allocation refused by the memory cap raises. Outside a
+ * protected call that would abort the process, so host code pushes only through
+ * push_protected: the values are built on the state's main thread (idle between events) inside
+ * lua_pcall, then moved. A failure leaves the error value on the main thread's stack. */
+
+struct http_push {
+    const struct outbound_result *result;
+    int count;
+};
+
+/* [-0,+n,m] */
+static int l_push_http_result(lua_State *L)
+{
+    struct http_push *p = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    p->count = sb_push_http_result(L, p->result);
+    return p->count;
+}
+
+/* Run fn(ud) in a protected call on L (a main thread, idle). Returns LUA_OK with fn's results on
+ * L's stack (lua_gettop counts them), or an error code with the error value on top. */
+static int push_protected(lua_State *L, lua_CFunction fn, void *ud)
+{
+    lua_settop(L, 0);
+    lua_pushcfunction(L, fn);
+    lua_pushlightuserdata(L, ud);
+    return lua_pcall(L, 1, LUA_MULTRET, 0);
 }
 
 static void http_done(void *ctx, const struct outbound_result *result)
 {
     struct job *job = ctx;
+    lua_State *L = job->st->L;
     job->call = NULL;
-    int n = sb_push_http_result(job->co, result);
+    struct http_push push = {result, 0};
+    if (push_protected(L, l_push_http_result, &push) != LUA_OK) {
+        /* The answer does not fit in the state: the script gets nil and the error (the memory
+         * error's message is preallocated, so nothing here allocates). */
+        log_msg(LOG_ERROR, job->id, "the answer to an outbound HTTP request (%zu bytes) does not "
+                                    "fit in the script's Lua state: %s",
+                result->ok ? result->body_len : (size_t)0,
+                lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "error");
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        lua_settop(L, 2);
+    }
+    int n = lua_gettop(L);
+    if (!lua_checkstack(job->co, n + LUA_MINSTACK)) {
+        lua_settop(L, 0);
+        n = 0;
+    }
+    lua_xmove(L, job->co, n);
     job_resume(job, n);
 }
 
@@ -372,6 +448,37 @@ static void deadline_fired(struct timer *t)
 
 static const struct lua_task_ops task_ops = {.sleep = task_sleep, .http = task_http};
 
+struct job_prepare {
+    struct job *job;
+    const struct route_match *m;
+};
+
+/* What pipeline.run gets, built on the state's main thread: the job's coroutine (a new one
+ * unless one was reused), then run, kind, channel, req, method, path.  [-0,+6,m] */
+static int l_job_prepare(lua_State *L)
+{
+    struct job_prepare *p = lua_touserdata(L, 1);
+    struct job *job = p->job;
+    const struct route_match *m = p->m;
+    struct script_state *st = job->st;
+    lua_settop(L, 0);
+    if (!job->co) {
+        lua_State *co = lua_newthread(L);
+        job->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        job->co = co;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, st->run_ref);
+    lua_pushstring(L, m->kind == ROUTE_WEBHOOK ? "webhook" : "route");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, st->channel_refs[m->channel]);
+    struct lua_request *req = lua_request_push(L, job->x, job->r);
+    lua_pushvalue(L, -1);
+    job->req_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    job->req = req;
+    lua_pushstring(L, m->route ? m->route->method : job->r->method);
+    lua_pushstring(L, m->route ? m->route->path : "/webhook");
+    return 6;
+}
+
 static void job_start(struct worker *w, struct http_exchange *x, const struct http_request *r,
                       const struct route_match *m)
 {
@@ -387,36 +494,39 @@ static void job_start(struct worker *w, struct http_exchange *x, const struct ht
     st->jobs++;
     job->x = x;
     job->r = r;
+    job->co_ref = job->req_ref = LUA_NOREF;
     job->sleep_timer = TIMER_INIT(sleep_fired);
     job->deadline = TIMER_INIT(deadline_fired);
     job->gate.wake = job_gate_wake;
     snprintf(job->id, sizeof job->id, "%s", r->id);
     job->task.request_id = job->id;
     job->task.ops = &task_ops;
-    if (st->idle_count > 0) {
-        st->idle_count--;
-        job->co = st->idle[st->idle_count].co;
-        job->co_ref = st->idle[st->idle_count].ref;
-    } else {
-        job->co = lua_newthread(L);
-        job->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    }
-    job->task.co = job->co;
-    lua_task_bind(job->co, &job->task);
     job->next = w->jobs;
     if (w->jobs)
         w->jobs->prev = job;
     w->jobs = job;
+    if (st->idle_count > 0) {
+        st->idle_count--;
+        job->co = st->idle[st->idle_count].co;
+        job->co_ref = st->idle[st->idle_count].ref;
+    }
 
-    lua_State *co = job->co;
-    lua_rawgeti(co, LUA_REGISTRYINDEX, st->run_ref);
-    lua_pushstring(co, m->kind == ROUTE_WEBHOOK ? "webhook" : "route");
-    lua_rawgeti(co, LUA_REGISTRYINDEX, st->channel_refs[m->channel]);
-    lua_request_push(co, x, r);
-    lua_pushvalue(co, -1);
-    job->req_ref = luaL_ref(co, LUA_REGISTRYINDEX);
-    lua_pushstring(co, m->route ? m->route->method : r->method);
-    lua_pushstring(co, m->route ? m->route->path : "/webhook");
+    struct job_prepare prepare = {job, m};
+    if (push_protected(L, l_job_prepare, &prepare) != LUA_OK) {
+        log_msg(LOG_ERROR, job->id, "%s %s: no memory left in the channel's Lua state for a new "
+                                    "request (server.lua_memory_limit): %s",
+                r->method, r->path, lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "");
+        lua_settop(L, 0);
+        http_respond_error(x, 503, "overloaded",
+                           "the channel's Lua state has no memory left for this request; "
+                           "try again later");
+        job->x = NULL;
+        job_free(job);
+        return;
+    }
+    job->task.co = job->co;
+    lua_task_bind(job->co, &job->task);
+    lua_xmove(L, job->co, 6); /* a new or reset coroutine has room for them */
     job_resume(job, 5);
 }
 
@@ -500,9 +610,7 @@ static int l_host_answer(lua_State *L)
         return 0;
     job_answer_from_stack(job, L, 1);
     /* The exchange may be freed from now on: so is everything req borrowed from it. */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, job->req_ref);
-    lua_request_invalidate(L, -1);
-    lua_pop(L, 1);
+    lua_request_invalidate(job->req);
     return 0;
 }
 
@@ -550,13 +658,15 @@ static void respond_status(struct worker *w, struct http_exchange *x)
         respond_error(x, 503, "overloaded", "out of memory", NULL, 0);
         return;
     }
-    char bot_text[1024], bot[1100], error[2100];
+    char bot_text[1024], bot[1100], error[2100], last_error[sizeof e->last_reload_error];
     bot_describe(&gen->config->endpoints, e->opt.paths.data_dir, bot_text, sizeof bot_text);
     http_json_escape(bot_text, bot, sizeof bot);
+    /* A reload on the main thread may write the error meanwhile: work on a copy. */
     pthread_mutex_lock(&e->reload_lock);
     unsigned newest = e->generation;
-    http_json_escape(e->last_reload_error, error, sizeof error);
+    memcpy(last_error, e->last_reload_error, sizeof last_error);
     pthread_mutex_unlock(&e->reload_lock);
+    http_json_escape(last_error, error, sizeof error);
     char quoted_error[2200];
     if (error[0])
         snprintf(quoted_error, sizeof quoted_error, "\"%s\"", error);
@@ -580,8 +690,7 @@ static void respond_status(struct worker *w, struct http_exchange *x)
         char by_key[320];
         snprintf(by_key, sizeof by_key, "channel '%s'", d->key);
         int failed = error[0] && newest == gen->number &&
-                     (strstr(e->last_reload_error, d->script) ||
-                      strstr(e->last_reload_error, by_key));
+                     (strstr(last_error, d->script) || strstr(last_error, by_key));
         n += (size_t)snprintf(body + n, size - n,
                               "%s{\"name\":\"%s\",\"key\":\"%s\",\"script\":\"%s\","
                               "\"generation\":%u,\"last_reload_error\":%s}",
@@ -785,7 +894,7 @@ struct engine *engine_create(const struct engine_options *opt, char *err, size_t
     struct script_state **states = NULL;
     if (!e) {
         snprintf(err, errlen, "out of memory");
-        script_config_free(opt->config);
+        script_config_unref(opt->config);
         return NULL;
     }
     e->opt = *opt;
@@ -841,22 +950,26 @@ void engine_destroy(struct engine *e)
 {
     if (!e)
         return;
+    unsigned stuck = 0;
     for (unsigned i = 0; i < e->worker_count; i++) {
+        stuck += e->workers[i].stuck;
         atomic_store(&e->workers[i].stopping, 1);
         if (e->workers[i].wake_fd >= 0)
             wake_worker(&e->workers[i]);
     }
     for (unsigned i = 0; i < e->worker_count; i++)
-        if (e->workers[i].thread_started)
+        if (e->workers[i].thread_started && !e->workers[i].stuck)
             pthread_join(e->workers[i].thread, NULL);
     for (unsigned i = 0; i < e->worker_count && e->workers; i++)
-        worker_cleanup(&e->workers[i]);
+        if (!e->workers[i].stuck)
+            worker_cleanup(&e->workers[i]);
+    /* A stuck worker still uses its state, the configuration and the engine: the process is
+     * about to exit, so they are left to it. */
+    if (stuck)
+        return;
     free(e->workers);
-    while (e->config) {
-        struct script_config *older = e->config->older;
-        script_config_free(e->config);
-        e->config = older;
-    }
+    script_config_unref(e->config);
+    e->config = NULL;
     pthread_mutex_destroy(&e->reload_lock);
     free(e);
 }
@@ -866,10 +979,10 @@ int engine_reload(struct engine *e, struct script_config *config, char *err, siz
     struct script_state **states = calloc(e->worker_count, sizeof *states);
     if (!states) {
         snprintf(err, errlen, "out of memory");
-        script_config_free(config);
+        script_config_unref(config);
         return -1;
     }
-    const struct script_config *source = config ? config : e->config;
+    struct script_config *source = config ? config : e->config;
     struct generation *gen = generation_load(source, &e->scripts, e->generation + 1, states,
                                              e->worker_count, 1, err, errlen);
     pthread_mutex_lock(&e->reload_lock);
@@ -882,11 +995,11 @@ int engine_reload(struct engine *e, struct script_config *config, char *err, siz
     pthread_mutex_unlock(&e->reload_lock);
     if (!gen) {
         free(states);
-        script_config_free(config);
+        script_config_unref(config);
         return -1;
     }
     if (config) {
-        config->older = e->config;
+        script_config_unref(e->config); /* the old generations keep theirs until they end */
         e->config = config;
     }
     e->gen = gen;
@@ -947,7 +1060,7 @@ void engine_describe_channels(const struct engine *e, char *out, size_t size)
     describe_channels(&e->gen->channels, out, size);
 }
 
-void engine_drain(struct engine *e, double seconds)
+unsigned engine_drain(struct engine *e, double seconds)
 {
     uint64_t until = timers_now_ms() + (uint64_t)(seconds * 1000.0);
     for (unsigned i = 0; i < e->worker_count; i++) {
@@ -967,12 +1080,34 @@ void engine_drain(struct engine *e, double seconds)
     if (e->opt.listen_fd >= 0)
         close(e->opt.listen_fd);
     e->opt.listen_fd = -1;
-    for (unsigned i = 0; i < e->worker_count; i++) {
-        if (e->workers[i].thread_started) {
-            pthread_join(e->workers[i].thread, NULL);
-            e->workers[i].thread_started = 0;
-        }
+    /* A worker leaves its loop by the deadline unless a script holds it in one long call into
+     * C (a backtracking string.find, say), which nothing can interrupt. Such a worker is left
+     * behind: the others answer what they have and the process exits without it. */
+    struct timespec limit;
+    clock_gettime(CLOCK_REALTIME, &limit);
+    uint64_t now = timers_now_ms(), wait_ms = (until > now ? until - now : 0) + 200;
+    limit.tv_sec += (time_t)(wait_ms / 1000);
+    limit.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+    if (limit.tv_nsec >= 1000000000L) {
+        limit.tv_sec++;
+        limit.tv_nsec -= 1000000000L;
     }
+    unsigned stuck = 0;
+    for (unsigned i = 0; i < e->worker_count; i++) {
+        struct worker *w = &e->workers[i];
+        if (!w->thread_started)
+            continue;
+        if (pthread_timedjoin_np(w->thread, NULL, &limit) == 0) {
+            w->thread_started = 0;
+            continue;
+        }
+        w->stuck = 1;
+        stuck++;
+        log_msg(LOG_ERROR, NULL, "worker %u did not stop by the drain deadline: a script is stuck "
+                                 "in one long call into C (such as a backtracking string.find); "
+                                 "exiting without it, its open requests are cut", w->index);
+    }
+    return stuck;
 }
 
 unsigned engine_worker_count(const struct engine *e) { return e->worker_count; }

@@ -36,8 +36,10 @@ struct engine *engine_create(const struct engine_options *opt, char *err, size_t
 int engine_start(struct engine *e, char *err, size_t errlen);
 /* Graceful stop: accept no new connections (the listening socket is closed: the engine owns it
  * from here), let the requests in flight finish (at most `seconds`), then stop the workers.
- * engine_destroy frees everything afterwards. */
-void engine_drain(struct engine *e, double seconds);
+ * engine_destroy answers what is left (503) and frees everything afterwards. Returns the number
+ * of workers that did not stop (held by one long call into C): the caller must then end the
+ * process with _exit once engine_destroy returned, since those still run. */
+unsigned engine_drain(struct engine *e, double seconds);
 /* Ask the workers to stop, wait for them, free everything. */
 void engine_destroy(struct engine *e);
 unsigned engine_worker_count(const struct engine *e);

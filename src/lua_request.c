@@ -9,24 +9,29 @@
 
 #define REQUEST_MT "switchboard.request"
 
-struct request_ud {
+struct lua_request {
     struct http_exchange *x; /* NULL once invalidated */
     const struct http_request *r;
 };
 
-void lua_request_push(lua_State *L, struct http_exchange *x, const struct http_request *r)
+struct lua_request *lua_request_push(lua_State *L, struct http_exchange *x,
+                                     const struct http_request *r)
 {
-    struct request_ud *u = lua_newuserdatauv(L, sizeof *u, 1);
-    u->x = x;
-    u->r = r;
+    struct lua_request *u = lua_newuserdatauv(L, sizeof *u, 1);
+    u->x = NULL; /* valid only once fully built */
+    u->r = NULL;
     lua_createtable(L, 0, 4); /* cache of built fields: json, headers, query, ... */
     lua_setiuservalue(L, -2, 1);
     luaL_setmetatable(L, REQUEST_MT);
+    u->x = x;
+    u->r = r;
+    return u;
 }
 
-void lua_request_invalidate(lua_State *L, int idx)
+void lua_request_invalidate(struct lua_request *u)
 {
-    struct request_ud *u = luaL_checkudata(L, idx, REQUEST_MT);
+    if (!u)
+        return;
     u->x = NULL;
     u->r = NULL;
 }
@@ -104,7 +109,7 @@ static void push_json(lua_State *L, const struct http_request *r)
 }
 
 /* Build field `key` of the request; pushes nil for unknown names. */
-static void build_field(lua_State *L, struct request_ud *u, const char *key)
+static void build_field(lua_State *L, struct lua_request *u, const char *key)
 {
     const struct http_request *r = u->r;
     if (strcmp(key, "method") == 0) {
@@ -137,7 +142,7 @@ static void build_field(lua_State *L, struct request_ud *u, const char *key)
 /* req.<field>  [-0,+1,e] */
 static int l_request_index(lua_State *L)
 {
-    struct request_ud *u = luaL_checkudata(L, 1, REQUEST_MT);
+    struct lua_request *u = luaL_checkudata(L, 1, REQUEST_MT);
     const char *key = luaL_checkstring(L, 2);
     if (!u->x)
         return luaL_error(L, "req.%s: the request object is no longer valid (it belongs to a "
@@ -159,7 +164,7 @@ static int l_request_newindex(lua_State *L)
 
 static int l_request_tostring(lua_State *L)
 {
-    struct request_ud *u = luaL_checkudata(L, 1, REQUEST_MT);
+    struct lua_request *u = luaL_checkudata(L, 1, REQUEST_MT);
     if (u->r)
         lua_pushfstring(L, "request %s %s [%s]", u->r->method, u->r->path, u->r->id);
     else

@@ -13,9 +13,14 @@ struct http_request;
 
 /* Register the req metatable in a state (once, when the state is created). */
 void lua_request_open(lua_State *L);
-/* Push a new req object over the request (borrowed: both must stay valid until invalidated). */
-void lua_request_push(lua_State *L, struct http_exchange *x, const struct http_request *r);
-/* Detach the req object at idx from its request: later accesses raise. */
-void lua_request_invalidate(lua_State *L, int idx);
+struct lua_request;
+
+/* Push a new req object over the request (borrowed: both must stay valid until invalidated).
+ * Returns the object's handle for lua_request_invalidate. Allocates: call it in a protected call. */
+struct lua_request *lua_request_push(lua_State *L, struct http_exchange *x,
+                                     const struct http_request *r);
+/* Detach a req object from its request: later accesses raise. Touches no Lua state, so it never
+ * raises, whatever a script did to the object (its metatable, for one). */
+void lua_request_invalidate(struct lua_request *u);
 
 #endif

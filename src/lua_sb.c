@@ -215,6 +215,7 @@ static int l_sleep(lua_State *L)
 }
 
 #define MAX_REQUEST_HEADERS 64
+#define MAX_HTTP_TIMEOUT 86400 /* seconds: a day; larger values would overflow libcurl's ms */
 
 /* Read opts.headers (at idx) into hs; returns the count. Values are converted with tostring and
  * kept alive in the table at keep_idx. */
@@ -325,8 +326,9 @@ static int l_http_request(lua_State *L)
     req.header_count = n;
     req.method = lua_isnil(L, 4) ? (req.body ? "POST" : "GET") : luaL_checkstring(L, 4);
     req.timeout = luaL_optnumber(L, 9, 30);
-    if (!(req.timeout > 0))
-        return luaL_error(L, "sb.http.request: timeout must be a number of seconds > 0");
+    if (!(req.timeout > 0) || !(req.timeout <= MAX_HTTP_TIMEOUT))
+        return luaL_error(L, "sb.http.request: timeout must be a number of seconds > 0 and at "
+                             "most %d", MAX_HTTP_TIMEOUT);
     req.ca_file = luaL_optstring(L, 10, NULL);
     req.request_id = t ? t->request_id : NULL;
 

@@ -293,7 +293,7 @@ static int command_check(const struct cli *c)
         bot_describe(&o.config->endpoints, data_dir, bot, sizeof bot);
         printf("configuration OK: %s; bot: %s\n", check_summary, bot);
     }
-    script_config_free(o.config);
+    script_config_unref(o.config);
     return rc == 0 ? 0 : 1;
 }
 
@@ -339,8 +339,9 @@ static void watch_current_files(struct watch *watch, const struct engine *engine
     watch_set(watch, files, count);
 }
 
-/* The main thread's loop: signals and script changes, until SIGINT or SIGTERM. */
-static void control_loop(struct engine *engine, const struct cli *c, int signal_fd,
+/* The main thread's loop: signals and script changes, until SIGINT or SIGTERM. Returns the
+ * number of workers the drain left behind (see engine_drain). */
+static unsigned control_loop(struct engine *engine, const struct cli *c, int signal_fd,
                          struct watch *watch, const struct server_limits *running,
                          const struct timespec *loaded_at, int *listen_fd)
 {
@@ -374,9 +375,9 @@ static void control_loop(struct engine *engine, const struct cli *c, int signal_
         }
         log_msg(LOG_INFO, NULL, "%s received: finishing the requests in flight, then stopping",
                 info.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
-        engine_drain(engine, c->response_timeout + 1);
+        unsigned stuck = engine_drain(engine, c->response_timeout + 1);
         *listen_fd = -1; /* closed by the drain */
-        return;
+        return stuck;
     }
 }
 
@@ -400,7 +401,7 @@ static int command_run(const struct cli *c)
         cert = read_whole_file(c->ssl_certificate, "--ssl-certificate");
         key = read_whole_file(c->ssl_keyfile, "--ssl-keyfile");
         if (!cert || !key) {
-            script_config_free(o.config);
+            script_config_unref(o.config);
             goto done;
         }
         o.http.tls_cert_pem = cert;
@@ -420,13 +421,13 @@ static int command_run(const struct cli *c)
     signal_fd = signalfd(-1, &signals, SFD_CLOEXEC);
     watch = watch_new(err, sizeof err);
     if (signal_fd < 0 || !watch) {
-        script_config_free(o.config);
+        script_config_unref(o.config);
         goto fail;
     }
 
     o.listen_fd = http_listen(c->interface, c->port, err, sizeof err);
     if (o.listen_fd < 0) {
-        script_config_free(o.config);
+        script_config_unref(o.config);
         goto fail;
     }
     struct timespec loaded_at;
@@ -440,7 +441,13 @@ static int command_run(const struct cli *c)
     log_msg(LOG_INFO, NULL, "Switchboard %s listening on %s://%s:%u (%u workers); channels: %s",
             SB_VERSION, cert ? "https" : "http", c->interface, http_bound_port(o.listen_fd),
             engine_worker_count(engine), routes);
-    control_loop(engine, c, signal_fd, watch, &running, &loaded_at, &o.listen_fd);
+    if (control_loop(engine, c, signal_fd, watch, &running, &loaded_at, &o.listen_fd) > 0) {
+        /* A worker is still inside a script: answer what the others hold, then leave at once
+         * (exit handlers would run while that worker still uses the memory they free). */
+        engine_destroy(engine);
+        fflush(stderr);
+        _exit(0);
+    }
     rc = 0;
     goto done;
 fail:

@@ -28,6 +28,7 @@ struct script_config *script_config_read(const char *credentials_path, const cha
         return NULL;
     }
     struct script_config *c = &s->config;
+    atomic_init(&c->refs, 1);
     endpoints_defaults(&c->endpoints);
     if (!getcwd(s->cwd, sizeof s->cwd))
         snprintf(s->cwd, sizeof s->cwd, ".");
@@ -46,13 +47,15 @@ struct script_config *script_config_read(const char *credentials_path, const cha
         goto fail;
     return c;
 fail:
-    script_config_free(c);
+    script_config_unref(c);
     return NULL;
 }
 
-void script_config_free(struct script_config *c)
+void script_config_ref(struct script_config *c) { atomic_fetch_add(&c->refs, 1); }
+
+void script_config_unref(struct script_config *c)
 {
-    if (!c)
+    if (!c || atomic_fetch_sub(&c->refs, 1) != 1)
         return;
     endpoints_free(&c->endpoints);
     if (c->have_credentials)
@@ -127,6 +130,7 @@ static void generation_free(struct generation *gen)
     for (size_t i = 0; i < gen->file_count; i++)
         free(gen->files[i]);
     free(gen->files);
+    script_config_unref(gen->config);
     free(gen);
 }
 
@@ -211,7 +215,7 @@ static void run_startup_hooks(struct generation *gen, struct script_state *s)
     }
 }
 
-struct generation *generation_load(const struct script_config *config,
+struct generation *generation_load(struct script_config *config,
                                    const struct script_options *opt, unsigned number,
                                    struct script_state **states, unsigned count, int run_startup,
                                    char *err, size_t errlen)
@@ -223,6 +227,7 @@ struct generation *generation_load(const struct script_config *config,
     }
     gen->number = number;
     gen->config = config;
+    script_config_ref(config);
     unsigned loaded = 0;
     if (channel_resolve(uses_credentials(config) ? &config->credentials : NULL,
                         opt->paths.data_dir, &gen->channels, err, errlen) != 0)

@@ -19,13 +19,14 @@
 #include "lua_state.h"
 #include "router.h"
 
-/* What a generation is loaded from. The engine keeps every configuration it was given alive
- * until it stops (generations borrow channel parameters from it). */
+/* What a generation is loaded from. Reference-counted: whoever read it holds one reference, and
+ * each generation loaded from it holds one (generations borrow channel parameters from it), so a
+ * configuration replaced by SIGHUP is freed once the last generation using it is gone. */
 struct script_config {
     struct credentials credentials;
     int have_credentials;          /* 0: no credentials file (or an empty one): rest alone */
     struct endpoints endpoints;
-    struct script_config *older;   /* the engine's list of configurations */
+    atomic_int refs;
 };
 
 struct script_options {
@@ -37,7 +38,7 @@ struct script_options {
 
 struct generation {
     unsigned number;
-    const struct script_config *config;
+    struct script_config *config;  /* a reference of its own */
     struct channel_set channels;
     struct route_table routes;
     char **files;                  /* absolute paths of the Lua files to watch */
@@ -62,18 +63,20 @@ struct script_state {
  * channel's startup(config) hook then runs once, in the first state, in the calling thread (it
  * may make blocking outbound requests; a failure is logged, not fatal). Returns the generation,
  * or NULL with err (nothing is left loaded). */
-struct generation *generation_load(const struct script_config *config,
+struct generation *generation_load(struct script_config *config,
                                    const struct script_options *opt, unsigned number,
                                    struct script_state **states, unsigned count, int run_startup,
                                    char *err, size_t errlen);
 /* Close a state; the last state of a generation frees the generation. */
 void script_state_close(struct script_state *s);
 
-/* A configuration read from the files (paths may be NULL: the defaults of SPEC §1 apply).
- * Returns NULL with err. */
+/* A configuration read from the files (paths may be NULL: the defaults of SPEC §1 apply), with
+ * one reference for the caller. Returns NULL with err. */
 struct script_config *script_config_read(const char *credentials_path, const char *endpoints_path,
                                          char *err, size_t errlen);
-void script_config_free(struct script_config *c);
+/* Take another reference / drop one (the last frees the configuration). Any thread. */
+void script_config_ref(struct script_config *c);
+void script_config_unref(struct script_config *c);
 /* The folder that holds the project's scripts: the credentials file's, or the working folder. */
 const char *script_config_project_dir(const struct script_config *c);
 

@@ -19,7 +19,15 @@ BOT = """\
 local sb = require "switchboard"
 local bot = {}
 function bot.handle(msg, out)
-  if msg.text == "slow" or msg.text == "glacial" then
+  if msg.text == "stuck" then
+    -- A backtracking pattern: one call into C of about 2^28 steps (minutes), which no budget
+    -- hook can interrupt.
+    sb.log.info("BOT STUCK")
+    local n = 28
+    local s = ("a"):rep(n)
+    s:find(("a?"):rep(n) .. ("a"):rep(n) .. "b")
+    out:send_text_message("unstuck")
+  elseif msg.text == "slow" or msg.text == "glacial" then
     out:send_text_message("one")
     sb.log.info("BOT SLEEPING for %s", msg.text)
     sb.sleep(msg.text == "slow" and 1 or 5)
@@ -197,6 +205,29 @@ class GracefulStopTests(unittest.TestCase):
               "%.2f s after the signal" % (result["at"] - started, exited - signalled))
         self.assertLess(exited - signalled, 1.0 + 1.2, "exit later than timeout + ~1 s")
         self.assertRegex(host.log(), r"ERROR .*response timeout")
+
+    def test_a_worker_stuck_in_a_long_c_call_does_not_hold_up_the_exit(self):
+        host = start(self, workers=2, args=["--response-timeout", "3"])
+        stuck = post_in_thread(host, "stuck", sender="a")
+        host.wait_for_log("BOT STUCK")
+        # The stuck worker no longer accepts: this request goes to the other one.
+        other = post_in_thread(host, "glacial", sender="b")
+        host.wait_for_log("BOT SLEEPING")
+        signalled = time.monotonic()
+        host.proc.send_signal(signal.SIGTERM)
+        code, exited = wait_exit(host, timeout=15)
+        other["thread"].join(5)
+        stuck["thread"].join(5)
+        print("\n  stop with a worker stuck in C and --response-timeout 3: exit %.2f s after the "
+              "signal" % (exited - signalled))
+        self.assertEqual(code, 0, host.log())
+        self.assertLess(exited - signalled, 3 + 1 + 1.5, "exit later than timeout + ~1 s")
+        # The healthy worker answered its request (at the message deadline, with what was
+        # collected); the stuck worker's connection was cut when the process ended.
+        self.assertNotIn("error", other, other)
+        self.assertEqual(other["status"], 200)
+        self.assertIn("error", stuck, stuck)
+        self.assertRegex(host.log(), r"ERROR +worker \d did not stop by the drain deadline")
 
 
 if __name__ == "__main__":
