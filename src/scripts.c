@@ -77,6 +77,62 @@ static int uses_credentials(const struct script_config *c)
     return c->have_credentials && c->credentials.count > 0;
 }
 
+struct state_fill {
+    struct generation *gen;
+    const struct script_options *opt;
+    struct script_state *s;
+    struct route_table *routes;
+    char *err;
+    size_t errlen;
+    int rc;
+};
+
+/* The channels, the bot and the pipeline, loaded into the state; runs inside a protected call,
+ * since a script's table may raise from a metamethod and every step allocates. Expected
+ * failures set rc and err.  [-0,+0,e] */
+static int l_state_fill(lua_State *L)
+{
+    struct state_fill *f = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    int bot_ref;
+    f->rc = -1;
+    if (channel_load_all(L, &f->gen->channels, f->s->channel_refs, f->routes, f->err,
+                         f->errlen) != 0 ||
+        bot_load(L, &f->gen->config->endpoints, f->opt->paths.data_dir, &bot_ref, f->err,
+                 f->errlen) != 0)
+        return 0;
+    char lua_err[2048];
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "switchboard.pipeline");
+    if (lua_state_pcall(L, 1, 1, lua_err, sizeof lua_err) != 0) {
+        snprintf(f->err, f->errlen, "loading the pipeline: %s", lua_err);
+        return 0;
+    }
+    lua_getfield(L, -1, "setup");
+    f->opt->push_host(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, bot_ref);
+    lua_call(L, 2, 0);
+    lua_getfield(L, -1, "run");
+    f->s->run_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_settop(L, 0);
+    f->rc = 0;
+    return 0;
+}
+
+/* Run fn(ud) in a protected call; an error it raises becomes "what: message" in err. */
+static int run_protected(lua_State *L, lua_CFunction fn, void *ud, const char *what, char *err,
+                         size_t errlen)
+{
+    lua_pushcfunction(L, fn);
+    lua_pushlightuserdata(L, ud);
+    if (lua_pcall(L, 1, 0, 0) == LUA_OK)
+        return 0;
+    snprintf(err, errlen, "%s: %s", what,
+             lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "an error that is not a message");
+    lua_pop(L, 1);
+    return -1;
+}
+
 /* Load the channels, the bot and the pipeline into a new state. The first state of a generation
  * (routes != NULL) learns the channel names and routes. */
 static struct script_state *state_load(struct generation *gen, const struct script_options *opt,
@@ -96,25 +152,10 @@ static struct script_state *state_load(struct generation *gen, const struct scri
     s->L = lua_state_new(&paths, &opt->limits, err, errlen);
     if (!s->L)
         goto fail;
-    lua_State *L = s->L;
-    int bot_ref;
-    if (channel_load_all(L, &gen->channels, s->channel_refs, routes, err, errlen) != 0 ||
-        bot_load(L, &gen->config->endpoints, opt->paths.data_dir, &bot_ref, err, errlen) != 0)
+    struct state_fill fill = {gen, opt, s, routes, err, errlen, -1};
+    if (run_protected(s->L, l_state_fill, &fill, "loading the scripts", err, errlen) != 0 ||
+        fill.rc != 0)
         goto fail;
-    char lua_err[2048];
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "switchboard.pipeline");
-    if (lua_state_pcall(L, 1, 1, lua_err, sizeof lua_err) != 0) {
-        snprintf(err, errlen, "loading the pipeline: %s", lua_err);
-        goto fail;
-    }
-    lua_getfield(L, -1, "setup");
-    opt->push_host(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, bot_ref);
-    lua_call(L, 2, 0);
-    lua_getfield(L, -1, "run");
-    s->run_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_pop(L, 1);
     return s;
 fail:
     lua_state_close(s->L);
@@ -186,15 +227,21 @@ static void add_file(void *ctx, const char *path)
     gen->files[gen->file_count++] = copy;
 }
 
+struct startup_run {
+    struct generation *gen;
+    struct script_state *s;
+};
+
 /* Each channel's startup(config) hook, once per generation, in the first state. A failing hook
  * is logged and the generation serves anyway (a platform that is down at startup must not keep
- * the host from starting). */
-static void run_startup_hooks(struct generation *gen, struct script_state *s)
+ * the host from starting).  [-0,+0,e] */
+static int l_run_startup_hooks(lua_State *L)
 {
-    lua_State *L = s->L;
-    for (size_t i = 0; i < gen->channels.count; i++) {
-        const struct channel_def *d = &gen->channels.defs[i];
-        lua_rawgeti(L, LUA_REGISTRYINDEX, s->channel_refs[i]);
+    struct startup_run *run = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    for (size_t i = 0; i < run->gen->channels.count; i++) {
+        const struct channel_def *d = &run->gen->channels.defs[i];
+        lua_rawgeti(L, LUA_REGISTRYINDEX, run->s->channel_refs[i]);
         if (lua_getfield(L, -1, "startup") != LUA_TFUNCTION) {
             lua_pop(L, 2);
             continue;
@@ -213,6 +260,16 @@ static void run_startup_hooks(struct generation *gen, struct script_state *s)
         }
         lua_pop(L, 1);
     }
+    return 0;
+}
+
+static void run_startup_hooks(struct generation *gen, struct script_state *s)
+{
+    struct startup_run run = {gen, s};
+    char err[2048];
+    if (run_protected(s->L, l_run_startup_hooks, &run, "running the startup hooks", err,
+                      sizeof err) != 0)
+        log_msg(LOG_ERROR, NULL, "%s", err);
 }
 
 struct generation *generation_load(struct script_config *config,

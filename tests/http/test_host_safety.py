@@ -12,7 +12,7 @@ import time
 import unittest
 
 from standins import Reply, StandIn
-from util import QuietHost, decode, make_project
+from util import QuietHost, decode, make_project, run_to_exit
 
 WEBHOOK = "/webhooks/rest/webhook"
 CAP = 16 * 1024 * 1024
@@ -125,6 +125,20 @@ return c
             status, body = self.post(host, "hello")
             self.assertEqual((status, decode(body)[0]["text"]), (200, "hello"))
             self.assertIsNone(host.proc.poll())
+
+
+class LoadingTests(unittest.TestCase):
+    def test_a_channel_table_whose_metamethod_raises_is_a_clean_startup_error(self):
+        # Reading the hooks of a channel table runs its __index: the raise must become the
+        # startup error (it aborted the process), at startup and for `check`.
+        channel = ('return setmetatable({ name = "meta" }, '
+                   '{ __index = function(_, key) error("no field " .. key) end })\n')
+        folder = make_project({"credentials.yml": "meta.lua:\n", "meta.lua": channel})
+        for command in (["check"], ["run", "-p", "0", "-i", "127.0.0.1"]):
+            result = run_to_exit(command, cwd=folder)
+            self.assertEqual(result.returncode, 1, result.stderr)
+            self.assertRegex(result.stderr, r"switchboard: loading the scripts: .*meta.lua:1: "
+                                            r"no field \w+")
 
 
 class SighupMemoryTests(unittest.TestCase):
