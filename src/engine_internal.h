@@ -1,0 +1,132 @@
+/* engine_internal: what the engine's own files share; no other module includes it.
+ *
+ * The engine is four files: engine.c (workers, their event loops and inboxes, reloads, the
+ * graceful stop), job.c (a request that runs a script: its coroutine, its waits and their
+ * cancellation, its deadline), host_api.c (the `host` table pipeline.lua is given) and
+ * builtin_routes.c (the routes answered in C: root, status, health, 404, 405).
+ * Uses: http, outbound, timers, scripts, lua_sb (struct lua_task), sender_gate. */
+#ifndef SB_ENGINE_INTERNAL_H
+#define SB_ENGINE_INTERNAL_H
+
+#include "engine.h"
+#include "http.h"
+#include "lua_sb.h"
+#include "router.h"
+#include "scripts.h"
+#include "sender_gate.h"
+#include "timers.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <time.h>
+
+struct job;
+struct lua_request;
+struct outbound_call;
+
+/* What a parked job waits for. Each kind knows how to stop waiting (a deadline fired, or the job
+ * ends early): cancel returns 1 when the job may be resumed now, 0 when something else will
+ * resume it (the sender's turn was handed over meanwhile and is on its way through the inbox). */
+struct job_wait {
+    const char *name;
+    int (*cancel)(struct job *job);
+};
+
+/* One request that runs a script: a coroutine of pipeline.run. */
+struct job {
+    struct lua_task task;         /* first: a coroutine's task pointer is its job */
+    struct worker *w;
+    struct script_state *st;      /* the scripts the job started with (reloads do not change it) */
+    struct http_exchange *x;      /* NULL once answered */
+    const struct http_request *r;
+    lua_State *co;
+    int co_ref, req_ref;          /* LUA_NOREF until set */
+    struct lua_request *req;      /* the `req` object, invalidated when the request ends */
+    const struct job_wait *wait;  /* NULL while running */
+    struct timer sleep_timer;     /* sb.sleep */
+    struct timer deadline;        /* --response-timeout of the message being processed */
+    char id[65];                  /* the request id (the request itself may be gone: async) */
+    struct outbound_call *call;   /* an outbound request under way */
+    char deadline_text[96];
+    struct gate_waiter gate;
+    char *gate_sender;            /* the sender whose gate the job holds or waits for */
+    unsigned gate_held : 1;
+    unsigned streaming : 1;
+    struct job *prev, *next;      /* the worker's live jobs */
+    struct job *woken_next;       /* the worker's inbox */
+};
+
+struct worker {
+    struct engine *engine;
+    unsigned index;
+    pthread_t thread;
+    int thread_started;
+    int stuck;                    /* did not stop by the drain deadline: left running at exit */
+    struct script_state *lua;     /* the current scripts: new jobs start here */
+    struct script_state *retired; /* older scripts that jobs still run on */
+    struct http_server *http;
+    struct outbound *outbound;
+    int epfd, wake_fd;
+    atomic_int stopping;
+    atomic_int draining;          /* graceful stop: finish what is in flight, accept nothing new */
+    atomic_int accepting_stopped;
+    uint64_t drain_until_ms;
+
+    /* Jobs handed their sender's turn by another message (possibly on another worker). */
+    pthread_mutex_t inbox_lock;
+    struct job *woken_head, *woken_tail;
+    struct script_state *incoming; /* a reload's scripts, adopted between jobs */
+
+    struct timer_heap timers;
+    struct job *jobs;
+};
+
+struct engine {
+    struct engine_options opt;
+    struct script_options scripts;
+    struct script_config *config;  /* the newest (a reference); generations hold their own */
+    struct generation *gen;        /* the newest generation (main thread only) */
+    unsigned worker_count;
+    struct worker *workers;
+    time_t started;
+    pthread_mutex_t reload_lock;   /* guards the two fields below (read by /status) */
+    unsigned generation;
+    char last_reload_error[2048];
+};
+
+/* ---- job.c ---------------------------------------------------------------------------------- */
+
+/* Start a job for a webhook or a declared route: its coroutine runs pipeline.run. */
+void job_start(struct worker *w, struct http_exchange *x, const struct http_request *r,
+               const struct route_match *m);
+/* Resume a job whose sender's turn came (from the worker's inbox). */
+void job_resume_with_turn(struct job *job);
+/* End a job that will not be resumed (the worker stops): frees it. */
+void job_free(struct job *job);
+/* The job whose own coroutine L is, or NULL. */
+struct job *job_of(lua_State *L);
+/* The message's deadline starts and the job asks for its sender's turn. Returns 1 when the job
+ * must wait for it (the caller yields), 0 when it has it, -1 when out of memory. */
+int job_message_begin(struct job *job, const char *sender);
+/* The message is done: its deadline stops and the sender's next message may go. */
+void job_message_end(struct job *job);
+/* Answer with the values at L[base..base+3]: status, content type, body, headers. Never raises. */
+void job_answer(struct job *job, lua_State *L, int base);
+
+/* ---- engine.c ------------------------------------------------------------------------------- */
+
+/* Put a job in its worker's inbox and wake the worker (any thread). */
+void worker_post(struct worker *w, struct job *job);
+/* A job of state st ended: a retired state whose last job this was is closed. */
+void worker_state_released(struct worker *w, struct script_state *st);
+
+/* ---- host_api.c, builtin_routes.c ----------------------------------------------------------- */
+
+/* Push the `host` table pipeline.setup receives. */
+void host_api_push(lua_State *L);
+/* The server's request handler: built-in routes answered here, webhooks and declared routes
+ * become jobs. ctx is the worker. */
+void builtin_routes_on_request(void *ctx, struct http_exchange *x, const struct http_request *r);
+
+#endif

@@ -1,0 +1,416 @@
+/* job: one request that runs a script (see engine_internal.h). A job is a coroutine running
+ * pipeline.run in its worker's current Lua state. Whatever it waits for (its sender's turn,
+ * sb.sleep, an outbound request) parks the coroutine; each kind of wait knows how to cancel
+ * itself, which the message's deadline and the end of the job use. */
+#include "engine_internal.h"
+
+#include "log.h"
+#include "lua_request.h"
+#include "outbound.h"
+
+#include <lauxlib.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define JOB_OF(ptr, member) ((struct job *)((char *)(ptr) - offsetof(struct job, member)))
+
+struct job *job_of(lua_State *L)
+{
+    struct lua_task *t = lua_task_of(L);
+    return t && t->co == L ? (struct job *)t : NULL;
+}
+
+/* ---- the kinds of wait ---------------------------------------------------------------------- */
+
+static int cancel_sleep(struct job *job)
+{
+    timer_stop(&job->w->timers, &job->sleep_timer);
+    return 1;
+}
+
+static int cancel_http(struct job *job)
+{
+    outbound_cancel(job->w->outbound, job->call);
+    job->call = NULL;
+    return 1;
+}
+
+static int cancel_turn(struct job *job)
+{
+    if (!sender_gate_cancel(job->gate_sender, &job->gate))
+        return 0; /* handed the turn meanwhile: the inbox resumes it into the cancellation */
+    free(job->gate_sender);
+    job->gate_sender = NULL;
+    return 1;
+}
+
+static const struct job_wait wait_sleep = {"sb.sleep", cancel_sleep};
+static const struct job_wait wait_http = {"an outbound request", cancel_http};
+static const struct job_wait wait_turn = {"the sender's turn", cancel_turn};
+
+/* ---- the sender's turn ---------------------------------------------------------------------- */
+
+/* Leave the gate, or the queue for it; a turn handed over meanwhile is passed on. */
+static void release_gate(struct job *job)
+{
+    if (job->gate_held)
+        sender_gate_leave(job->gate_sender);
+    else if (job->wait == &wait_turn && !sender_gate_cancel(job->gate_sender, &job->gate))
+        sender_gate_leave(job->gate_sender);
+    job->gate_held = 0;
+    free(job->gate_sender);
+    job->gate_sender = NULL;
+}
+
+/* sender_gate wake: may run on any thread, so the job goes through its worker's inbox. */
+static void job_gate_wake(struct gate_waiter *g)
+{
+    struct job *job = JOB_OF(g, gate);
+    /* Stopping: the job is freed by its own worker, which passes the turn on. */
+    if (!atomic_load(&job->w->stopping))
+        worker_post(job->w, job);
+}
+
+int job_message_begin(struct job *job, const char *sender)
+{
+    double timeout = job->w->engine->opt.response_timeout;
+    job->task.cancelled = NULL;
+    timer_start(&job->w->timers, &job->deadline,
+                timers_now_ms() + (uint64_t)(timeout * 1000.0 + 0.5));
+    job->gate_sender = strdup(sender);
+    if (!job->gate_sender)
+        return -1;
+    if (sender_gate_enter(sender, &job->gate)) {
+        job->gate_held = 1;
+        return 0;
+    }
+    job->wait = &wait_turn;
+    return 1;
+}
+
+void job_message_end(struct job *job)
+{
+    timer_stop(&job->w->timers, &job->deadline);
+    job->task.cancelled = NULL;
+    if (job->gate_sender)
+        release_gate(job);
+}
+
+/* ---- answering ------------------------------------------------------------------------------ */
+
+#define MAX_ANSWER_HEADERS 32
+
+/* The text of a string or number at idx without asking Lua to convert (a conversion allocates,
+ * and this runs outside any protected call): strings as they are, numbers into `buf`. */
+static const char *plain_text(lua_State *L, int idx, size_t *len, char *buf, size_t size)
+{
+    if (lua_type(L, idx) == LUA_TSTRING)
+        return lua_tolstring(L, idx, len);
+    if (lua_type(L, idx) != LUA_TNUMBER)
+        return NULL;
+    if (lua_isinteger(L, idx))
+        snprintf(buf, size, "%lld", (long long)lua_tointeger(L, idx));
+    else
+        snprintf(buf, size, "%.14g", (double)lua_tonumber(L, idx));
+    *len = strlen(buf);
+    return buf;
+}
+
+void job_answer(struct job *job, lua_State *L, int base)
+{
+    struct http_header headers[MAX_ANSWER_HEADERS];
+    char numbers[MAX_ANSWER_HEADERS][32];
+    size_t count = 0, len;
+    struct http_response resp = {0};
+    resp.status = (int)lua_tointeger(L, base);
+    resp.content_type = lua_type(L, base + 1) == LUA_TSTRING ? lua_tostring(L, base + 1) : NULL;
+    resp.body = lua_type(L, base + 2) == LUA_TSTRING ? lua_tolstring(L, base + 2, &resp.body_len)
+                                                     : NULL;
+    if (lua_istable(L, base + 3) && lua_checkstack(L, 3)) {
+        lua_pushnil(L);
+        while (lua_next(L, base + 3)) {
+            const char *value = plain_text(L, -1, &len, numbers[count], sizeof numbers[count]);
+            if (lua_type(L, -2) == LUA_TSTRING && value && count < MAX_ANSWER_HEADERS) {
+                headers[count].name = lua_tostring(L, -2);
+                headers[count].value = value; /* the table keeps a string value alive */
+                count++;
+            }
+            lua_pop(L, 1);
+        }
+    }
+    resp.headers = headers;
+    resp.header_count = count;
+    http_respond(job->x, &resp);
+    job->x = NULL;
+    /* The exchange may be freed from now on: so is everything req borrowed from it. */
+    lua_request_invalidate(job->req);
+}
+
+/* ---- running -------------------------------------------------------------------------------- */
+
+void job_free(struct job *job)
+{
+    struct worker *w = job->w;
+    struct script_state *st = job->st;
+    lua_State *L = st->L;
+    timer_stop(&w->timers, &job->deadline);
+    if (job->wait && job->wait != &wait_turn)
+        job->wait->cancel(job);
+    if (job->gate_sender)
+        release_gate(job);
+    lua_request_invalidate(job->req);
+    luaL_unref(L, LUA_REGISTRYINDEX, job->req_ref);
+    if (job->co) {
+        lua_task_bind(job->co, NULL);
+        /* A coroutine that ended normally is reset and kept for the next job: creating one per
+         * request was a measurable share of the rest echo benchmark. */
+        if (lua_resetthread(job->co) == LUA_OK &&
+            st->idle_count < sizeof st->idle / sizeof st->idle[0])
+            st->idle[st->idle_count++] = (struct idle_coroutine){job->co, job->co_ref};
+        else
+            luaL_unref(L, LUA_REGISTRYINDEX, job->co_ref);
+    }
+    if (job->prev)
+        job->prev->next = job->next;
+    else
+        w->jobs = job->next;
+    if (job->next)
+        job->next->prev = job->prev;
+    free(job);
+    /* Buffers Lua's string functions allocate are not covered by its emergency collection: when
+     * the state grew by a quarter of its cap since the last full collection, collect now so the
+     * next request has room (memory a script keeps on purpose does not trigger it again). */
+    size_t limit = w->engine->opt.limits.memory_limit;
+    if (limit && lua_state_memory(L) > st->memory_after_gc + limit / 4) {
+        lua_gc(L, LUA_GCCOLLECT);
+        st->memory_after_gc = lua_state_memory(L);
+    }
+    worker_state_released(w, st);
+}
+
+/* Resume the coroutine with the nargs values on top of its stack. It runs until it waits again
+ * or ends; an end answers the request (pipeline.run's results) and frees the job. */
+static void job_resume(struct job *job, int nargs)
+{
+    lua_State *co = job->co;
+    int nres = 0;
+    job->wait = NULL;
+    lua_state_budget_begin(co);
+    int rc = lua_resume(co, job->st->L, nargs, &nres);
+    lua_state_budget_end(co);
+    if (rc == LUA_YIELD) {
+        lua_pop(co, nres);
+        if (job->wait)
+            return; /* parked: its wait resumes it */
+        log_msg(LOG_ERROR, job->id, "a script called coroutine.yield outside a coroutine of "
+                                       "its own; the request is abandoned");
+    } else if (rc == LUA_OK && job->x) {
+        if (nres >= 3 && lua_isinteger(co, -nres))
+            job_answer(job, co, lua_gettop(co) - nres + 1);
+    } else if (rc != LUA_OK) {
+        /* Only a string is read: converting another value would allocate, unprotected. */
+        log_msg(LOG_ERROR, job->id, "the pipeline failed: %s",
+                lua_type(co, -1) == LUA_TSTRING ? lua_tostring(co, -1)
+                : rc == LUA_ERRMEM             ? "not enough memory"
+                                               : "(an error that is not a message)");
+    }
+    if (job->x) {
+        if (job->streaming)
+            http_stream_finish(job->x);
+        else
+            http_respond_error(job->x, 500, "internal_error",
+                               "the request could not be processed; see the log");
+        job->x = NULL;
+    }
+    job_free(job);
+}
+
+void job_resume_with_turn(struct job *job)
+{
+    job->gate_held = 1;
+    job_resume(job, 0);
+}
+
+/* ---- pushing into a Lua state from the loop -------------------------------------------------
+ * Every push can allocate, and an allocation refused by the memory cap raises. Outside a
+ * protected call that would abort the process, so the loop pushes only through push_protected:
+ * the values are built on the state's main thread (idle between events) inside lua_pcall, then
+ * moved. A failure leaves the error value on the main thread's stack. */
+
+/* Run fn(ud) in a protected call on L (a main thread, idle). Returns LUA_OK with fn's results on
+ * L's stack (lua_gettop counts them), or an error code with the error value on top. */
+static int push_protected(lua_State *L, lua_CFunction fn, void *ud)
+{
+    lua_settop(L, 0);
+    lua_pushcfunction(L, fn);
+    lua_pushlightuserdata(L, ud);
+    return lua_pcall(L, 1, LUA_MULTRET, 0);
+}
+
+/* [-0,+n,m] */
+static int l_push_http_result(lua_State *L)
+{
+    const struct outbound_result *result = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    return sb_push_http_result(L, result);
+}
+
+/* ---- what the waits resume with ------------------------------------------------------------- */
+
+static void sleep_fired(struct timer *t)
+{
+    job_resume(JOB_OF(t, sleep_timer), 0);
+}
+
+/* No sleep outlasts the response timeout: inside a message its deadline (armed for the response
+ * timeout) fires first and cancels the sleep; outside one (a hook) the sleep ends after the
+ * response timeout. This also keeps a huge number from overflowing the due time. */
+static void task_sleep(struct lua_task *t, double seconds)
+{
+    struct job *job = (struct job *)t;
+    double longest = job->w->engine->opt.response_timeout;
+    if (job->deadline.slot != TIMER_IDLE)
+        longest += 1;
+    if (!(seconds <= longest))
+        seconds = longest;
+    uint64_t due = timers_now_ms() + (uint64_t)(seconds * 1000.0 + 0.5);
+    if (timer_start(&job->w->timers, &job->sleep_timer, due) == 0)
+        job->wait = &wait_sleep;
+}
+
+static void http_done(void *ctx, const struct outbound_result *result)
+{
+    struct job *job = ctx;
+    lua_State *L = job->st->L;
+    job->call = NULL;
+    if (push_protected(L, l_push_http_result, (void *)result) != LUA_OK) {
+        /* The answer does not fit in the state: the script gets nil and the error (the memory
+         * error's message is preallocated, so nothing here allocates). */
+        log_msg(LOG_ERROR, job->id, "the answer to an outbound HTTP request (%zu bytes) does not "
+                                    "fit in the script's Lua state: %s",
+                result->ok ? result->body_len : (size_t)0,
+                lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "error");
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        lua_settop(L, 2);
+    }
+    int n = lua_gettop(L);
+    if (!lua_checkstack(job->co, n + LUA_MINSTACK)) {
+        lua_settop(L, 0);
+        n = 0;
+    }
+    lua_xmove(L, job->co, n);
+    job_resume(job, n);
+}
+
+static int task_http(struct lua_task *t, const struct outbound_request *req, char *err,
+                     size_t errlen)
+{
+    struct job *job = (struct job *)t;
+    job->call = outbound_start(job->w->outbound, req, http_done, job, err, errlen);
+    if (!job->call)
+        return -1;
+    job->wait = &wait_http;
+    return 0;
+}
+
+/* The message ran out of time: stop what it waits for and resume it into the cancellation,
+ * which the pipeline catches, logs and answers with what was collected. */
+static void deadline_fired(struct timer *t)
+{
+    struct job *job = JOB_OF(t, deadline);
+    snprintf(job->deadline_text, sizeof job->deadline_text,
+             "the message took longer than the response timeout (%g s)",
+             job->w->engine->opt.response_timeout);
+    job->task.cancelled = job->deadline_text;
+    if (job->wait && job->wait->cancel(job))
+        job_resume(job, 0);
+}
+
+static const struct lua_task_ops task_ops = {.sleep = task_sleep, .http = task_http};
+
+/* ---- starting ------------------------------------------------------------------------------- */
+
+struct job_prepare {
+    struct job *job;
+    const struct route_match *m;
+};
+
+/* What pipeline.run gets, built on the state's main thread: the job's coroutine (a new one
+ * unless one was reused), then run, kind, channel, req, method, path.  [-0,+6,m] */
+static int l_job_prepare(lua_State *L)
+{
+    struct job_prepare *p = lua_touserdata(L, 1);
+    struct job *job = p->job;
+    const struct route_match *m = p->m;
+    struct script_state *st = job->st;
+    lua_settop(L, 0);
+    if (!job->co) {
+        lua_State *co = lua_newthread(L);
+        job->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        job->co = co;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, st->run_ref);
+    lua_pushstring(L, m->kind == ROUTE_WEBHOOK ? "webhook" : "route");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, st->channel_refs[m->channel]);
+    struct lua_request *req = lua_request_push(L, job->x, job->r);
+    lua_pushvalue(L, -1);
+    job->req_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    job->req = req;
+    lua_pushstring(L, m->route ? m->route->method : job->r->method);
+    lua_pushstring(L, m->route ? m->route->path : "/webhook");
+    return 6;
+}
+
+void job_start(struct worker *w, struct http_exchange *x, const struct http_request *r,
+               const struct route_match *m)
+{
+    struct job *job = calloc(1, sizeof *job);
+    if (!job) {
+        http_respond_error(x, 503, "overloaded", "out of memory");
+        return;
+    }
+    struct script_state *st = w->lua;
+    lua_State *L = st->L;
+    job->w = w;
+    job->st = st;
+    st->jobs++;
+    job->x = x;
+    job->r = r;
+    job->co_ref = job->req_ref = LUA_NOREF;
+    job->sleep_timer = TIMER_INIT(sleep_fired);
+    job->deadline = TIMER_INIT(deadline_fired);
+    job->gate.wake = job_gate_wake;
+    snprintf(job->id, sizeof job->id, "%s", r->id);
+    job->task.request_id = job->id;
+    job->task.ops = &task_ops;
+    job->next = w->jobs;
+    if (w->jobs)
+        w->jobs->prev = job;
+    w->jobs = job;
+    if (st->idle_count > 0) {
+        st->idle_count--;
+        job->co = st->idle[st->idle_count].co;
+        job->co_ref = st->idle[st->idle_count].ref;
+    }
+
+    struct job_prepare prepare = {job, m};
+    if (push_protected(L, l_job_prepare, &prepare) != LUA_OK) {
+        log_msg(LOG_ERROR, job->id, "%s %s: no memory left in the channel's Lua state for a new "
+                                    "request (server.lua_memory_limit): %s",
+                r->method, r->path, lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "");
+        lua_settop(L, 0);
+        http_respond_error(x, 503, "overloaded",
+                           "the channel's Lua state has no memory left for this request; "
+                           "try again later");
+        job->x = NULL;
+        job_free(job);
+        return;
+    }
+    job->task.co = job->co;
+    lua_task_bind(job->co, &job->task);
+    lua_xmove(L, job->co, 6); /* a new or reset coroutine has room for them */
+    job_resume(job, 5);
+}
