@@ -58,6 +58,17 @@ int sb_yield_wait(lua_State *L);
  * nil and an error message. Returns the number of values pushed. */
 int sb_push_http_result(lua_State *L, const struct outbound_result *r);
 
+/* The task of the running coroutine when it may wait; else raises naming `what` (outside a
+ * request's own coroutine, or when the task was cancelled). */
+struct lua_task *sb_waiting_task(lua_State *L, const char *what);
+
+/* The families of the module, each in a file of its own (called by luaopen_switchboard):
+ * push the sb.http table; add sb.strip, sb.urlencode and sb.urldecode to the table on top. */
+void lua_sb_http_open(lua_State *L);
+void lua_sb_text_register(lua_State *L);
+/* Push sb.urlencode(value at idx).  [-0,+1,e] */
+void sb_push_urlencoded(lua_State *L, int idx);
+
 /* Raise an HTTP error: a table {status=, error=code, message=} with the module's metatable.
  * The pipeline answers it as {"error": code, "message": message} with that status. */
 int sb_raise_http_error(lua_State *L, int status, const char *code, const char *fmt, ...);
