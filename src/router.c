@@ -7,8 +7,9 @@
 
 #define WEBHOOKS_PREFIX "/webhooks/"
 
-int route_parse(const char *spec, struct route *out)
+int route_parse(const char *text, struct route *out)
 {
+    const char *spec = text;
     memset(out, 0, sizeof *out);
     while (isspace((unsigned char)*spec))
         spec++;
@@ -30,20 +31,31 @@ int route_parse(const char *spec, struct route *out)
         len--;
     if (len == 0 || path[0] != '/')
         return -1;
-    if (len > 1 && path[len - 1] == '/')
+    while (len > 1 && path[len - 1] == '/')
         len--;
     out->path = strndup(path, len);
-    return out->path ? 0 : -1;
+    out->spec = strdup(text);
+    if (!out->path || !out->spec) {
+        route_free(out);
+        return -1;
+    }
+    return 0;
+}
+
+void route_free(struct route *r)
+{
+    free(r->path);
+    r->path = NULL;
+    free(r->spec);
+    r->spec = NULL;
 }
 
 void route_table_free(struct route_table *t)
 {
     for (size_t i = 0; i < t->count; i++) {
         struct route_channel *c = &t->channels[i];
-        for (size_t j = 0; j < c->count; j++) {
-            free(c->routes[j].path);
-            c->routes[j].path = NULL;
-        }
+        for (size_t j = 0; j < c->count; j++)
+            route_free(&c->routes[j]);
         free(c->routes);
         c->routes = NULL;
         free(c->name);

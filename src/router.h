@@ -18,10 +18,13 @@ enum route_kind {
 };
 
 /* One "METHOD /path" a channel declares. `path` is below /webhooks/<name>, starts with '/' and
- * has no trailing slash ("/" for the channel's root). */
+ * has no trailing slash ("/" for the channel's root). `spec` is the key exactly as the channel
+ * wrote it in channel.routes: the pipeline looks the handler up by it, so the syntax is parsed
+ * here only. */
 struct route {
     char method[16];
     char *path;
+    char *spec;
 };
 
 struct route_channel {
@@ -42,9 +45,11 @@ struct route_match {
     char allow[128];          /* ROUTE_METHOD_NOT_ALLOWED: value of the Allow header */
 };
 
-/* Parse "POST /webhook" (any amount of space, trailing slash optional) into a route.
- * Returns 0, or -1 when the text is not "METHOD /path". The route's path is malloc'ed. */
+/* Parse "POST /webhook" (any amount of space, trailing slashes optional) into a route.
+ * Returns 0, or -1 when the text is not "METHOD /path" (out then owns nothing). The route's path
+ * and spec are malloc'ed: route_free frees them. */
 int route_parse(const char *spec, struct route *out);
+void route_free(struct route *r);
 void route_table_free(struct route_table *t);
 
 /* HEAD matches like GET. A trailing slash is optional everywhere. */

@@ -16,7 +16,8 @@ static void parses_as(const char *spec, const char *method, const char *path)
     CHECK(route_parse(spec, &r) == 0);
     CHECK_STR(r.method, method);
     CHECK_STR(r.path, path);
-    free(r.path); r.path = NULL;
+    CHECK_STR(r.spec, spec);                          /* the key as written, for the pipeline */
+    route_free(&r);
 }
 
 static int refused(const char *spec)
@@ -26,10 +27,10 @@ static int refused(const char *spec)
 
     if (rc == 0) {
         fprintf(stderr, "route_parse accepted \"%s\"\n", spec);
-        free(r.path); r.path = NULL;
+        route_free(&r);
         return 0;
     }
-    return r.path == NULL; /* nothing left to free on failure */
+    return r.path == NULL && r.spec == NULL; /* nothing left to free on failure */
 }
 
 static void test_parse(void)
@@ -41,6 +42,8 @@ static void test_parse(void)
     parses_as("Delete /a/b", "DELETE", "/a/b");
     parses_as("GET /x/", "GET", "/x");                 /* a trailing slash is dropped */
     parses_as("GET /a/b/", "GET", "/a/b");
+    parses_as("GET /a//", "GET", "/a");                /* every trailing slash (found by fuzzing) */
+    parses_as("GET //", "GET", "/");
     parses_as("  PUT \t  /x  ", "PUT", "/x");         /* any amount of space */
     parses_as("OPTIONS /", "OPTIONS", "/");
 
