@@ -30,6 +30,8 @@ function channel.init(config)
   local url = p:url("url", { required = true, hint = "where to POST the bot's messages" })
   local query = query_of(p)
   channel.url = query and (url .. (url:find("?", 1, true) and "&" or "?") .. query) or url
+  -- Logs name the URL without its query: the token may be there.
+  channel.shown_url = url:match("^[^?#]*")
   channel.headers = {}
   for k, v in pairs(p:map("headers") or {}) do channel.headers[k] = tostring(v) end
   local auth = p:map("basic_auth")
@@ -49,10 +51,10 @@ local function post(shape)
     timeout = channel.timeout,
   })
   if not res then
-    error(("callback POST to %s failed: %s"):format(channel.url, err), 0)
+    error(("callback POST to %s failed: %s"):format(channel.shown_url, err), 0)
   end
   if not util.succeeded(res) then
-    error(("callback POST to %s answered %d"):format(channel.url, res.status), 0)
+    error(("callback POST to %s answered %d"):format(channel.shown_url, res.status), 0)
   end
 end
 

@@ -142,6 +142,21 @@ class MoreCallbackTests(unittest.TestCase):
                 error_line(host, headers["x-request-id"], "callback")
                 self.assertEqual(host.request("GET", "/webhooks/callback/")[0], 200)
 
+    def test_a_failing_post_does_not_log_the_token(self):
+        # Secrets from credentials.yml never appear in the log: the token travels in the query,
+        # so errors name the URL without it.
+        port = dead_port()
+        with StandIn(rasa_bot) as bot:
+            credentials = ("callback:\n  url: http://127.0.0.1:%d/hook?a=1\n"
+                           "  token: s3cr3t-tok\n" % port)
+            with Host(cwd=project({"credentials.yml": credentials,
+                                   "endpoints.yml": http_bot_endpoints(bot.url("/bot"))})) as host:
+                status, headers, body = host.post_json(WEBHOOK, {"sender": "t", "message": "x"})
+                self.assertEqual((status, body), (200, "success"))
+                line = error_line(host, headers["x-request-id"], "callback POST to [^\\n]*").group(0)
+                self.assertIn("http://127.0.0.1:%d/hook failed" % port, line)
+                self.assertNotIn("s3cr3t-tok", host.log())
+
     def test_lua_bot_messages_are_posted(self):
         bot = ('local bot = {}\n'
                'function bot.handle(msg, out)\n'
