@@ -1,12 +1,15 @@
 -- The slack channel (SPEC §8), the counterpart of Rasa's SlackInput (incoming) and SlackBot
 -- (replies). docs/channels/slack.md is the user's guide; this header is the maintainer's summary.
 --
--- Incoming: Slack's Events API posts JSON (`url_verification`, `event_callback`) and its
+-- Incoming: Slack's Events API posts JSON (`url_verification`, `event_callback`); its
 -- interactivity posts a form whose `payload` field is JSON (`block_actions`, legacy
--- `interactive_message`). Every request must carry a valid `X-Slack-Signature` (HMAC-SHA256 of
--- "v0:<timestamp>:<raw body>" with the signing secret) and a timestamp within 5 minutes, else 400.
--- The channel is async: Slack wants an answer within 3 s, so the answer (200, empty) goes out
--- before the bot runs.
+-- `interactive_message`; shortcuts and `view_submission` are answered, not processed); a slash
+-- command posts a plain form (`command`, `text`, `user_id`, `channel_id`, `response_url`, ...).
+-- Every request must carry a valid `X-Slack-Signature` (HMAC-SHA256 of
+-- "v0:<timestamp>:<raw body>" with the signing secret) and a timestamp within 5 minutes, else 400,
+-- except Slack's `ssl_check=1` probe, which is unsigned and answered 200 without processing, as
+-- Bolt does. The channel is async: Slack wants an answer within 3 s, so the answer (200, empty)
+-- goes out before the bot runs.
 --
 -- Replies: one chat.postMessage per reply (per part of a text split on blank lines), to the
 -- conversation the message came from (see `target`), in its thread when `use_threads` is set.
@@ -68,7 +71,21 @@ end
 
 -- ---- verification ----------------------------------------------------------------------------
 
+local function is_form(req)
+  local content_type = (req.headers["content-type"] or ""):lower()
+  return content_type:find("application/x-www-form-urlencoded", 1, true) ~= nil
+end
+
+-- Slack's probe of a slash command's URL (`ssl_check=1&token=...`) comes unsigned. Bolt answers
+-- it without a signature; so does this channel, and receive() then processes nothing in it.
+local function is_ssl_check(req)
+  return is_form(req) and req.form.ssl_check == "1"
+end
+
 function channel.verify(req)
+  if is_ssl_check(req) then
+    return true
+  end
   local headers = req.headers
   local timestamp = headers["x-slack-request-timestamp"]
   local signature = headers["x-slack-signature"]
@@ -109,6 +126,13 @@ end
 local function ignore(reason)
   sb.log.debug("slack: ignored: %s", reason)
   return {}, { status = 200, body = "ignored: " .. reason, content_type = "text/plain" }
+end
+
+-- A form (interactivity, slash command, ssl_check) that is answered and not processed: an empty
+-- 200, as Bolt's ack() gives. Slack shows any other answer to a view_submission as an error.
+local function acknowledge(reason)
+  sb.log.debug("slack: answered, not processed: %s", reason)
+  return {}, { status = 200, body = "" }
 end
 
 -- One conversation per sender, per sender and channel, or per sender, channel and thread, with
@@ -262,32 +286,30 @@ local ACTION_VALUE = {
   timepicker = function(a) return a.selected_time end,
 }
 
-local function receive_interactive(req)
-  local raw = req.form.payload
-  if not nonempty_string(raw) then
-    sb.http_error(400, "invalid_body", "a form-encoded Slack request needs a `payload` field")
-  end
+local function receive_interactive(raw)
   local ok, payload = pcall(json.decode, raw)
   if not ok or type(payload) ~= "table" then
     sb.http_error(400, "invalid_payload", "the `payload` field is not a JSON object")
   end
   local action = field(payload.actions, 1)
   if type(action) ~= "table" then
-    return ignore("an interactive payload (" .. tostring(payload.type) .. ") without actions")
+    return acknowledge("an interactive payload (" .. tostring(payload.type) ..
+      ") without actions")
   end
   local value_of = ACTION_VALUE[action.type]
   if not value_of then
     sb.log.warn("slack: interactive component of type '%s' is not supported; ignored",
       tostring(action.type))
-    return ignore("interactive component type " .. tostring(action.type))
+    return acknowledge("interactive component type " .. tostring(action.type))
   end
   local text = value_of(action)
   if not nonempty_string(text) then
-    return ignore("an interactive " .. tostring(action.type) .. " without a value (a link button?)")
+    return acknowledge("an interactive " .. tostring(action.type) ..
+      " without a value (a link button?)")
   end
   local user = string_or_nil(field(payload.user, "id"))
   if not user then
-    return ignore("an interactive payload without a user")
+    return acknowledge("an interactive payload without a user")
   end
   local message, container = payload.message, payload.container
   local users = json.array()
@@ -307,10 +329,54 @@ local function receive_interactive(req)
   } }
 end
 
+-- What a slash command's form carries besides the user, channel, command and text, kept in
+-- the metadata under Slack's names (not `token`: the deprecated verification token).
+local COMMAND_FIELDS = { "response_url", "trigger_id", "team_id", "channel_name", "user_name",
+  "api_app_id", "enterprise_id" }
+
+-- A slash command: the text is the command and its text ("/weather Paris"), cleaned as a
+-- message's text is; replies go to its channel like any other message's (no thread: a command
+-- is not a message).
+local function receive_command(form)
+  local user = string_or_nil(form.user_id)
+  if not user then
+    return acknowledge("a slash command without a user_id")
+  end
+  local command = form.command
+  local argument = clean_text(form.text or "", {})
+  local users = json.array()
+  users[1] = user
+  local metadata = { out_channel = string_or_nil(form.channel_id), command = command,
+    users = users }
+  for _, key in ipairs(COMMAND_FIELDS) do
+    metadata[key] = string_or_nil(form[key])
+  end
+  return { {
+    sender_id = conversation_id(user, metadata.out_channel, nil),
+    text = argument ~= "" and (command .. " " .. argument) or command,
+    metadata = metadata,
+  } }
+end
+
+local function receive_form(req)
+  local form = req.form
+  if is_ssl_check(req) then
+    return acknowledge("ssl_check")
+  end
+  if nonempty_string(form.payload) then
+    return receive_interactive(form.payload)
+  end
+  if nonempty_string(form.command) then
+    return receive_command(form)
+  end
+  sb.http_error(400, "invalid_body",
+    "a form-encoded Slack request needs a `payload` field (interactivity) or a `command` " ..
+    "(a slash command)")
+end
+
 function channel.receive(req)
-  local content_type = (req.headers["content-type"] or ""):lower()
-  if content_type:find("application/x-www-form-urlencoded", 1, true) then
-    return receive_interactive(req)
+  if is_form(req) then
+    return receive_form(req)
   end
   return receive_event(req)
 end

@@ -3,15 +3,20 @@ _telegram, _twilio; test_callback.py for its startup check): the recorded fixtur
 Lua bot and the host that runs it, waiting for what the bot got and for the calls a platform API
 stand-in received, and the check of a start that credentials.yml refuses.
 
-The host and the stand-in of one test class are managed by standins.StandInHostCase."""
+The host and the stand-in of one test class are managed by standins.StandInHostCase.
+
+sdk() runs the outside checks in tests/sdk/: node scripts over the platforms' official SDKs."""
 import json
 import os
 import re
+import shutil
+import subprocess
 import time
 
 from util import error_lines, make_project, run_to_exit, serve
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
+SDK = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sdk")
 
 
 # ---- fixtures -----------------------------------------------------------------------------------
@@ -121,3 +126,30 @@ def assert_refused(test, credentials, *words):
         line = startup_error(test, run_to_exit(command, cwd=folder))
         for word in ("credentials.yml",) + words:
             test.assertIn(word, line)
+
+
+# ---- outside checks with the official SDKs ------------------------------------------------------
+
+# The npm packages tests/sdk/package.json pins; tests/sdk/node_modules holds them after npm ci.
+SDK_PACKAGES = ("twilio", os.path.join("@slack", "bolt"))
+
+
+def sdk(script, data, timeout=60.0):
+    """Runs `node tests/sdk/<script>` with `data` as JSON on its standard input and returns the
+    JSON it writes. Fails (it does not skip) when node or the SDKs are not installed: the checks
+    are part of the suite."""
+    missing = [p for p in SDK_PACKAGES if not os.path.isdir(os.path.join(SDK, "node_modules", p))]
+    if missing:
+        raise AssertionError("the official SDKs are not installed (%s missing from "
+                             "tests/sdk/node_modules): run `npm ci --prefix tests/sdk`"
+                             % ", ".join(missing))
+    node = shutil.which("node")
+    if node is None:
+        raise AssertionError("node is not installed: the outside checks in tests/sdk need "
+                             "node 20 and `npm ci --prefix tests/sdk`")
+    result = subprocess.run([node, os.path.join(SDK, script)], input=json.dumps(data),
+                            capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise AssertionError("node tests/sdk/%s failed (exit %s):\n%s"
+                             % (script, result.returncode, result.stderr))
+    return json.loads(result.stdout)

@@ -13,7 +13,7 @@ import unittest
 import urllib.parse
 
 import channel_fixtures
-from channel_fixtures import (assert_refused, credentials_yml, serve_bot, wait_bot_got,
+from channel_fixtures import (assert_refused, credentials_yml, sdk, serve_bot, wait_bot_got,
                               wait_requests)
 from standins import Reply, StandInHostCase, error_line
 
@@ -90,6 +90,32 @@ def form_body(name, **action_changes):
     payload = json.loads(fixture(name))
     payload["actions"][0].update(action_changes)
     return ("payload=" + urllib.parse.quote_plus(json.dumps(payload))).encode()
+
+
+FORM = "application/x-www-form-urlencoded"
+
+
+def command_body(**changes):
+    """The recorded slash command (fixtures/slack/slash_command.txt) with fields changed (None
+    removes one), form-encoded in Slack's field order."""
+    fields = urllib.parse.parse_qsl(fixture("slash_command.txt").decode(), keep_blank_values=True)
+    fields = [(k, changes.pop(k, v)) for k, v in fields] + list(changes.items())
+    return urllib.parse.urlencode([(k, v) for k, v in fields if v is not None]).encode()
+
+
+def payload_body(name, **changes):
+    """An interactive payload fixture, with top-level keys changed, as Slack posts it."""
+    payload = json.loads(fixture(name))
+    payload.update(changes)
+    return ("payload=" + urllib.parse.quote_plus(json.dumps(payload))).encode()
+
+
+def bolt(*requests):
+    """The official check (tests/sdk/slack_check.js): each request (body bytes, signed or not)
+    with the headers Slack sends, signed as @slack/bolt verifies them, and the answer a Bolt app
+    whose listeners only ack() gives to it: [{"headers", "valid", "bolt": {"status", "body"}}]."""
+    return sdk("slack_check.js", {"signing_secret": SECRET, "requests": [
+        {"body": body.decode(), "content_type": FORM, "sign": sign} for body, sign in requests]})
 
 
 def signed(body, secret=SECRET, timestamp=None, content_type="application/json"):
@@ -468,6 +494,75 @@ class InteractiveTests(SlackTestCase):
         self.assertEqual(json.loads(data)["error"], "invalid_body")
 
 
+class SlashCommandTests(SlackTestCase):
+    """Slash commands, Slack's ssl_check probe, shortcuts and view submissions, signed (or not)
+    by the official SDK's rules, answered as a Bolt app answers them."""
+    params = {"slack_channel": "C0CONFIG1"}
+
+    def post_as(self, checked):
+        """POST the body with the headers slack_check.js gave: (status, body, seconds)."""
+        status, _, data, took = self.post(checked["body"], headers=checked["headers"],
+                                          sign=False, content_type=FORM)
+        return status, data, took
+
+    def answered_as_bolt(self, *requests):
+        """Posts each request and checks the channel's status and body are Bolt's."""
+        results = bolt(*requests)
+        for (body, sign), checked in zip(requests, results):
+            self.assertEqual(checked["valid"], sign, checked)
+            status, data, took = self.post_as(dict(checked, body=body))
+            self.assertEqual((status, data.decode()),
+                             (checked["bolt"]["status"], checked["bolt"]["body"]), body)
+            self.assertLess(took, 2.0)
+        return results
+
+    def test_a_slash_command_reaches_the_bot_and_is_answered_in_its_channel(self):
+        self.answered_as_bolt((fixture("slash_command.txt"), True))
+        got = self.bot_got("/weather Paris & Lyon")
+        self.assertEqual(got, {
+            "text": "/weather Paris & Lyon", "sender_id": "U061F7AUR", "input_channel": "slack",
+            "metadata": {
+                "out_channel": "C0LAN2Q65", "command": "/weather",
+                "response_url":
+                    "https://hooks.slack.com/commands/T061EG9R6/1234567890/ZmFrZXJlc3BvbnNldXJs",
+                "trigger_id": "1700001000.61001.9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e",
+                "team_id": "T061EG9R6", "channel_name": "general", "user_name": "ada",
+                "api_app_id": "A0PNCHHK2", "enterprise_id": "E0001", "users": ["U061F7AUR"]}})
+        rec = self.wait_posts(lambda b: b.get("text") == "/weather Paris & Lyon")[0]
+        self.assert_slack_call(rec)
+        self.assertEqual(rec.json["channel"], "C0LAN2Q65")
+        self.assertNotIn("thread_ts", rec.json)
+
+    def test_a_slash_command_without_text_is_the_command(self):
+        self.answered_as_bolt((command_body(command="/forecast", text="", user_id="U0NOARGS"),
+                               True))
+        self.assertEqual(self.bot_got("/forecast")["sender_id"], "U0NOARGS")
+
+    def test_an_unsigned_slash_command_is_refused(self):
+        body = command_body(text="marker unsigned command", user_id="U0UNSIGNED")
+        [checked] = bolt((body, False))
+        self.assertGreaterEqual(checked["bolt"]["status"], 400)  # Bolt refuses it too
+        status, data, _ = self.post_as(dict(checked, body=body))
+        self.assertEqual(status, 400)
+        self.assertEqual(json.loads(data)["error"], "invalid_signature")
+        self.assert_not_processed("marker unsigned command")
+
+    def test_ssl_check_is_answered_200_signed_or_not_and_never_processed(self):
+        smuggled = command_body(ssl_check="1", text="marker smuggled", user_id="U0SMUGGLE")
+        self.answered_as_bolt((b"ssl_check=1&token=gIkuvaNzQIHg97ATvDxqgjtO", False),
+                              (b"ssl_check=1&token=gIkuvaNzQIHg97ATvDxqgjtO", True),
+                              (smuggled, False))
+        self.assert_not_processed("marker smuggled")
+
+    def test_shortcuts_and_view_submissions_get_an_empty_200(self):
+        self.answered_as_bolt(
+            (payload_body("shortcut.json", callback_id="marker_shortcut"), True),
+            (payload_body("message_action.json", callback_id="marker_message_action"), True),
+            (payload_body("view_submission.json", trigger_id="marker_view"), True))
+        for marker in ("marker_shortcut", "marker_message_action", "marker_view"):
+            self.assert_not_processed(marker)
+
+
 class ReplyTests(SlackTestCase):
     """Sender granularity, no threads; the commands are written in slack_channel, so Rasa and
     this channel both answer there."""
@@ -591,6 +686,16 @@ class ChannelGranularityTests(SlackTestCase):
         self.post(event_body("app_mention.json", text="<@U0BOTUSER> thread me", user="U0THREAD"))
         rec = self.wait_posts(lambda b: b.get("text") == "thread me")[0]
         self.assertEqual(rec.json["thread_ts"], "1700000100.000200")
+
+
+    def test_a_slash_command_is_a_conversation_in_its_channel_without_a_thread(self):
+        body = command_body(text="in channel", user_id="U0SLASHCH")
+        status, _, data, _ = self.post(body, content_type=FORM)
+        self.assertEqual((status, data), (200, b""))
+        self.assertEqual(self.bot_got("/weather in channel")["sender_id"], "U0SLASHCH_C0LAN2Q65")
+        rec = self.wait_posts(lambda b: b.get("text") == "/weather in channel")[0]
+        self.assertEqual(rec.json["channel"], "C0LAN2Q65")
+        self.assertNotIn("thread_ts", rec.json)  # a command has no message to thread under
 
 
 class ThreadGranularityTests(SlackTestCase):

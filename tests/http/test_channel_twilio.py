@@ -9,7 +9,7 @@ import unittest
 import urllib.parse
 
 import channel_fixtures
-from channel_fixtures import check, credentials_yml, serve_bot, startup_error
+from channel_fixtures import check, credentials_yml, sdk, serve_bot, startup_error
 from standins import Reply, StandIn, StandInHostCase, error_line
 
 WEBHOOK = "/webhooks/twilio/webhook"
@@ -218,6 +218,178 @@ class TwilioTests(StandInHostCase):
         status, _, _, _ = self.post({}, body=body + " ", path=path, signature=signature,
                                     headers={"Content-Type": "application/json"})
         self.assertEqual(status, 403)
+
+    # -- the official library's verdicts (tests/sdk/twilio_check.js) -------------------------
+
+    # (what is checked, the URL Twilio signed, the scheme, host and target the request arrives
+    # with). The host is the public one (X-Forwarded-Proto/-Host, as behind a proxy).
+    URL_SPELLINGS = [
+        ("' signed, %27 received", "https://bot.example.com" + WEBHOOK + "?name=O'Brien",
+         "https", "bot.example.com", WEBHOOK + "?name=O%27Brien"),
+        ("%27 signed, ' received", "https://bot.example.com" + WEBHOOK + "?name=O%27Brien",
+         "https", "bot.example.com", WEBHOOK + "?name=O'Brien"),
+        ("' in both", "https://bot.example.com" + WEBHOOK + "?name=O'Brien",
+         "https", "bot.example.com", WEBHOOK + "?name=O'Brien"),
+        ("another value", "https://bot.example.com" + WEBHOOK + "?name=O'Brien",
+         "https", "bot.example.com", WEBHOOK + "?name=O'Neil"),
+        ("default port signed, none received", "https://bot.example.com:443" + WEBHOOK + "?a=1",
+         "https", "bot.example.com", WEBHOOK + "?a=1"),
+        ("no port signed, default received", "https://bot.example.com" + WEBHOOK + "?a=1",
+         "https", "bot.example.com:443", WEBHOOK + "?a=1"),
+        ("' signed with the port, %27 received without",
+         "https://bot.example.com:443" + WEBHOOK + "?n=it's", "https", "bot.example.com",
+         WEBHOOK + "?n=it%27s"),
+        ("other port signed and received", "https://bot.example.com:8443" + WEBHOOK,
+         "https", "bot.example.com:8443", WEBHOOK),
+        ("no port signed, other port received", "https://bot.example.com" + WEBHOOK,
+         "https", "bot.example.com:8443", WEBHOOK),
+        ("default port signed, other port received", "https://bot.example.com:443" + WEBHOOK,
+         "https", "bot.example.com:8443", WEBHOOK),
+        ("http port signed on https", "https://bot.example.com:80" + WEBHOOK,
+         "https", "bot.example.com", WEBHOOK),
+        ("default port written 0443", "https://bot.example.com" + WEBHOOK,
+         "https", "bot.example.com:0443", WEBHOOK),
+        ("http signed, https received", "http://bot.example.com" + WEBHOOK,
+         "https", "bot.example.com", WEBHOOK),
+        ("host in capitals received", "https://bot.example.com" + WEBHOOK,
+         "https", "BOT.Example.com", WEBHOOK),
+        ("host in capitals signed", "https://BOT.Example.com" + WEBHOOK,
+         "https", "bot.example.com", WEBHOOK),
+        ("%20 signed, + received", "https://bot.example.com" + WEBHOOK + "?q=a%20b",
+         "https", "bot.example.com", WEBHOOK + "?q=a+b"),
+        ("+ signed, %20 received", "https://bot.example.com" + WEBHOOK + "?q=a+b",
+         "https", "bot.example.com", WEBHOOK + "?q=a%20b"),
+        ("~ signed, %7E received", "https://bot.example.com" + WEBHOOK + "?q=~x",
+         "https", "bot.example.com", WEBHOOK + "?q=%7Ex"),
+        ("%7E signed, ~ received", "https://bot.example.com" + WEBHOOK + "?q=%7Ex",
+         "https", "bot.example.com", WEBHOOK + "?q=~x"),
+        ("upper-case hex signed, lower-case received",
+         "https://bot.example.com" + WEBHOOK + "?city=Z%C3%BCrich", "https", "bot.example.com",
+         WEBHOOK + "?city=Z%c3%bcrich"),
+        ("lower-case hex signed, upper-case received",
+         "https://bot.example.com" + WEBHOOK + "?city=Z%c3%bcrich", "https", "bot.example.com",
+         WEBHOOK + "?city=Z%C3%BCrich"),
+        ("quote and brackets", "https://bot.example.com" + WEBHOOK + "?q=%22%3Cb%3E%22",
+         "https", "bot.example.com", WEBHOOK + '?q="<b>"'),
+        ("reserved characters re-encoded", "https://bot.example.com" + WEBHOOK +
+         "?next=%2Fa%2Fb%3Fc%3D1&at=%40", "https", "bot.example.com",
+         WEBHOOK + "?next=/a/b?c=1&at=@"),
+        ("repeated names grouped", "https://bot.example.com" + WEBHOOK + "?a=1&a=3&b=2",
+         "https", "bot.example.com", WEBHOOK + "?a=1&b=2&a=3"),
+        ("names in another order", "https://bot.example.com" + WEBHOOK + "?a=1&b=2",
+         "https", "bot.example.com", WEBHOOK + "?b=2&a=1"),
+        ("index-like names first", "https://bot.example.com" + WEBHOOK + "?1=y&2=x&b=1",
+         "https", "bot.example.com", WEBHOOK + "?b=1&2=x&1=y"),
+        ("a name without =", "https://bot.example.com" + WEBHOOK + "?flag=&x=1",
+         "https", "bot.example.com", WEBHOOK + "?flag&x=1"),
+        ("empty pairs dropped", "https://bot.example.com" + WEBHOOK + "?a=1&b=2",
+         "https", "bot.example.com", WEBHOOK + "?a=1&&b=2&"),
+        ("a bad escape kept as text", "https://bot.example.com" + WEBHOOK + "?p=100%25zz",
+         "https", "bot.example.com", WEBHOOK + "?p=100%zz"),
+        ("bytes that are not UTF-8", "https://bot.example.com" + WEBHOOK + "?b=%EF%BF%BDx",
+         "https", "bot.example.com", WEBHOOK + "?b=%FFx"),
+        ("a surrogate's bytes", "https://bot.example.com" + WEBHOOK +
+         "?b=%EF%BF%BD%EF%BF%BD%EF%BF%BD", "https", "bot.example.com", WEBHOOK + "?b=%ED%A0%80"),
+        ("a cut-off sequence", "https://bot.example.com" + WEBHOOK + "?b=%EF%BF%BDx",
+         "https", "bot.example.com", WEBHOOK + "?b=%E2%82x"),
+        ("the largest index name first", "https://bot.example.com" + WEBHOOK +
+         "?4294967294=a&x=1", "https", "bot.example.com", WEBHOOK + "?x=1&4294967294=a"),
+        ("a name past the indexes keeps its place", "https://bot.example.com" + WEBHOOK +
+         "?4294967295=a&x=1", "https", "bot.example.com", WEBHOOK + "?x=1&4294967295=a"),
+        ("a name with a leading zero keeps its place", "https://bot.example.com" + WEBHOOK +
+         "?07=a&x=1", "https", "bot.example.com", WEBHOOK + "?x=1&07=a"),
+        ("an empty port", "https://bot.example.com" + WEBHOOK,
+         "https", "bot.example.com:", WEBHOOK),
+        ("an IPv4 address as received", "http://10.0.0.5:5005" + WEBHOOK,
+         "http", "10.0.0.5:5005", WEBHOOK),
+        ("an IPv4 address in a short spelling", "http://10.0.0.5:5005" + WEBHOOK,
+         "http", "10.5:5005", WEBHOOK),
+        ("an IPv4 address in octal and hex", "http://10.0.0.5" + WEBHOOK,
+         "http", "012.0x0.0.05", WEBHOOK),
+        ("a host ending in a bad number", "http://example.08" + WEBHOOK + "?a='",
+         "http", "example.08", WEBHOOK + "?a=%27"),
+        ("a trailing dot kept", "https://bot.example.com." + WEBHOOK + "?a='",
+         "https", "bot.example.com.", WEBHOOK + "?a=%27"),
+        ("an escaped letter in the path", "https://bot.example.com" + WEBHOOK,
+         "https", "bot.example.com", "/webhooks/twilio/%77ebhook"),
+        ("an escaped letter in the path as signed",
+         "https://bot.example.com/webhooks/twilio/%77ebhook?a=%27", "https", "bot.example.com",
+         "/webhooks/twilio/%77ebhook?a='"),
+        ("braces re-encoded", "https://bot.example.com" + WEBHOOK + "?v=%7B%7D",
+         "https", "bot.example.com", WEBHOOK + "?v={}"),
+        ("an empty query", "https://bot.example.com" + WEBHOOK,
+         "https", "bot.example.com", WEBHOOK + "?"),
+        ("the query dropped", "https://bot.example.com" + WEBHOOK + "?a=1",
+         "https", "bot.example.com", WEBHOOK),
+    ]
+
+    def assert_same_verdicts(self, cases, official, send):
+        """Posts each case with the official library's signature through send(i, case, signature)
+        -> status, and checks the channel accepts (204) exactly what the library accepts."""
+        verdicts = []
+        for i, (case, answer) in enumerate(zip(cases, official)):
+            status = send(i, case, answer["signature"])
+            self.assertIn(status, (204, 403), case[0])
+            verdicts.append((case[0], answer["valid"], status == 204))
+        differ = [(name, lib) for name, lib, ours in verdicts if lib != ours]
+        self.assertEqual(differ, [], "cases where the channel and twilio.validateRequest "
+                         "disagree (name, the library's verdict)")
+        return {name: lib for name, lib, _ in verdicts}
+
+    def test_url_spellings_the_official_library_accepts(self):
+        params = self.sms("+14155550940", "spellings")
+
+        def send(i, case, signature):
+            _, _, proto, host, target = case
+            status, _, _, _ = self.post(dict(params, MessageSid="SMspelling%d" % i),
+                                        signature=signature, path=target, headers={
+                                            "X-Forwarded-Proto": proto, "X-Forwarded-Host": host})
+            return status
+
+        # The signature covers MessageSid: sign what is sent.
+        official = sdk("twilio_check.js", {"auth_token": AUTH_TOKEN, "cases": [
+            {"signed_url": signed, "url": "%s://%s%s" % (proto, host, target),
+             "params": dict(params, MessageSid="SMspelling%d" % i)}
+            for i, (_, signed, proto, host, target) in enumerate(self.URL_SPELLINGS)]})
+        verdict = self.assert_same_verdicts(self.URL_SPELLINGS, official, send)
+        # The library accepts both spellings of ' and refuses a changed URL.
+        self.assertTrue(verdict["' signed, %27 received"])
+        self.assertTrue(verdict["%27 signed, ' received"])
+        self.assertFalse(verdict["another value"])
+        self.assertFalse(verdict["http signed, https received"])
+
+    def test_body_sha256_url_spellings_the_official_library_accepts(self):
+        body = json.dumps({"From": "+14155550941", "Body": "json spellings"})
+        digest = hashlib.sha256(body.encode()).hexdigest()
+        cases = [
+            ("as signed", "https://bot.example.com" + WEBHOOK + "?bodySHA256=" + digest,
+             "https", "bot.example.com", WEBHOOK + "?bodySHA256=" + digest),
+            ("default port received", "https://bot.example.com" + WEBHOOK + "?bodySHA256=" +
+             digest, "https", "bot.example.com:443", WEBHOOK + "?bodySHA256=" + digest),
+            ("' signed, %27 received", "https://bot.example.com" + WEBHOOK + "?n=O'B&bodySHA256=" +
+             digest, "https", "bot.example.com", WEBHOOK + "?n=O%27B&bodySHA256=" + digest),
+            ("%27 signed, ' received", "https://bot.example.com" + WEBHOOK + "?n=O%27B&bodySHA256="
+             + digest, "https", "bot.example.com", WEBHOOK + "?n=O'B&bodySHA256=" + digest),
+            ("hash in capitals", "https://bot.example.com" + WEBHOOK + "?bodySHA256=" +
+             digest.upper(), "https", "bot.example.com", WEBHOOK + "?bodySHA256=" + digest.upper()),
+            ("hash of another body", "https://bot.example.com" + WEBHOOK + "?bodySHA256=" +
+             hashlib.sha256(b"{}").hexdigest(), "https", "bot.example.com",
+             WEBHOOK + "?bodySHA256=" + hashlib.sha256(b"{}").hexdigest()),
+        ]
+        official = sdk("twilio_check.js", {"auth_token": AUTH_TOKEN, "cases": [
+            {"signed_url": signed, "url": "%s://%s%s" % (proto, host, target), "body": body}
+            for _, signed, proto, host, target in cases]})
+
+        def send(i, case, signature):
+            _, _, proto, host, target = case
+            status, _, _, _ = self.post({}, body=body, signature=signature, path=target, headers={
+                "Content-Type": "application/json", "X-Forwarded-Proto": proto,
+                "X-Forwarded-Host": host})
+            return status
+
+        verdict = self.assert_same_verdicts(cases, official, send)
+        self.assertTrue(verdict["' signed, %27 received"])
+        self.assertFalse(verdict["hash of another body"])
 
     # -- messages ----------------------------------------------------------------------------
 
