@@ -178,6 +178,7 @@ void lua_request_open(lua_State *L)
         {"__index", l_request_index},
         {"__newindex", l_request_newindex},
         {"__tostring", l_request_tostring},
+        {"__metatable", NULL}, /* false: scripts can neither read nor replace it */
         {NULL, NULL},
     };
     if (luaL_newmetatable(L, REQUEST_MT))

@@ -140,7 +140,22 @@ void lua_state_loaded_files(lua_State *L, void (*fn)(void *ctx, const char *path
     lua_pop(L, 1);
 }
 
-/* package.searchers[2] replacement: like Lua's own file searcher, but loads text only. */
+static struct lua_memory *state_info(lua_State *L);
+
+/* The loader of one of the host's own modules (lua/switchboard/): runs the chunk and gives
+ * require a read-only proxy of what it returns, so no script can change the host's tables.
+ * Upvalues: the chunk, the module name. */
+static int l_load_host_module(lua_State *L)
+{
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    lua_sandbox_push_readonly(L, -1, lua_tostring(L, lua_upvalueindex(2)));
+    return 1;
+}
+
+/* package.searchers[2] replacement: like Lua's own file searcher, but loads text only, and the
+ * module runs in an environment of its own. */
 static int l_search_text_module(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
@@ -160,7 +175,14 @@ static int l_search_text_module(lua_State *L)
             return lua_error(L);
         return luaL_error(L, "%s: %s (module '%s')", filename, msg ? msg : "cannot load", name);
     }
+    lua_sandbox_push_env(L);
+    lua_setupvalue(L, -2, 1);
     remember_file(L, filename);
+    const struct lua_memory *m = state_info(L);
+    if (strncmp(filename, m->host_source + 1, m->host_source_len - 1) == 0) {
+        lua_pushvalue(L, 1);
+        lua_pushcclosure(L, l_load_host_module, 2);
+    }
     lua_pushstring(L, filename);
     return 2;
 }
@@ -231,6 +253,64 @@ static void preload(lua_State *L, const char *name, lua_CFunction open)
     lua_pop(L, 1);
 }
 
+/* sb.json.array([t]) -> t, refusing a table whose metatable is protected (a library's proxy, an
+ * `out`, ...) other than the JSON array mark itself. Upvalues: the module's own array, the
+ * metatable of JSON arrays.  [-0,+1,e] */
+static int l_json_array_checked(lua_State *L)
+{
+    if (lua_istable(L, 1) && lua_getmetatable(L, 1)) {
+        lua_pushliteral(L, "__metatable");
+        if (lua_rawget(L, -2) != LUA_TNIL && !lua_rawequal(L, -2, lua_upvalueindex(2)))
+            return luaL_error(L, "sb.json.array: the table has a protected metatable");
+        lua_pop(L, 2);
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+/* The metatables the switchboard module shares between every JSON array and every HTTP error:
+ * scripts see read-only views of them. */
+static void protect_switchboard(lua_State *L, int sb)
+{
+    if (lua_getfield(L, sb, "json") == LUA_TTABLE &&
+        lua_getfield(L, -1, "array") == LUA_TFUNCTION) {
+        int json = lua_gettop(L) - 1;
+        lua_pushvalue(L, -1);
+        lua_call(L, 0, 1); /* a marked array */
+        lua_sandbox_protect_metatable(L, -1, "the metatable of JSON arrays", 1);
+        if (lua_getmetatable(L, -1)) {
+            lua_remove(L, -2);
+            lua_pushcclosure(L, l_json_array_checked, 2);
+            lua_setfield(L, json, "array");
+        }
+    }
+    lua_settop(L, sb);
+    if (lua_getfield(L, sb, "http_error") == LUA_TFUNCTION) {
+        lua_pushinteger(L, 500);
+        lua_pushliteral(L, "error");
+        lua_pushliteral(L, "");
+        if (lua_pcall(L, 3, 0, 0) != LUA_OK)
+            lua_sandbox_protect_metatable(L, -1, "the metatable of HTTP errors", 0);
+    }
+    lua_settop(L, sb);
+}
+
+/* The switchboard module as require gives it: a read-only proxy shared by every script. */
+static int l_open_switchboard(lua_State *L)
+{
+    lua_settop(L, 0);
+    lua_pushcfunction(L, luaopen_switchboard);
+    lua_call(L, 0, 1);
+    protect_switchboard(L, 1);
+    lua_sandbox_push_readonly(L, 1, "switchboard");
+    return 1;
+}
+
+/* lua-cjson 2.1.0's safe variant (the library has it; its header does not declare it). */
+extern int luaopen_cjson_safe(lua_State *L);
+
 lua_State *lua_state_new(const struct lua_paths *paths, const struct lua_limits *limits, char *err,
                          size_t errlen)
 {
@@ -255,10 +335,13 @@ lua_State *lua_state_new(const struct lua_paths *paths, const struct lua_limits 
     /* Most objects live for one request: the generational collector handles that pattern with
      * less work than the incremental one (measured on the rest echo benchmark). */
     lua_gc(L, LUA_GCGEN, 0, 0);
-    lua_sandbox_apply(L);
     set_package_paths(L, paths);
-    preload(L, "cjson", luaopen_cjson);
-    preload(L, "switchboard", luaopen_switchboard);
+    /* The real globals stay the host's; scripts get the sandbox's view (lua_sandbox.h). */
+    lua_sandbox_apply(L);
+    /* lua-cjson's settings belong to its instance: each script environment opens its own. */
+    lua_sandbox_per_env_module(L, "cjson", luaopen_cjson);
+    lua_sandbox_per_env_module(L, "cjson.safe", luaopen_cjson_safe);
+    preload(L, "switchboard", l_open_switchboard);
     lua_request_open(L);
     return L;
 }
@@ -318,6 +401,9 @@ int lua_state_dofile(lua_State *L, const char *path, char *err, size_t errlen)
         lua_pop(L, 1);
         return -1;
     }
+    /* Each script file has globals of its own: a stray one changes nothing else. */
+    lua_sandbox_push_env(L);
+    lua_setupvalue(L, -2, 1);
     if (lua_state_pcall(L, 0, 1, err, errlen) != 0) {
         lua_pop(L, 1);
         return -1;

@@ -1,10 +1,13 @@
 /* lua_state: creates the Lua state of an engine worker and calls into it safely.
  *
- * Provides: a state with the standard libraries (sandboxed by lua_sandbox), `require` confined to text
- * files on the project's and the host's paths, lua-cjson and the switchboard module preloaded,
+ * Provides: a state whose real globals hold the standard libraries for the host, while scripts
+ * see lua_sandbox's allow-list: each file (lua_state_dofile, require) runs in an environment of
+ * its own; `require` is confined to text files on the project's and the host's paths; the
+ * switchboard module and the host's own modules are read-only proxies; lua-cjson is opened once
+ * per script environment;
  * a counting allocator that caps the state's memory, one protected-call helper that turns errors
  * into "file:line: message" text with a traceback, and conversion of config trees to tables.
- * Uses: Lua 5.4, lua-cjson, config (plain data), lua_sb. */
+ * Uses: Lua 5.4, lua-cjson, config (plain data), lua_sandbox, lua_sb, lua_request. */
 #ifndef SB_LUA_STATE_H
 #define SB_LUA_STATE_H
 
@@ -42,8 +45,8 @@ int lua_state_budget_exceeded(void);
  * as an HTTP error raised by the host, is passed through untouched). On error the message is
  * copied to err (when err is not NULL), the error value stays on the stack, returns -1. */
 int lua_state_pcall(lua_State *L, int nargs, int nresults, char *err, size_t errlen);
-/* Load a Lua file in text mode and run it; leaves its first result on the stack. Returns 0, or -1
- * with "file:line: message" in err. */
+/* Load a Lua file in text mode and run it in an environment of its own (its globals are its
+ * own); leaves its first result on the stack. Returns 0, or -1 with "file:line: message" in err. */
 int lua_state_dofile(lua_State *L, const char *path, char *err, size_t errlen);
 
 /* Call fn with the absolute path of every Lua file the state has loaded (lua_state_dofile and

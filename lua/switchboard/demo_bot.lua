@@ -1,5 +1,8 @@
 -- The bundled demo bot: answers when endpoints.yml names no bot, so `switchboard run` works out of
 -- the box and a newcomer sees every kind of bot message.
+local ipairs = ipairs
+local lower, gsub, match = string.lower, string.gsub, string.match
+
 local bot = {}
 
 local HELP = "Say \"buttons\", \"quick\", \"image\", \"cards\", \"custom\" or \"all\" to see each "
@@ -46,11 +49,11 @@ local commands = {
 
 function bot.handle(msg, out)
   local text = msg.text or ""
-  local word = text:lower():gsub("[%p%s]+$", "")
+  local word = gsub(lower(text), "[%p%s]+$", "")
   if word == "" then
     out:send_text_message("I got a message without text.\n\n" .. HELP)
-  elseif word:match("^/?start") or word:match("^hi$") or word:match("^hello")
-      or word:match("^hey") then
+  elseif match(word, "^/?start") or match(word, "^hi$") or match(word, "^hello")
+      or match(word, "^hey") then
     out:send_text_message("Hello! I am the Switchboard demo bot.\n\n" .. HELP)
   elseif word == "/affirm" then
     out:send_text_message("Great, glad to hear it!")

@@ -2,15 +2,22 @@
 -- channel, and each bot message of the JSON array it answers is dispatched as in SPEC §4.1.
 -- A refused connection, a non-2xx answer, invalid JSON or a timeout raises, which the pipeline
 -- logs as a bot failure (the answer keeps what was collected before).
+-- Everything it uses from outside is captured here, at load (docs/reloading-and-guards.md, "What
+-- scripts cannot do").
+local type, ipairs, pcall, error, getmetatable = type, ipairs, pcall, error, getmetatable
+local format, sub = string.format, string.sub
+
 local sb = require "switchboard"
 
+local request, decode, null = sb.http.request, sb.json.decode, sb.json.null
 local bot = {}
+-- What getmetatable gives for every marked array (the same read-only view each time).
 local JSON_ARRAY = getmetatable(sb.json.array())
 
 -- Rasa's REST channel sends every key; an absent value is null.
 local function value_or_null(v)
   if v == nil then
-    return sb.json.null
+    return null
   end
   return v
 end
@@ -26,7 +33,7 @@ function bot.init(config)
 end
 
 function bot.handle(msg, out)
-  local res, err = sb.http.request({
+  local res, err = request({
     method = "POST",
     url = bot.url,
     headers = bot.headers,
@@ -40,15 +47,16 @@ function bot.handle(msg, out)
     },
   })
   if not res then
-    error(("the HTTP bot at %s did not answer: %s"):format(bot.url, err), 0)
+    error(format("the HTTP bot at %s did not answer: %s", bot.url, err), 0)
   end
   if res.status < 200 or res.status > 299 then
-    error(("the HTTP bot at %s answered %d: %s"):format(bot.url, res.status, res.body:sub(1, 200)), 0)
+    error(format("the HTTP bot at %s answered %d: %s", bot.url, res.status, sub(res.body, 1, 200)),
+      0)
   end
-  local ok, messages = pcall(sb.json.decode, res.body)
+  local ok, messages = pcall(decode, res.body)
   if not ok or not is_array(messages) then
-    error(("the HTTP bot at %s answered something that is not a JSON array of messages: %s")
-      :format(bot.url, res.body:sub(1, 200)), 0)
+    error(format("the HTTP bot at %s answered something that is not a JSON array of messages: %s",
+      bot.url, sub(res.body, 1, 200)), 0)
   end
   for _, message in ipairs(messages) do
     if type(message) == "table" then

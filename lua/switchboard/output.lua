@@ -9,9 +9,19 @@
 -- A sender the sink lacks falls back as Rasa's OutputChannel does. This is Lua, not C, because a
 -- sender may wait (sb.http, sb.sleep), which needs every frame between it and the job's
 -- coroutine to be yieldable.
+--
+-- Everything this file uses from outside is captured here, at load, and the metatables of the
+-- objects a bot gets (`out`, its sink) are protected: a script can change neither
+-- (docs/reloading-and-guards.md, "What scripts cannot do").
+local type, tostring, next, pairs, ipairs, error, pcall, setmetatable =
+  type, tostring, next, pairs, ipairs, error, pcall, setmetatable
+local find, sub, format = string.find, string.sub, string.format
+local sort, concat, pack, unpack = table.sort, table.concat, table.pack, table.unpack
+
 local sb = require "switchboard"
 
-local json = sb.json
+local encode, null, array = sb.json.encode, sb.json.null, sb.json.array
+local log_error = sb.log.error
 local M = {}
 
 M.SENDERS = {
@@ -21,7 +31,7 @@ M.SENDERS = {
 
 -- Rasa tests message.get(key): nil, JSON null, false, "", 0 and empty tables count as absent.
 local function present(v)
-  if v == nil or v == false or v == json.null or v == "" or v == 0 then
+  if v == nil or v == false or v == null or v == "" or v == 0 then
     return false
   end
   return type(v) ~= "table" or next(v) ~= nil
@@ -48,7 +58,7 @@ M.call = call
 
 local function as_text(v)
   if type(v) == "table" then
-    return json.encode(v)
+    return encode(v)
   end
   return tostring(v)
 end
@@ -57,12 +67,12 @@ end
 local function sorted_json(t)
   local keys = {}
   for k in pairs(t) do keys[#keys + 1] = tostring(k) end
-  table.sort(keys)
+  sort(keys)
   local parts = {}
   for i, k in ipairs(keys) do
-    parts[i] = json.encode(k) .. ": " .. json.encode(t[k])
+    parts[i] = encode(k) .. ": " .. encode(t[k])
   end
-  return "{" .. table.concat(parts, ", ") .. "}"
+  return "{" .. concat(parts, ", ") .. "}"
 end
 
 -- "<n>: <title> (<payload>)" as Rasa's button_to_string writes it.
@@ -76,7 +86,7 @@ function M.button_to_string(button, index)
     rest.payload = nil
   end
   local details = next(rest) ~= nil and (" - " .. sorted_json(rest)) or ""
-  return ("%d: %s%s%s"):format(index, as_text(title), payload, details)
+  return format("%d: %s%s%s", index, as_text(title), payload, details)
 end
 
 function fallback.send_text_message(sink)
@@ -93,7 +103,7 @@ function fallback.send_attachment(sink, recipient, attachment, _, msg)
 end
 
 function fallback.send_text_with_buttons(sink, recipient, text, buttons, _, msg)
-  if text ~= nil and text ~= json.null then
+  if text ~= nil and text ~= null then
     call(sink, "send_text_message", recipient, text, {}, msg)
   end
   for i, button in ipairs(buttons or {}) do
@@ -108,13 +118,13 @@ end
 
 function fallback.send_elements(sink, recipient, elements, _, msg)
   for _, element in ipairs(elements) do
-    local text = ("%s : %s"):format(as_text(element.title or ""), as_text(element.subtitle or ""))
-    call(sink, "send_text_with_buttons", recipient, text, element.buttons or json.array(), {}, msg)
+    local text = format("%s : %s", as_text(element.title or ""), as_text(element.subtitle or ""))
+    call(sink, "send_text_with_buttons", recipient, text, element.buttons or array(), {}, msg)
   end
 end
 
 function fallback.send_custom_json(sink, recipient, value, _, msg)
-  return call(sink, "send_text_message", recipient, json.encode(value), {}, msg)
+  return call(sink, "send_text_message", recipient, encode(value), {}, msg)
 end
 
 -- What follows the text part of a message, in Rasa's order: key, sender.
@@ -129,7 +139,7 @@ local AFTER_TEXT = {
 -- is the UserMessage being answered (passed on to every sender).
 function M.dispatch(sink, recipient, message, msg)
   if type(message) ~= "table" then
-    error(("a bot message must be a table, not %s"):format(type(message)), 2)
+    error(format("a bot message must be a table, not %s", type(message)), 2)
   end
   if sink.send_response then
     return sink:send_response(recipient, message, msg)
@@ -161,12 +171,12 @@ end
 local function split_blank_lines(text)
   local parts, start = {}, 1
   while true do
-    local i = text:find("\n\n", start, true)
+    local i = find(text, "\n\n", start, true)
     if not i then
-      parts[#parts + 1] = text:sub(start)
+      parts[#parts + 1] = sub(text, start)
       return parts
     end
-    parts[#parts + 1] = text:sub(start, i - 1)
+    parts[#parts + 1] = sub(text, start, i - 1)
     start = i + 2
   end
 end
@@ -174,12 +184,13 @@ end
 local strip = sb.strip
 
 -- The collecting sink: stores the §4.2 shapes in a JSON array and calls on_message(shape) for
--- each one as it is stored (streaming writes it out there). Returns sink, array.
+-- each one as it is stored (streaming writes it out there). Returns sink, array. The methods
+-- live in a table of their own, so no `sink.__index` leads a script to them.
 local Collector = {}
-Collector.__index = Collector
+local collector_mt = { __index = Collector, __metatable = false }
 
 function M.collector(on_message)
-  local sink = setmetatable({ messages = json.array(), on_message = on_message }, Collector)
+  local sink = setmetatable({ messages = array(), on_message = on_message }, collector_mt)
   return sink, sink.messages
 end
 
@@ -192,11 +203,11 @@ function Collector:store(shape)
 end
 
 function Collector:send_text_message(recipient, text)
-  if text == nil or text == json.null then
+  if text == nil or text == null then
     return
   end
   text = strip(as_text(text))
-  if not text:find("\n\n", 1, true) then
+  if not find(text, "\n\n", 1, true) then
     return self:store({ recipient_id = recipient, text = text })
   end
   for _, part in ipairs(split_blank_lines(text)) do
@@ -205,7 +216,7 @@ function Collector:send_text_message(recipient, text)
 end
 
 function Collector:send_text_with_buttons(recipient, text, buttons)
-  if text == json.null then text = nil end
+  if text == null then text = nil end
   self:store({ recipient_id = recipient, text = text, buttons = buttons })
 end
 
@@ -227,8 +238,13 @@ end
 
 -- A push channel as a sink: its senders are plain functions (recipient_id, ..., extras). A
 -- channel with send_response but without some per-kind sender gets that kind as a message
--- table through send_response, so every bot message reaches it. Made once per channel table.
+-- table through send_response, so every bot message reaches it. Made once per channel table and
+-- shared by its requests, so the bot gets it read-only.
 local channel_sinks = setmetatable({}, { __mode = "k" })
+
+local function refuse_write()
+  error("a channel's sink is read-only (shared by every request of the channel)", 2)
+end
 
 local function with(extras, fields)
   local message = copy(extras or {})
@@ -269,8 +285,8 @@ function M.channel_sink(channel)
     elseif send_response then
       local as_message, arity = AS_MESSAGE[name], ARITY[name]
       sink[name] = function(_, recipient, ...)
-        local args = table.pack(...)
-        return send_response(recipient, as_message(table.unpack(args, 1, arity)), args[arity + 1])
+        local args = pack(...)
+        return send_response(recipient, as_message(unpack(args, 1, arity)), args[arity + 1])
       end
     end
   end
@@ -279,6 +295,7 @@ function M.channel_sink(channel)
       return send_response(recipient, message, msg)
     end
   end
+  sink = setmetatable({}, { __index = sink, __newindex = refuse_write, __metatable = false })
   channel_sinks[channel] = sink
   return sink
 end
@@ -286,10 +303,11 @@ end
 -- The `out` object a Lua bot gets: the senders bound to the message's sender. With `protect`
 -- (push channels) a sender that raises is logged and the bot goes on (SPEC §4 item 3).
 local Out = {}
-Out.__index = Out
+local out_mt = { __index = Out, __metatable = false }
 
 function M.new_out(sink, recipient, protect, msg)
-  return setmetatable({ sink = sink, recipient_id = recipient, protect = protect, msg = msg }, Out)
+  return setmetatable({ sink = sink, recipient_id = recipient, protect = protect, msg = msg },
+    out_mt)
 end
 
 -- Callers pass the sender's values, extras, then msg.
@@ -299,7 +317,7 @@ local function send(self, name, ...)
   end
   local ok, err = pcall(call, self.sink, name, self.recipient_id, ...)
   if not ok then
-    sb.log.error("sending to %s failed: %s", tostring(self.recipient_id), tostring(err))
+    log_error("sending to %s failed: %s", tostring(self.recipient_id), tostring(err))
   end
 end
 
@@ -332,7 +350,7 @@ function Out:send_response(message)
   end
   local ok, err = pcall(M.dispatch, self.sink, self.recipient_id, message, self.msg)
   if not ok then
-    sb.log.error("sending to %s failed: %s", tostring(self.recipient_id), tostring(err))
+    log_error("sending to %s failed: %s", tostring(self.recipient_id), tostring(err))
   end
 end
 

@@ -6,11 +6,26 @@
 -- (its deadline and its sender's turn: per-sender order), stream_start(status, content_type) /
 -- stream_write(text), and answer(status, content_type, body, headers) to answer before
 -- processing ends (async push channels).
+--
+-- Everything this file uses from outside is captured here, at load: scripts share nothing with
+-- it, and a script that changes its own globals or string methods cannot change the pipeline
+-- (docs/reloading-and-guards.md, "What scripts cannot do").
+local type, tostring, next, ipairs, pairs, error, xpcall, setmetatable =
+  type, tostring, next, ipairs, pairs, error, xpcall, setmetatable
+local tointeger = math.tointeger
+local format, match, lower, upper = string.format, string.match, string.lower, string.upper
+local traceback = debug.traceback
+
 local sb = require "switchboard"
 local output = require "switchboard.output"
 local message = require "switchboard.message"
 
-local json = sb.json
+local http_error, is_http_error = sb.http_error, sb.is_http_error
+local log_error, log_warn, log_info, log_debug = sb.log.error, sb.log.warn, sb.log.info, sb.log.debug
+local encode, null = sb.json.encode, sb.json.null
+local SENDERS, new_out, channel_sink, collector =
+  output.SENDERS, output.new_out, output.channel_sink, output.collector
+local normalize = message.normalize
 local M = {}
 local host, bot
 
@@ -23,8 +38,8 @@ local function json_object(req)
   local body = req.json
   -- lua-cjson decodes [] and {} alike: only an empty table needs a look at the raw body.
   if type(body) ~= "table" or body[1] ~= nil
-      or (next(body) == nil and not req.body:match("^%s*{")) then
-    sb.http_error(400, "invalid_body", "the request body must be a JSON object")
+      or (next(body) == nil and not match(req.body, "^%s*{")) then
+    http_error(400, "invalid_body", "the request body must be a JSON object")
   end
   return body
 end
@@ -37,7 +52,7 @@ function defaults.metadata(req) return json_object(req).metadata end
 function defaults.message_id(req) return json_object(req).message_id end
 function defaults.stream(req)
   local stream = req.query.stream
-  return type(stream) == "string" and stream:lower() == "true"
+  return type(stream) == "string" and lower(stream) == "true"
 end
 function defaults.respond(messages)
   return { status = 200, json = messages }
@@ -85,7 +100,7 @@ local function pushes(channel)
     return known
   end
   known = channel.send_response ~= nil
-  for _, name in ipairs(output.SENDERS) do
+  for _, name in ipairs(SENDERS) do
     known = known or channel[name] ~= nil
   end
   pushing_channels[channel] = known
@@ -97,16 +112,16 @@ local function process_message(channel, msg, sink, pushing)
   if channel.before_message then
     channel.before_message(msg)
   end
-  bot.handle(msg, output.new_out(sink, msg.sender_id, pushing, msg))
+  bot.handle(msg, new_out(sink, msg.sender_id, pushing, msg))
 end
 
 local function log_failure(msg, err, what)
   local text = tostring(err)
-  local first, trace = text:match("^(.-)\n(stack traceback:.*)$")
-  sb.log.error("message %s of sender %s failed%s: %s", msg.message_id, msg.sender_id, what,
+  local first, trace = match(text, "^(.-)\n(stack traceback:.*)$")
+  log_error("message %s of sender %s failed%s: %s", msg.message_id, msg.sender_id, what,
     first or text)
   if trace then
-    sb.log.debug("%s", trace)
+    log_debug("%s", trace)
   end
 end
 
@@ -115,12 +130,12 @@ end
 -- call is protected on its own, so one failed send does not stop the next messages. The
 -- channel's before_message / after_message hooks run in the same turn (typing indicators).
 local function run_bot(channel, msg, sink, pushing)
-  local ok, err = xpcall(process_message, debug.traceback, channel, msg, sink, pushing)
+  local ok, err = xpcall(process_message, traceback, channel, msg, sink, pushing)
   if not ok then
     log_failure(msg, err, "")
   end
   if channel.after_message then
-    local after_ok, after_err = xpcall(channel.after_message, debug.traceback, msg, ok)
+    local after_ok, after_err = xpcall(channel.after_message, traceback, msg, ok)
     if not after_ok then
       log_failure(msg, after_err, " in after_message")
     end
@@ -131,11 +146,11 @@ end
 -- A response table (SPEC §3.7) -> status, content type, body, headers.
 local function finalize(resp)
   if type(resp) ~= "table" then
-    error(("a response must be a table, not %s"):format(type(resp)), 0)
+    error(format("a response must be a table, not %s", type(resp)), 0)
   end
-  local status = math.tointeger(resp.status or 200)
+  local status = tointeger(resp.status or 200)
   if not status or status < 100 or status > 599 then
-    error(("response status must be an integer from 100 to 599, not %s"):format(
+    error(format("response status must be an integer from 100 to 599, not %s",
       tostring(resp.status)), 0)
   end
   local headers = resp.headers
@@ -143,11 +158,11 @@ local function finalize(resp)
     error("response headers must be a table of name = value", 0)
   end
   if resp.json ~= nil then
-    return status, resp.content_type or "application/json", json.encode(resp.json), headers
+    return status, resp.content_type or "application/json", encode(resp.json), headers
   end
   local body = resp.body or ""
   if type(body) ~= "string" then
-    error(("response body must be a string, not %s (use json = ... for tables)"):format(
+    error(format("response body must be a string, not %s (use json = ... for tables)",
       type(body)), 0)
   end
   local content_type = resp.content_type
@@ -164,7 +179,7 @@ local function webhook(channel, req, state)
     local ok, reason = channel.verify(req)
     if not ok then
       reason = reason ~= nil and tostring(reason) or "request verification failed"
-      sb.log.warn("channel %s refused the request: %s", channel.name, reason)
+      log_warn("channel %s refused the request: %s", channel.name, reason)
       if channel.reject then
         return channel.reject(req, reason)
       end
@@ -178,15 +193,15 @@ local function webhook(channel, req, state)
   else
     messages = default_receive(channel, req)
   end
-  if messages == nil or messages == json.null then
+  if messages == nil or messages == null then
     messages = {}
   elseif type(messages) ~= "table" then
-    error(("channel.receive must return an array of messages, not %s"):format(type(messages)), 0)
+    error(format("channel.receive must return an array of messages, not %s", type(messages)), 0)
   end
   local headers = req.headers
   local normalized = {}
   for i, m in ipairs(messages) do
-    normalized[i] = message.normalize(m, channel.name, headers)
+    normalized[i] = normalize(m, channel.name, headers)
   end
 
   if pushes(channel) then
@@ -195,7 +210,7 @@ local function webhook(channel, req, state)
       host.answer(finalize(answer))
       state.answered = true
     end
-    local sink = output.channel_sink(channel)
+    local sink = channel_sink(channel)
     for _, msg in ipairs(normalized) do
       run_bot(channel, msg, sink, true)
     end
@@ -208,8 +223,8 @@ local function webhook(channel, req, state)
   if response == nil and hook(channel, "stream")(req) then
     host.stream_start(200, "text/event-stream")
     state.answered = true
-    local sink = output.collector(function(shape)
-      host.stream_write(json.encode(shape) .. "\n")
+    local sink = collector(function(shape)
+      host.stream_write(encode(shape) .. "\n")
     end)
     for _, msg in ipairs(normalized) do
       run_bot(channel, msg, sink)
@@ -217,7 +232,7 @@ local function webhook(channel, req, state)
     return nil
   end
 
-  local sink, collected = output.collector()
+  local sink, collected = collector()
   for _, msg in ipairs(normalized) do
     run_bot(channel, msg, sink)
   end
@@ -230,12 +245,12 @@ end
 -- An extra route (SPEC §3.6): find the handler declared as "METHOD /path".
 local function route(channel, req, state, method, path)
   for spec, handler in pairs(channel.routes) do
-    local m, p = spec:match("^%s*(%a+)%s+(/%S*)%s*$")
-    if m and m:upper() == method and (p == path or p == path .. "/") then
+    local m, p = match(spec, "^%s*(%a+)%s+(/%S*)%s*$")
+    if m and upper(m) == method and (p == path or p == path .. "/") then
       return handler(req)
     end
   end
-  error(("no handler for %s %s"):format(method, path), 0)
+  error(format("no handler for %s %s", method, path), 0)
 end
 
 local function error_answer(status, code, text)
@@ -256,10 +271,10 @@ local function handle(kind, channel, req, state, method, path)
 end
 
 local function keep_http_errors(err)
-  if sb.is_http_error(err) then
+  if is_http_error(err) then
     return err
   end
-  return debug.traceback(tostring(err), 2)
+  return traceback(tostring(err), 2)
 end
 
 -- The engine's entry: kind is "webhook" or "route". Returns status, content type, body,
@@ -273,17 +288,17 @@ function M.run(kind, channel, req, method, path)
   end
   local err = status
   if state.answered then
-    sb.log.error("channel %s failed after answering: %s", channel.name, tostring(err))
+    log_error("channel %s failed after answering: %s", channel.name, tostring(err))
     return
   end
-  if sb.is_http_error(err) then
-    sb.log.info("%s %s: %d %s: %s", req.method, req.path, err.status, err.error, err.message)
+  if is_http_error(err) then
+    log_info("%s %s: %d %s: %s", req.method, req.path, err.status, err.error, err.message)
     return error_answer(err.status, err.error, err.message)
   end
-  sb.log.error("channel %s failed: %s", channel.name, err)
+  log_error("channel %s failed: %s", channel.name, err)
   return error_answer(500, "channel_error",
-    ("the channel '%s' failed to handle the request; the log has the details under request id %s")
-      :format(channel.name, req.id))
+    format("the channel '%s' failed to handle the request; the log has the details under "
+      .. "request id %s", channel.name, req.id))
 end
 
 return M
