@@ -1,6 +1,7 @@
 /* channel: see channel.h. */
 #include "channel.h"
 
+#include "channel_hooks.h"
 #include "config.h"
 #include "lua_state.h"
 
@@ -9,83 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-/* Every field a channel table may have: the one list of hook names. The loader checks types
- * against it, and the pipeline gets it as the module "switchboard.hooks" (channel_hooks_open),
- * so Lua never spells the names again. In the order the docs list them (docs/lua-api.md). */
-enum hook_kind {
-    HOOK_LIFECYCLE, /* init, startup */
-    HOOK_REQUEST,   /* verify, reject, receive, respond, stream, ack, before/after_message */
-    HOOK_FIELD,     /* the per-field hooks the default receive calls */
-    HOOK_SENDER,    /* push senders (docs/lua-api.md, "Push") */
-    HOOK_SETTING    /* not a function: routes, async */
-};
-
-static const struct channel_field {
-    const char *name;
-    int type;
-    enum hook_kind kind;
-} channel_fields[] = {
-    {"init", LUA_TFUNCTION, HOOK_LIFECYCLE},
-    {"startup", LUA_TFUNCTION, HOOK_LIFECYCLE},
-    {"verify", LUA_TFUNCTION, HOOK_REQUEST},
-    {"reject", LUA_TFUNCTION, HOOK_REQUEST},
-    {"receive", LUA_TFUNCTION, HOOK_REQUEST},
-    {"sender", LUA_TFUNCTION, HOOK_FIELD},
-    {"message", LUA_TFUNCTION, HOOK_FIELD},
-    {"input_channel", LUA_TFUNCTION, HOOK_FIELD},
-    {"metadata", LUA_TFUNCTION, HOOK_FIELD},
-    {"message_id", LUA_TFUNCTION, HOOK_FIELD},
-    {"before_message", LUA_TFUNCTION, HOOK_REQUEST},
-    {"after_message", LUA_TFUNCTION, HOOK_REQUEST},
-    {"respond", LUA_TFUNCTION, HOOK_REQUEST},
-    {"stream", LUA_TFUNCTION, HOOK_REQUEST},
-    {"ack", LUA_TFUNCTION, HOOK_REQUEST},
-    {"send_response", LUA_TFUNCTION, HOOK_SENDER},
-    {"send_text_message", LUA_TFUNCTION, HOOK_SENDER},
-    {"send_image_url", LUA_TFUNCTION, HOOK_SENDER},
-    {"send_attachment", LUA_TFUNCTION, HOOK_SENDER},
-    {"send_text_with_buttons", LUA_TFUNCTION, HOOK_SENDER},
-    {"send_quick_replies", LUA_TFUNCTION, HOOK_SENDER},
-    {"send_elements", LUA_TFUNCTION, HOOK_SENDER},
-    {"send_custom_json", LUA_TFUNCTION, HOOK_SENDER},
-    {"routes", LUA_TTABLE, HOOK_SETTING},
-    {"async", LUA_TBOOLEAN, HOOK_SETTING},
-};
-
-#define N_CHANNEL_FIELDS (sizeof channel_fields / sizeof channel_fields[0])
-
-/* Push the names of one kind as a sequence, in registry order. */
-static void push_names(lua_State *L, enum hook_kind kind, const char *skip)
-{
-    lua_newtable(L);
-    lua_Integer n = 0;
-    for (size_t i = 0; i < N_CHANNEL_FIELDS; i++) {
-        if (channel_fields[i].kind != kind || (skip && strcmp(channel_fields[i].name, skip) == 0))
-            continue;
-        lua_pushstring(L, channel_fields[i].name);
-        lua_rawseti(L, -2, ++n);
-    }
-}
-
-int channel_hooks_open(lua_State *L)
-{
-    static const char *const kind_names[] = {"lifecycle", "request", "field", "sender",
-                                             "setting"};
-    lua_createtable(L, 0, 3);
-    push_names(L, HOOK_FIELD, NULL);
-    lua_setfield(L, -2, "fields");
-    /* The per-kind senders; send_response handles a whole message and is not one of them. */
-    push_names(L, HOOK_SENDER, "send_response");
-    lua_setfield(L, -2, "senders");
-    lua_createtable(L, 0, (int)N_CHANNEL_FIELDS);
-    for (size_t i = 0; i < N_CHANNEL_FIELDS; i++) {
-        lua_pushstring(L, kind_names[channel_fields[i].kind]);
-        lua_setfield(L, -2, channel_fields[i].name);
-    }
-    lua_setfield(L, -2, "kinds");
-    return 1;
-}
 
 static int file_exists(const char *path) { return access(path, R_OK) == 0; }
 
@@ -233,13 +157,13 @@ static int check_table(lua_State *L, const char *where, char *err, size_t errlen
         return -1;
     }
     lua_pop(L, 1);
-    for (size_t i = 0; i < N_CHANNEL_FIELDS; i++) {
-        int type = lua_getfield(L, -1, channel_fields[i].name);
+    for (size_t i = 0; i < channel_hook_count; i++) {
+        const struct channel_hook *h = &channel_hooks[i];
+        int type = lua_getfield(L, -1, h->name);
         lua_pop(L, 1);
-        if (type != LUA_TNIL && type != channel_fields[i].type) {
-            snprintf(err, errlen, "%s: channel.%s must be a %s, not a %s", where,
-                     channel_fields[i].name, lua_typename(L, channel_fields[i].type),
-                     lua_typename(L, type));
+        if (type != LUA_TNIL && type != h->type) {
+            snprintf(err, errlen, "%s: channel.%s must be a %s, not a %s", where, h->name,
+                     lua_typename(L, h->type), lua_typename(L, type));
             return -1;
         }
     }

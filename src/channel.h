@@ -46,9 +46,5 @@ int channel_filter(struct channel_set *set, const char *connector, char *err, si
 
 void channel_set_free(struct channel_set *set);
 
-/* The module "switchboard.hooks" (preloaded in every state): the names a channel table may use,
- * from the one list the loader checks them against: {fields = {...}, senders = {...},
- * kinds = {name = "lifecycle"|"request"|"field"|"sender"|"setting"}}.  [-0,+1,m] */
-int channel_hooks_open(lua_State *L);
 
 #endif

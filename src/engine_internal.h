@@ -111,7 +111,12 @@ struct job *job_of(lua_State *L);
 int job_message_begin(struct job *job, const char *sender);
 /* The message is done: its deadline stops and the sender's next message may go. */
 void job_message_end(struct job *job);
-/* Answer with the values at L[base..base+3]: status, content type, body, headers. Never raises. */
+/* The contract of an answer handed from Lua (pipeline.run's results, host.answer's arguments),
+ * checked here only: `count` values at L[base..]: status (an integer 100-599), content type (a
+ * string or nil), body (a string or nil), headers (a table of name = string or number, or nil;
+ * other entries are skipped). Returns NULL when they hold, else what is wrong. */
+const char *job_answer_problem(lua_State *L, int base, int count);
+/* Answer with values that passed job_answer_problem. Never raises. */
 void job_answer(struct job *job, lua_State *L, int base);
 
 /* ---- engine.c ------------------------------------------------------------------------------- */

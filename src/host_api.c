@@ -73,6 +73,9 @@ static int l_host_stream_write(lua_State *L)
 static int l_host_answer(lua_State *L)
 {
     struct job *job = running_job(L);
+    const char *problem = job_answer_problem(L, 1, lua_gettop(L));
+    if (problem)
+        return luaL_error(L, "host.answer: %s", problem);
     if (job->x)
         job_answer(job, L, 1);
     return 0;

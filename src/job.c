@@ -118,6 +118,22 @@ static const char *plain_text(lua_State *L, int idx, size_t *len, char *buf, siz
     return buf;
 }
 
+const char *job_answer_problem(lua_State *L, int base, int count)
+{
+    if (count < 3 || count > 4)
+        return "status, content type, body and headers expected";
+    lua_Integer status = lua_isinteger(L, base) ? lua_tointeger(L, base) : 0;
+    if (status < 100 || status > 599)
+        return "the status must be an integer from 100 to 599";
+    if (!lua_isnil(L, base + 1) && lua_type(L, base + 1) != LUA_TSTRING)
+        return "the content type must be a string or nil";
+    if (!lua_isnil(L, base + 2) && lua_type(L, base + 2) != LUA_TSTRING)
+        return "the body must be a string or nil";
+    if (count == 4 && !lua_isnil(L, base + 3) && !lua_istable(L, base + 3))
+        return "the headers must be a table or nil";
+    return NULL;
+}
+
 void job_answer(struct job *job, lua_State *L, int base)
 {
     struct http_header headers[MAX_ANSWER_HEADERS];
@@ -206,9 +222,13 @@ static void job_resume(struct job *job, int nargs)
             return; /* parked: its wait resumes it */
         log_msg(LOG_ERROR, job->id, "a script called coroutine.yield outside a coroutine of "
                                        "its own; the request is abandoned");
-    } else if (rc == LUA_OK && job->x) {
-        if (nres >= 3 && lua_isinteger(co, -nres))
-            job_answer(job, co, lua_gettop(co) - nres + 1);
+    } else if (rc == LUA_OK && job->x && !job->streaming) {
+        int base = lua_gettop(co) - nres + 1;
+        const char *problem = job_answer_problem(co, base, nres);
+        if (problem)
+            log_msg(LOG_ERROR, job->id, "pipeline.run returned no valid answer: %s", problem);
+        else
+            job_answer(job, co, base);
     } else if (rc != LUA_OK) {
         /* Only a string is read: converting another value would allocate, unprotected. */
         log_msg(LOG_ERROR, job->id, "the pipeline failed: %s",
@@ -339,7 +359,8 @@ struct job_prepare {
 };
 
 /* What pipeline.run gets, built on the state's main thread: the job's coroutine (a new one
- * unless one was reused), then run, kind, channel, req, method, path.  [-0,+6,m] */
+ * unless one was reused), then run, kind, channel, req and, for a declared route, the key it was
+ * declared with (the router matched it; Lua looks the handler up by it).  [-0,+5,m] */
 static int l_job_prepare(lua_State *L)
 {
     struct job_prepare *p = lua_touserdata(L, 1);
@@ -359,9 +380,11 @@ static int l_job_prepare(lua_State *L)
     lua_pushvalue(L, -1);
     job->req_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     job->req = req;
-    lua_pushstring(L, m->route ? m->route->method : job->r->method);
-    lua_pushstring(L, m->route ? m->route->path : "/webhook");
-    return 6;
+    if (m->route)
+        lua_pushstring(L, m->route->spec);
+    else
+        lua_pushnil(L);
+    return 5;
 }
 
 void job_start(struct worker *w, struct http_exchange *x, const struct http_request *r,
@@ -411,6 +434,6 @@ void job_start(struct worker *w, struct http_exchange *x, const struct http_requ
     }
     job->task.co = job->co;
     lua_task_bind(job->co, &job->task);
-    lua_xmove(L, job->co, 6); /* a new or reset coroutine has room for them */
-    job_resume(job, 5);
+    lua_xmove(L, job->co, 5); /* a new or reset coroutine has room for them */
+    job_resume(job, 4);
 }

@@ -1,6 +1,7 @@
 /* lua_state: see lua_state.h. */
 #include "lua_state.h"
 
+#include "channel_hooks.h"
 #include "config.h"
 #include "lua_budget.h"
 #include "lua_request.h"
@@ -308,6 +309,16 @@ static int l_open_switchboard(lua_State *L)
     return 1;
 }
 
+/* The hook names (channel_hooks.c) as require gives them: read-only, nested tables too. */
+static int l_open_hooks(lua_State *L)
+{
+    lua_settop(L, 0);
+    lua_pushcfunction(L, channel_hooks_open);
+    lua_call(L, 0, 1);
+    lua_sandbox_push_readonly(L, 1, "switchboard.hooks");
+    return 1;
+}
+
 /* lua-cjson 2.1.0's safe variant (the library has it; its header does not declare it). */
 extern int luaopen_cjson_safe(lua_State *L);
 
@@ -342,6 +353,7 @@ lua_State *lua_state_new(const struct lua_paths *paths, const struct lua_limits 
     lua_sandbox_per_env_module(L, "cjson", luaopen_cjson);
     lua_sandbox_per_env_module(L, "cjson.safe", luaopen_cjson_safe);
     preload(L, "switchboard", l_open_switchboard);
+    preload(L, "switchboard.hooks", l_open_hooks);
     lua_request_open(L);
     return L;
 }

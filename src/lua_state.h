@@ -7,7 +7,8 @@
  * per script environment;
  * a counting allocator that caps the state's memory, one protected-call helper that turns errors
  * into "file:line: message" text with a traceback, and conversion of config trees to tables.
- * Uses: Lua 5.4, lua-cjson, config (plain data), lua_sandbox, lua_sb, lua_request. */
+ * Uses: Lua 5.4, lua-cjson, config (plain data), lua_sandbox, lua_sb, lua_request,
+ * channel_hooks. */
 #ifndef SB_LUA_STATE_H
 #define SB_LUA_STATE_H
 

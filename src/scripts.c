@@ -96,10 +96,6 @@ static int l_state_fill(lua_State *L)
     lua_settop(L, 0);
     int bot_ref;
     f->rc = -1;
-    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-    lua_pushcfunction(L, channel_hooks_open);
-    lua_setfield(L, -2, "switchboard.hooks");
-    lua_pop(L, 1);
     if (channel_load_all(L, &f->gen->channels, f->s->channel_refs, f->routes, f->err,
                          f->errlen) != 0 ||
         bot_load(L, &f->gen->config->endpoints, f->opt->paths.data_dir, &bot_ref, f->err,

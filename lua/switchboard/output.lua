@@ -24,10 +24,8 @@ local encode, null, array = sb.json.encode, sb.json.null, sb.json.array
 local log_error = sb.log.error
 local M = {}
 
-M.SENDERS = {
-  "send_text_message", "send_image_url", "send_attachment", "send_text_with_buttons",
-  "send_quick_replies", "send_elements", "send_custom_json",
-}
+-- The per-kind senders, from the host's one list of hook names (channel_hooks.c).
+M.SENDERS = require("switchboard.hooks").senders
 
 -- Rasa tests message.get(key): nil, JSON null, false, "", 0 and empty tables count as absent.
 local function present(v)

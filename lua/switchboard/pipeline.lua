@@ -13,7 +13,7 @@
 local type, tostring, next, ipairs, pairs, error, xpcall, setmetatable =
   type, tostring, next, ipairs, pairs, error, xpcall, setmetatable
 local tointeger = math.tointeger
-local format, match, lower, upper = string.format, string.match, string.lower, string.upper
+local format, match, lower = string.format, string.match, string.lower
 local traceback = debug.traceback
 
 local sb = require "switchboard"
@@ -65,7 +65,8 @@ local function hook(channel, name)
   return channel[name] or defaults[name]
 end
 
-local FIELD_HOOKS = { "sender", "message", "input_channel", "metadata", "message_id" }
+-- The per-field hooks, from the host's one list of hook names (channel_hooks.c).
+local FIELD_HOOKS = require("switchboard.hooks").fields
 
 local function default_receive(channel, req)
   for _, name in ipairs(FIELD_HOOKS) do
@@ -242,27 +243,26 @@ local function webhook(channel, req, state)
   return hook(channel, "respond")(collected, req)
 end
 
--- An extra route (SPEC §3.6): find the handler declared as "METHOD /path".
-local function route(channel, req, state, method, path)
-  for spec, handler in pairs(channel.routes) do
-    local m, p = match(spec, "^%s*(%a+)%s+(/%S*)%s*$")
-    if m and upper(m) == method and (p == path or p == path .. "/") then
-      return handler(req)
-    end
+-- An extra route (docs/contract.md §3.6). The host matched the request and passes the key the
+-- route was declared with, so the route syntax is parsed in one place (router.c).
+local function route(channel, req, state, spec)
+  local handler = channel.routes[spec]
+  if type(handler) ~= "function" then
+    error(format("channel.routes[%q] is no longer a function", tostring(spec)), 0)
   end
-  error(format("no handler for %s %s", method, path), 0)
+  return handler(req)
 end
 
 local function error_answer(status, code, text)
   return finalize({ status = status, json = { error = code, message = text } })
 end
 
-local function handle(kind, channel, req, state, method, path)
+local function handle(kind, channel, req, state, spec)
   local resp
   if kind == "webhook" then
     resp = webhook(channel, req, state)
   else
-    resp = route(channel, req, state, method, path)
+    resp = route(channel, req, state, spec)
   end
   if state.answered then
     return nil
@@ -277,12 +277,13 @@ local function keep_http_errors(err)
   return traceback(tostring(err), 2)
 end
 
--- The engine's entry: kind is "webhook" or "route". Returns status, content type, body,
--- headers; or nothing when the answer was streamed or sent earlier.
-function M.run(kind, channel, req, method, path)
+-- The engine's entry: kind is "webhook" or "route" (then spec is the key of channel.routes the
+-- request matched). Returns status, content type, body, headers (what job.c checks and sends);
+-- or nothing when the answer was streamed or sent earlier.
+function M.run(kind, channel, req, spec)
   local state = {}
   local ok, status, content_type, body, headers =
-    xpcall(handle, keep_http_errors, kind, channel, req, state, method, path)
+    xpcall(handle, keep_http_errors, kind, channel, req, state, spec)
   if ok then
     return status, content_type, body, headers
   end
