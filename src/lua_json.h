@@ -1,11 +1,13 @@
-/* lua_json: sb.json, lua-cjson with the fixes JSON passing through the host needs.
+/* lua_json: sb.json, the host's own JSON codec (docs/lua-api.md, sb.json).
  *
- * lua-cjson 2.1.0 decodes [] and {} to the same empty table, escapes "/" as "\/" and writes
- * numbers with 14 significant digits. Here an empty JSON array decodes to an empty table marked
- * as an array (sb.json.array), a marked table encodes as [] at any depth, "/" is written plainly
- * and every number is written exactly (integers in full, floats in the shortest form that reads
- * back the same). Decoding still gives floats, so integers beyond 2^53 lose digits.
- * Uses: lua-cjson, Lua. */
+ * One pass each way, straight between JSON text and Lua values: no intermediate copies, no
+ * marker strings, no rewriting of text. Encoding: tables (arrays by lua-cjson's rule, or marked
+ * with sb.json.array, which makes an empty one []), strings, numbers (integers in full, floats
+ * in the shortest form that reads back the same), booleans and sb.json.null; object keys in
+ * byte order, so the same value always gives the same text. Decoding: strict RFC 8259; integers
+ * that fit a lua_Integer become Lua integers, other numbers floats; an empty array becomes an
+ * empty table marked as an array. Both stop at 1000 levels of nesting.
+ * Uses: Lua. */
 #ifndef SB_LUA_JSON_H
 #define SB_LUA_JSON_H
 
@@ -14,9 +16,11 @@
 
 /* Push the sb.json table (and register what the functions below need). */
 void lua_json_open(lua_State *L);
-/* Push the JSON text of the value at idx; raises on values JSON cannot hold. */
+/* Push the JSON text of the value at idx; raises a Lua error on values JSON cannot hold (and
+ * may raise memory errors). */
 void sb_json_encode(lua_State *L, int idx);
-/* Decode JSON text: pushes the value and returns 0, or pushes an error message and returns -1. */
+/* Decode JSON text: pushes the value and returns 0, or pushes an error message and returns -1.
+ * May raise memory errors. */
 int sb_json_decode(lua_State *L, const char *text, size_t len);
 
 #endif

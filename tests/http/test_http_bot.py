@@ -72,10 +72,7 @@ class RequestTests(StandInHostCase):
         self.assertEqual(got["metadata"], metadata)
         self.assertEqual(body, [{"recipient_id": "shape-user", "text": "echo: hello"}])
 
-    # KNOWN LIMITATION (docs/lua-api.md, sb.json): lua-cjson 2.1.0 decodes every JSON number as a
-    # double, so an integer beyond 2^53 in the metadata reaches the bot changed
-    # (123456789012345678 arrives as 123456789012345680); SPEC §3.5 wants it untouched.
-    @unittest.expectedFailure
+    # sb.json decodes integers as Lua integers, so one beyond 2^53 reaches the bot untouched.
     def test_integers_beyond_53_bits_in_metadata_pass_through_exactly(self):
         metadata = {"big": 123456789012345678}
         status, _, body = self.host.post_json(WEBHOOK, {

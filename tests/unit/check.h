@@ -29,6 +29,18 @@ static int check_count;
         }                                                                              \
     } while (0)
 
+/* Two integers (any integer type); on failure both values are printed. */
+#define CHECK_EQ(a, b)                                                                        \
+    do {                                                                                    \
+        long long check_a_ = (long long)(a), check_b_ = (long long)(b);                     \
+        check_count++;                                                                      \
+        if (check_a_ != check_b_) {                                                         \
+            check_failures++;                                                               \
+            fprintf(stderr, "%s:%d: %s is %lld, expected %lld\n", __FILE__, __LINE__, #a,   \
+                    check_a_, check_b_);                                                    \
+        }                                                                                   \
+    } while (0)
+
 #define CHECK_DONE()                                                                   \
     (fprintf(stderr, "%d checks, %d failed\n", check_count, check_failures),           \
      check_failures ? 1 : 0)
