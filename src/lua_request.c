@@ -103,9 +103,14 @@ static void push_json(lua_State *L, const struct http_request *r)
         skip++;
     if (skip == r->body_len)
         sb_raise_http_error(L, 400, "invalid_json", "the request body is empty; expected JSON");
-    if (sb_json_decode(L, r->body, r->body_len) != 0)
-        sb_raise_http_error(L, 400, "invalid_json", "the request body is not valid JSON: %s",
-                            lua_tostring(L, -1));
+    if (sb_json_decode(L, r->body, r->body_len) != 0) {
+        /* The decoder says "invalid JSON at character 12: ..."; keep the part after its lead. */
+        const char *why = lua_tostring(L, -1);
+        if (why && strncmp(why, "invalid JSON ", 13) == 0)
+            why += 13;
+        sb_raise_http_error(L, 400, "invalid_json", "the request body is not valid JSON (%s)",
+                            why ? why : "unreadable");
+    }
 }
 
 /* Build field `key` of the request; pushes nil for unknown names. */

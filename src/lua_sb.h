@@ -5,7 +5,7 @@
  * The module finds the request a call belongs to through the running coroutine: the engine puts a
  * `struct lua_task` pointer in each job coroutine's extra space. Waiting (sb.sleep) is delegated
  * to the engine through the task's operations, so this file knows nothing of event loops.
- * Uses: Lua 5.4, lua-cjson. */
+ * Uses: Lua 5.4, lua_json, lua_crypto, outbound (plain structs), log. */
 #ifndef SB_LUA_SB_H
 #define SB_LUA_SB_H
 

@@ -23,8 +23,9 @@ function M.nonempty_string(v)
   return type(v) == "string" and v ~= ""
 end
 
--- A table that is not a JSON array. lua-cjson decodes [] like {}: with `raw`, the text the value
--- was decoded from, an empty table is an object only when the text is one.
+-- A table that is not a JSON array. An empty table could be either (sb.json marks the arrays it
+-- decodes, but a table from elsewhere carries no mark): with `raw`, the text the value was decoded
+-- from, an empty table is an object only when the text is one.
 function M.is_object(v, raw)
   if type(v) ~= "table" or v[1] ~= nil then
     return false
@@ -43,8 +44,9 @@ function M.as_text(v)
   return tostring(v)
 end
 
--- An id as text: a whole number without ".0" (lua-cjson reads JSON numbers as floats), another
--- number through tostring, a non-empty string as it is; nil otherwise.
+-- An id as text: a whole number without ".0" (a float such as 123.0, from arithmetic or from a
+-- decoder that reads every number as a float), another number through tostring, a non-empty
+-- string as it is; nil otherwise.
 function M.id_text(v)
   if type(v) == "number" then
     if v == math.floor(v) and v > -2 ^ 63 and v < 2 ^ 63 then

@@ -15,7 +15,7 @@ local function absent(v)
   return v == nil or v == null
 end
 
--- Ids become strings: 123 (or the float 123.0 lua-cjson decodes) -> "123".
+-- Ids become strings: 123 (or the float 123.0) -> "123".
 local function id_string(v, field)
   local t = type(v)
   if t == "string" then
