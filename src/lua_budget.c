@@ -2,6 +2,7 @@
 #include "lua_budget.h"
 
 #include <lauxlib.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -62,18 +63,22 @@ static void on_tick(int sig)
         lua_sethook(budget.threads[i], budget_hook, LUA_MASKCOUNT, 1);
 }
 
-static void install_handler_once(void)
+static void install_handler(void)
 {
-    static int installed; /* first call happens before any worker thread exists */
-    if (installed)
-        return;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_tick;
     sa.sa_flags = SA_RESTART;
     sigemptyset(&sa.sa_mask);
     sigaction(budget_signal(), &sa, NULL);
-    installed = 1;
+}
+
+/* Once per process, whichever thread starts the first budgeted entry: the host's main thread
+ * does before it starts the workers, but nothing else orders threads that start together. */
+static void install_handler_once(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, install_handler);
 }
 
 /* A timer on this thread's CPU clock, ticking every tick_ns of CPU it uses. */

@@ -425,6 +425,9 @@ int lua_state_dofile(lua_State *L, const char *path, char *err, size_t errlen)
 
 void lua_push_cfg(lua_State *L, const struct cfg_value *v)
 {
+    /* Each level of nesting holds two slots (its table and the value being built), and Lua
+     * guarantees only 20: a deep tree must ask for room first. */
+    luaL_checkstack(L, 4, "configuration nested too deeply");
     if (!v) {
         lua_pushnil(L);
         return;

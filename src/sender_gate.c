@@ -15,9 +15,21 @@ struct gate_entry {
     char sender[];
 };
 
+/* A hand-over in flight: a waiter popped from its queue whose wake has not returned yet. It
+ * lives on the stack of the leaving thread, listed under the lock while that thread calls wake
+ * without it. A cancel that no longer finds its waiter queued waits until the waiter is on no
+ * such list, so the waiter's owner, once told it holds the gate, may free the waiter: no other
+ * thread still reads it. */
+struct hand_over {
+    const struct gate_waiter *waiter;
+    struct hand_over *next;
+};
+
 static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hand_over_done = PTHREAD_COND_INITIALIZER;
 static struct gate_entry *buckets[GATE_BUCKETS];
 static unsigned long active_senders;
+static struct hand_over *hand_overs; /* in flight, under gate_lock */
 
 /* FNV-1a: short keys, no need for anything stronger. */
 static uint32_t hash_sender(const char *s)
@@ -63,9 +75,18 @@ int sender_gate_enter(const char *sender, struct gate_waiter *w)
     return entered;
 }
 
+static int handing_over(const struct gate_waiter *w)
+{
+    for (const struct hand_over *h = hand_overs; h; h = h->next)
+        if (h->waiter == w)
+            return 1;
+    return 0;
+}
+
 void sender_gate_leave(const char *sender)
 {
     struct gate_waiter *next = NULL;
+    struct hand_over self = {NULL, NULL};
     pthread_mutex_lock(&gate_lock);
     struct gate_entry **slot = find_slot(sender);
     struct gate_entry *e = *slot;
@@ -76,6 +97,9 @@ void sender_gate_leave(const char *sender)
             if (!e->head)
                 e->tail = NULL;
             next->next = NULL;
+            self.waiter = next;
+            self.next = hand_overs;
+            hand_overs = &self;
         } else {
             *slot = e->next;
             free(e);
@@ -84,8 +108,16 @@ void sender_gate_leave(const char *sender)
         }
     }
     pthread_mutex_unlock(&gate_lock);
-    if (next)
-        next->wake(next);
+    if (!next)
+        return;
+    next->wake(next); /* outside the lock: it takes the waiter's worker's inbox lock */
+    pthread_mutex_lock(&gate_lock);
+    struct hand_over **link = &hand_overs;
+    while (*link != &self)
+        link = &(*link)->next;
+    *link = self.next;
+    pthread_cond_broadcast(&hand_over_done);
+    pthread_mutex_unlock(&gate_lock);
 }
 
 int sender_gate_cancel(const char *sender, struct gate_waiter *w)
@@ -108,6 +140,9 @@ int sender_gate_cancel(const char *sender, struct gate_waiter *w)
             break;
         }
     }
+    /* Handed the gate already: return once its wake has (see struct hand_over). */
+    while (!removed && handing_over(w))
+        pthread_cond_wait(&hand_over_done, &gate_lock);
     pthread_mutex_unlock(&gate_lock);
     return removed;
 }

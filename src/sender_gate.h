@@ -19,7 +19,8 @@ int sender_gate_enter(const char *sender, struct gate_waiter *w);
 /* The current holder leaves: the next waiter, if any, is handed the gate and woken. */
 void sender_gate_leave(const char *sender);
 /* Take a queued waiter back (its message is abandoned). Returns 1 when it was removed, 0 when it
- * had already been handed the gate (then the caller owns the gate and must leave it). */
+ * had already been handed the gate (then the caller owns the gate and must leave it). A 0 comes
+ * only once the hand-over's wake call has returned, so the caller may free `w` either way. */
 int sender_gate_cancel(const char *sender, struct gate_waiter *w);
 /* Number of senders that hold or wait for the gate (for /status and tests). */
 unsigned long sender_gate_active(void);

@@ -341,12 +341,13 @@ def in_threads(calls, stagger=0.0):
 
 
 def built_with_sanitizers(binary=None):
-    """True when the switchboard binary under test was built with ASan or UBSan (some bugs only
-    show there: a read of freed or never-initialised memory that a release build survives)."""
+    """True when the switchboard binary under test was built with ASan, UBSan or TSan (some bugs
+    only show there: a read of freed or never-initialised memory that a release build survives;
+    and every sanitizer makes the host several times slower)."""
     from harness import BINARY
     with open(binary or BINARY, "rb") as f:
         data = f.read()
-    return b"__asan_init" in data or b"__ubsan_handle" in data
+    return any(mark in data for mark in (b"__asan_init", b"__ubsan_handle", b"__tsan_init"))
 
 
 def expected_failure_under_sanitizers(test):
