@@ -147,16 +147,25 @@ class GateDeadlineTests(unittest.TestCase):
 
 class DisconnectTests(unittest.TestCase):
     def test_clients_that_go_away_before_the_answer(self):
+        # The rest channel's format, logging each request it hands on: a client goes away only
+        # once the host has its request (no guess at how long that takes).
+        logged = ('local sb = require "switchboard"\n'
+                  'local c = { name = "logged" }\n'
+                  'function c.receive(req)\n'
+                  '  sb.log.info("RECEIVED %s", req.json.message)\n'
+                  '  return { { sender_id = req.json.sender, text = req.json.message } }\n'
+                  'end\nreturn c\n')
         host = Host(args=TIMEOUT_ARGS, cwd=project({"endpoints.yml": lua_bot_endpoints(),
-                                                    "bot.lua": LUA_BOT}))
+                                                    "bot.lua": LUA_BOT, "logged.lua": logged,
+                                                    "credentials.yml": "rest:\nlogged.lua:\n"}))
         try:
-            for query in ("", "?stream=true"):
-                body = json.dumps({"sender": "gone", "message": "slow"}).encode()
+            for i, query in enumerate(("", "?stream=true")):
+                body = json.dumps({"sender": "gone", "message": "slow-%d" % i}).encode()
                 sock = socket.create_connection(("127.0.0.1", host.port), timeout=5)
-                sock.sendall(b"POST " + WEBHOOK.encode() + query.encode() + b" HTTP/1.1\r\n"
+                sock.sendall(b"POST /webhooks/logged/webhook" + query.encode() + b" HTTP/1.1\r\n"
                              b"Host: 127.0.0.1\r\nContent-Type: application/json\r\n"
                              b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-                time.sleep(0.2)
+                host.wait_for_log(r"RECEIVED slow-%d" % i, timeout=10)
                 sock.close()
             # the same sender, while the abandoned ones still hold or wait for its turn
             status, _, body, took = post_timed(host, WEBHOOK, {"sender": "gone", "message": "quick"})
