@@ -1,4 +1,4 @@
-/* fuzz_yaml: the YAML loader (src/config.c) on arbitrary text.
+/* fuzz_yaml: the YAML loader (src/cfg_tree.c, src/config.c) on arbitrary text.
  *
  * Each input goes through cfg_parse_string; text that parses is then written to a scratch
  * credentials.yml and endpoints.yml and loaded by credentials_load and endpoints_load, the way the

@@ -1,50 +1,13 @@
-/* config: reads credentials.yml and endpoints.yml into plain C data.
- *
- * Provides a YAML tree with positions (cfg_value), `${VAR}` expansion of scalars, the channel
- * entries of credentials.yml in file order, and the bot and server sections of endpoints.yml.
- * Every error is one line "FILE:LINE:COLUMN: reason" naming the key or variable at fault.
- * Uses: libyaml (this is the only file that includes <yaml.h>). Knows nothing of Lua or HTTP. */
+/* config: reads credentials.yml and endpoints.yml into plain C data: the channel entries of
+ * credentials.yml in file order, and the bot and server sections of endpoints.yml, with their
+ * defaults and ranges. Every error is one line "FILE:LINE:COLUMN: reason" naming the key at fault.
+ * Uses: cfg_tree. Knows nothing of Lua or HTTP. */
 #ifndef SB_CONFIG_H
 #define SB_CONFIG_H
 
 #include <stddef.h>
 
-typedef enum {
-    CFG_NULL,   /* empty value, ~, null */
-    CFG_STRING, /* quoted scalars, plain scalars that are not one of the others, expanded ${VAR} */
-    CFG_BOOL,   /* plain true/false (any case, YAML 1.2 core schema) */
-    CFG_INT,    /* plain decimal, 0x hex, 0o octal integers that fit in long long */
-    CFG_FLOAT,  /* plain decimal floats, .inf, -.inf, .nan */
-    CFG_MAP,
-    CFG_SEQ
-} cfg_type;
-
-typedef struct cfg_value {
-    cfg_type type;
-    int line, column;        /* 1-based position of the value in its file */
-    char *text;              /* scalars: the text after ${VAR} expansion (owned); NULL otherwise */
-    int boolean;             /* CFG_BOOL */
-    long long integer;       /* CFG_INT */
-    double number;           /* CFG_FLOAT (also set for CFG_INT) */
-    size_t count;            /* CFG_MAP: number of pairs; CFG_SEQ: number of items */
-    char **keys;             /* CFG_MAP: keys in file order (owned) */
-    struct cfg_pos {
-        int line, column;    /* 1-based */
-    } *key_pos;              /* CFG_MAP: position of each key, parallel to keys (owned); may be
-                              * NULL in a map built by hand */
-    struct cfg_value *items; /* CFG_MAP: values, parallel to keys; CFG_SEQ: items (owned) */
-} cfg_value;
-
-/* Parse YAML text. `name` is used in error messages. Returns 0 and a tree the caller owns (an empty
- * document gives a CFG_NULL value), or -1 with "NAME:LINE:COLUMN: reason" in err. Scalars holding
- * ${VAR} are expanded from the environment; an unset variable is an error naming it. */
-int cfg_parse_string(const char *name, const char *text, size_t len, cfg_value **out, char *err,
-                     size_t errlen);
-/* Same for a file; an unreadable file is "PATH: cannot read: <strerror>". */
-int cfg_parse_file(const char *path, cfg_value **out, char *err, size_t errlen);
-void cfg_free(cfg_value *v);
-/* The value under `key` in a map, or NULL (also when `map` is not a map). Borrowed. */
-const cfg_value *cfg_map_get(const cfg_value *map, const char *key);
+#include "cfg_tree.h"
 
 /* ---- credentials.yml ------------------------------------------------------------------------ */
 
