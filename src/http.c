@@ -6,9 +6,18 @@
  * headers, body chunks follow (appended to a bounded buffer), the last call delivers the request.
  * An exchange that has no answer yet is suspended and resumed when the engine finishes it.
  * Per-exchange state is freed only once both MHD (completed callback) and the engine (answer
- * sent) are done with it. */
+ * sent) are done with it.
+ *
+ * Hardening (docs/configuration.md#malformed-http, docs/architecture.md#http-limits): the first
+ * access-handler call checks the head (http_checks.c) before any body is read and refuses
+ * with our JSON error and "Connection: close". A Content-Length that libmicrohttpd itself cannot
+ * parse never reaches the handler (0.9.75 then sends its own header block twice): its error log
+ * line is the only hook, and the answer is written on the socket directly. Each connection has
+ * a deadline for its request head (server.header_timeout), kept in a list oldest first; at the
+ * connection limit the oldest connection still waiting for a head makes room for a new client. */
 #include "http.h"
 
+#include "http_checks.h"
 #include "log.h"
 
 #include <arpa/inet.h>
@@ -17,6 +26,8 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -28,9 +39,40 @@
 #include <time.h>
 #include <unistd.h>
 
+/* libmicrohttpd's connection memory: twice our own head limit (http_checks.h), so that a head
+ * over our limits is still read whole and gets our JSON answer instead of libmicrohttpd's HTML
+ * 414/431, and so that a head within them leaves room to read the body (libmicrohttpd stops
+ * reading a socket when its memory is full) and to build the answer's head. */
+#define MHD_CONNECTION_MEMORY 32768u
+/* At the connection limit, how often to look for new clients waiting in the listen backlog
+ * (libmicrohttpd does not watch the listening socket then), and how long a connection must
+ * have waited for its head before it may be closed to make room. */
+#define LIMIT_POLL_MS 20
+#define EVICT_MIN_WAIT_MS 100
+
+/* A connection, from accept to close (MHD's connection notifications). While it waits for a
+ * request head it is in the server's `waiting` list, oldest first, for the head deadline. When
+ * MHD called us about it during a run, it is in the `touched` list until the run is over. */
+struct http_conn {
+    struct http_conn *prev, *next;   /* waiting list */
+    struct http_conn *tprev, *tnext; /* touched list */
+    struct http_exchange *x;         /* its current request, from on_uri to on_completed */
+    int fd;
+    uint64_t waiting_since_ms;
+    unsigned waiting : 1;
+    unsigned touched : 1;
+    unsigned cut : 1; /* shut down by us: libmicrohttpd closes it at its next run */
+};
+
 struct http_server {
     struct MHD_Daemon *daemon;
     const struct http_options *opt;
+    int listen_fd;
+    uint64_t header_timeout_ms;   /* 0: no head deadline */
+    unsigned connections;         /* open connections of this daemon */
+    int was_full;                 /* reached its connection limit since the last run */
+    struct http_conn *waiting_head, *waiting_tail;
+    struct http_conn *touched;
     http_request_fn on_request;
     void *ctx;
     uint64_t id_base;    /* random per server, so ids from different servers differ */
@@ -50,6 +92,8 @@ struct http_exchange {
     char *raw_uri;
     struct timespec arrived;   /* for the access log line (debug level) */
     const char *method;        /* MHD's, valid for the request */
+    uintptr_t uri_at;          /* where MHD had the raw target, and its length up to the first */
+    size_t uri_len;            /* NUL: to spot a NUL byte inside it (see target_has_nul) */
     char *body;
     size_t body_len, body_cap;
 
@@ -60,6 +104,8 @@ struct http_exchange {
     unsigned suspended : 1;
     unsigned engine_done : 1;  /* the engine will not touch the exchange again */
     unsigned mhd_done : 1;     /* MHD's completed callback ran */
+    unsigned refused : 1;      /* answered on the socket directly (see refuse_on_socket) */
+    unsigned early : 1;        /* answered from its head, before any body (413, refusals) */
 
     struct MHD_Response *pending; /* answer built, not yet queued */
     unsigned pending_status;
@@ -133,6 +179,204 @@ static void exchange_free(struct http_exchange *x)
     free(x);
 }
 
+/* ---- connections and the deadline of a request head ---------------------------------------- */
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static struct http_conn *conn_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *info =
+        conn ? MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT) : NULL;
+    return info ? info->socket_context : NULL;
+}
+
+static void waiting_remove(struct http_server *s, struct http_conn *c)
+{
+    if (!c->waiting)
+        return;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->waiting_head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    else
+        s->waiting_tail = c->prev;
+    c->prev = c->next = NULL;
+    c->waiting = 0;
+}
+
+/* The connection starts waiting for a request head: at its accept, or when the answer to its
+ * previous request is sent (keep-alive). Appending keeps the list oldest first. */
+static void waiting_add(struct http_server *s, struct http_conn *c)
+{
+    waiting_remove(s, c);
+    if (c->cut)
+        return;
+    c->waiting_since_ms = now_ms();
+    c->prev = s->waiting_tail;
+    c->next = NULL;
+    if (s->waiting_tail)
+        s->waiting_tail->next = c;
+    else
+        s->waiting_head = c;
+    s->waiting_tail = c;
+    c->waiting = 1;
+}
+
+/* MHD called us about this connection during the current run (see close_abandoned). */
+static void touch(struct http_server *s, struct http_conn *c)
+{
+    if (!c || c->touched)
+        return;
+    c->tprev = NULL;
+    c->tnext = s->touched;
+    if (s->touched)
+        s->touched->tprev = c;
+    s->touched = c;
+    c->touched = 1;
+}
+
+static void untouch(struct http_server *s, struct http_conn *c)
+{
+    if (!c->touched)
+        return;
+    if (c->tprev)
+        c->tprev->tnext = c->tnext;
+    else
+        s->touched = c->tnext;
+    if (c->tnext)
+        c->tnext->tprev = c->tprev;
+    c->tprev = c->tnext = NULL;
+    c->touched = 0;
+}
+
+/* Close a connection under libmicrohttpd: it sees the end of the stream at its next run and
+ * closes the connection itself (it owns the fd). */
+static void conn_cut(struct http_server *s, struct http_conn *c)
+{
+    waiting_remove(s, c);
+    if (!c->cut && c->fd >= 0)
+        shutdown(c->fd, SHUT_RDWR);
+    c->cut = 1;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct http_server *s = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        if (++s->connections >= s->opt->connection_limit)
+            s->was_full = 1;
+        const union MHD_ConnectionInfo *info =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        int fd = info ? info->connect_fd : -1;
+        struct http_conn *c = calloc(1, sizeof *c);
+        if (!c) {
+            /* Without its record it would escape the head deadline: refuse it instead. */
+            if (fd >= 0)
+                shutdown(fd, SHUT_RDWR);
+            return;
+        }
+        c->fd = fd;
+        *socket_context = c;
+        waiting_add(s, c);
+        return;
+    }
+    if (s->connections)
+        s->connections--;
+    struct http_conn *c = *socket_context;
+    if (c) {
+        waiting_remove(s, c);
+        untouch(s, c);
+        free(c);
+        *socket_context = NULL;
+    }
+}
+
+/* Has the client closed its side? Only asked right after MHD read from the socket, while the
+ * request is incomplete, so a pending end of stream is the next thing to read. */
+static int peer_closed(int fd)
+{
+    char byte;
+    ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* libmicrohttpd 0.9.75 in epoll mode (edge-triggered) takes a read shorter than its buffer as
+ * "nothing more to read" and waits for the next readiness edge. A client's close that arrived
+ * together with its last bytes makes no new edge: MHD keeps waiting for the rest of the request
+ * until the connection timeout, the socket in CLOSE-WAIT (aborted POSTs piled up that way).
+ * After each run, a connection MHD read from whose request is still incomplete is closed if
+ * its client has gone. Returns how many. */
+static unsigned close_abandoned(struct http_server *s)
+{
+    unsigned cut = 0;
+    while (s->touched) {
+        struct http_conn *c = s->touched;
+        untouch(s, c);
+        const struct http_exchange *x = c->x;
+        if (c->cut || !x || x->delivered || x->early || x->refused)
+            continue;
+        if (c->fd >= 0 && peer_closed(c->fd)) {
+            conn_cut(s, c);
+            cut++;
+        }
+    }
+    return cut;
+}
+
+/* Clients waiting in the listen backlog (shared by every server). */
+static unsigned backlog_length(int listen_fd)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof ti;
+    if (getsockopt(listen_fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+        ti.tcpi_state == TCP_LISTEN)
+        return ti.tcpi_unacked; /* for a listening socket: connections ready for accept() */
+    struct pollfd p = {.fd = listen_fd, .events = POLLIN};
+    return poll(&p, 1, 0) == 1 && (p.revents & POLLIN) ? 1 : 0;
+}
+
+/* Close the connections whose request head is overdue; at the connection limit, close the ones
+ * that have waited longest for a head, one per client in the listen backlog (libmicrohttpd
+ * would leave those clients there until a connection ends by itself). Returns how many. */
+static unsigned enforce_head_limits(struct http_server *s)
+{
+    if (!s->waiting_head)
+        return 0;
+    uint64_t now = now_ms();
+    unsigned overdue = 0, evicted = 0;
+    while (s->header_timeout_ms && s->waiting_head &&
+           now - s->waiting_head->waiting_since_ms >= s->header_timeout_ms) {
+        conn_cut(s, s->waiting_head);
+        overdue++;
+    }
+    if (!s->quiesced && s->connections >= s->opt->connection_limit && s->waiting_head &&
+        now - s->waiting_head->waiting_since_ms >= EVICT_MIN_WAIT_MS) {
+        unsigned pending = backlog_length(s->listen_fd);
+        if (pending > 64)
+            pending = 64;
+        while (evicted < pending && s->waiting_head &&
+               now - s->waiting_head->waiting_since_ms >= EVICT_MIN_WAIT_MS) {
+            conn_cut(s, s->waiting_head);
+            evicted++;
+        }
+    }
+    if (overdue)
+        log_msg(LOG_DEBUG, NULL, "closed %u connection(s) without a complete request head after "
+                "%.3g s (server.header_timeout)", overdue, s->opt->header_timeout);
+    if (evicted)
+        log_msg(LOG_DEBUG, NULL, "at the connection limit: closed %u connection(s) waiting for a "
+                "request head to make room for new clients", evicted);
+    return overdue + evicted;
+}
+
 /* CORS (SPEC §2, --cors): the value of Access-Control-Allow-Origin for this request, or NULL. */
 static const char *cors_allow_origin(struct http_exchange *x)
 {
@@ -194,6 +438,8 @@ static void log_access(const struct http_exchange *x)
 
 static enum MHD_Result queue_pending(struct http_exchange *x)
 {
+    if (!x->delivered)
+        x->early = 1;
     unsigned cls = x->pending_status / 100;
     if (cls >= 1 && cls <= 5)
         atomic_fetch_add_explicit(&x->server->answers[cls], 1, memory_order_relaxed);
@@ -231,6 +477,157 @@ static enum MHD_Result answer_error_now(struct http_exchange *x, unsigned status
         return MHD_NO;
     set_pending(x, status, resp);
     return queue_pending(x);
+}
+
+/* ---- refusing a malformed head -------------------------------------------------------------- */
+
+static void count_answer(struct http_server *s, int status)
+{
+    int cls = status / 100;
+    if (cls >= 1 && cls <= 5)
+        atomic_fetch_add_explicit(&s->answers[cls], 1, memory_order_relaxed);
+}
+
+static void log_refusal(const struct http_exchange *x, struct http_verdict v)
+{
+    char target[256];
+    http_json_escape(x->raw_uri ? x->raw_uri : "-", target, sizeof target);
+    log_msg(LOG_INFO, x->id, "%s %s: %d %s", x->method ? x->method : "request", target, v.status,
+            v.message);
+}
+
+/* Refuse from the first access-handler call, before any body is read: our JSON error, and the
+ * connection closed after it, so nothing sent behind this head is ever read as a request. */
+static enum MHD_Result refuse(struct http_exchange *x, struct http_verdict v)
+{
+    log_refusal(x, v);
+    char body[1200];
+    error_body(body, sizeof body, v.code, v.message);
+    struct http_response r = {.status = v.status, .content_type = "application/json",
+                              .body = body, .body_len = strlen(body)};
+    struct MHD_Response *resp = build_response(x, &r);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    set_pending(x, (unsigned)v.status, resp);
+    return queue_pending(x);
+}
+
+static enum MHD_Result framing_field(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    (void)kind;
+    http_framing_field(cls, key, strlen(key), value ? value : "", value ? strlen(value) : 0);
+    return MHD_YES;
+}
+
+static struct http_verdict head_framing(struct MHD_Connection *conn, struct http_framing *f)
+{
+    http_framing_init(f);
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, framing_field, f);
+    return http_framing_verdict(f);
+}
+
+/* libmicrohttpd gives on_uri the target as a C string, so a NUL byte in it silently cuts it
+ * ("GET /status\0junk" was served as /status). In 0.9.75 the raw target and the HTTP version lie
+ * in one buffer, the version right after the NUL that ends the target: a version further on
+ * means a NUL byte came earlier. The bounds make a false alarm unlikely should the layout
+ * differ (the version would have to follow a NUL within 64 KiB after the target). */
+static int target_has_nul(const struct http_exchange *x, const char *version)
+{
+    if (!x->uri_at || !version || !version[0])
+        return 0;
+    uintptr_t v = (uintptr_t)version, first_nul = x->uri_at + x->uri_len;
+    return v > first_nul + 1 && v - x->uri_at < 65536 && version[-1] == '\0';
+}
+
+/* Every check of the head (http_checks.h), in the first access-handler call. */
+static struct http_verdict check_head(struct http_exchange *x, struct MHD_Connection *conn,
+                                      const char *version, struct http_framing *f)
+{
+    struct http_verdict v = {0, NULL, NULL};
+    http_framing_init(f);
+    if (x->raw_uri)
+        v = http_check_target(x->raw_uri, x->uri_len + (target_has_nul(x, version) ? 1 : 0));
+    if (!v.status) {
+        const union MHD_ConnectionInfo *info =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+        int fields = MHD_get_connection_values(conn, MHD_HEADER_KIND, NULL, NULL) +
+                     MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, NULL, NULL) +
+                     MHD_get_connection_values(conn, MHD_COOKIE_KIND, NULL, NULL);
+        v = http_check_head_size(info ? info->header_size : 0, fields > 0 ? (size_t)fields : 0);
+    }
+    if (!v.status)
+        v = head_framing(conn, f);
+    return v;
+}
+
+/* Refuse by writing the answer on the socket ourselves and shutting it down, for a head that
+ * libmicrohttpd refuses without calling the access handler. Over TLS the bytes cannot be
+ * written past libmicrohttpd's TLS session: the connection is only closed. */
+static void refuse_on_socket(struct http_exchange *x, struct http_verdict v)
+{
+    struct http_server *s = x->server;
+    x->refused = 1;
+    log_refusal(x, v);
+    struct http_conn *c = conn_of(x->conn);
+    const union MHD_ConnectionInfo *info =
+        c ? NULL : MHD_get_connection_info(x->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    int fd = c ? c->fd : info ? info->connect_fd : -1;
+    if (fd < 0)
+        return;
+    if (!s->opt->tls_cert_pem) {
+        char body[1200], out[1600];
+        error_body(body, sizeof body, v.code, v.message);
+        const char *reason = MHD_get_reason_phrase_for((unsigned)v.status);
+        int n = snprintf(out, sizeof out,
+                         "HTTP/1.1 %d %s\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                         "X-Request-Id: %s\r\nContent-Length: %zu\r\n\r\n%s",
+                         v.status, reason ? reason : "Error", x->id, strlen(body), body);
+        size_t len = n > 0 && (size_t)n < sizeof out ? (size_t)n : 0, off = 0;
+        while (off < len) {
+            ssize_t k = send(fd, out + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (k < 0 && errno == EINTR)
+                continue;
+            if (k <= 0)
+                break;
+            off += (size_t)k;
+        }
+        if (off == len && len)
+            count_answer(s, v.status);
+        /* Read what the client already sent, so closing does not reset the connection (a reset
+         * could discard the answer before the client reads it). */
+        char scratch[4096];
+        for (int i = 0; i < 16; i++)
+            if (recv(fd, scratch, sizeof scratch, MSG_DONTWAIT) <= 0)
+                break;
+    }
+    if (c)
+        conn_cut(s, c);
+    else
+        shutdown(fd, SHUT_RDWR);
+}
+
+/* libmicrohttpd 0.9.75 refuses a Content-Length it cannot parse ("-1", "+30", "0x1e", "30, 30",
+ * too many digits) with its own HTML page, sends that page's header block twice, and never
+ * calls the access handler. The only hook is its log line, written while it parses that head:
+ * the connection is the one whose head is complete (it has a header size), that has no answer
+ * queued yet, and that the access handler has not seen. Our answer goes out first and the
+ * socket is shut down, so libmicrohttpd's own bytes are never sent. */
+static void refuse_mhd_length_error(struct http_server *s)
+{
+    for (struct http_exchange *x = s->live; x; x = x->next) {
+        if (!x->conn || x->started || x->refused || x->mhd_done)
+            continue;
+        if (!MHD_get_connection_info(x->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE) ||
+            MHD_get_connection_info(x->conn, MHD_CONNECTION_INFO_HTTP_STATUS))
+            continue;
+        struct http_framing f;
+        struct http_verdict v = head_framing(x->conn, &f);
+        if (!v.status)
+            v = (struct http_verdict){400, "bad_request", "the Content-Length header is not valid"};
+        refuse_on_socket(x, v);
+    }
 }
 
 /* ---- the exchange as the engine uses it ----------------------------------------------------- */
@@ -395,6 +792,13 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     x->server = s;
     x->conn = conn;
     x->raw_uri = strdup(uri ? uri : "/");
+    x->uri_at = (uintptr_t)uri;
+    x->uri_len = x->raw_uri ? strlen(x->raw_uri) : 0;
+    struct http_conn *c = conn_of(conn);
+    if (c) {
+        c->x = x;
+        touch(s, c);
+    }
     if (log_enabled(LOG_DEBUG))
         clock_gettime(CLOCK_MONOTONIC, &x->arrived);
     /* 8 hex digits of the server's random base, then a counter: unique and cheap. */
@@ -519,22 +923,27 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                                  const char *upload_data, size_t *upload_data_size,
                                  void **con_cls)
 {
-    (void)version;
     struct http_server *s = cls;
     struct http_exchange *x = *con_cls;
     if (!x)
         return MHD_NO; /* on_uri could not allocate: drop the connection */
+    struct http_conn *c = conn_of(conn);
+    touch(s, c);
 
     if (!x->started) {
         x->started = 1;
         x->method = method;
+        if (c)
+            waiting_remove(s, c); /* the head is complete: its deadline no longer applies */
         adopt_client_request_id(x);
+        struct http_framing framing;
+        struct http_verdict verdict = check_head(x, conn, version, &framing);
+        if (verdict.status)
+            return refuse(x, verdict);
         if (s->opt->cors_origins && strcmp(method, "OPTIONS") == 0 &&
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin"))
             return answer_preflight(x);
-        const char *length = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                         MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (length && strtoull(length, NULL, 10) > s->opt->max_body_size) {
+        if (framing.content_lengths && framing.content_length > s->opt->max_body_size) {
             char message[160];
             too_large_message(x, message, sizeof message);
             log_msg(LOG_WARNING, x->id, "%s %s: 413 %s", method, url, message);
@@ -582,8 +991,15 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
-    (void)conn;
+    struct http_server *s = cls;
+    struct http_conn *c = conn_of(conn);
+    if (c) {
+        c->x = NULL;
+        /* Answer sent: a kept-alive connection now waits for its next head (when it is closed
+         * instead, the close notification takes it out again). */
+        if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+            waiting_add(s, c);
+    }
     struct http_exchange *x = *con_cls;
     if (!x)
         return;
@@ -598,7 +1014,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
-    (void)cls;
+    if (strstr(fmt, "Content-Length' header"))
+        refuse_mhd_length_error(cls);
     char message[512];
     vsnprintf(message, sizeof message, fmt, ap);
     size_t len = strlen(message);
@@ -661,6 +1078,11 @@ struct http_server *http_server_create(int listen_fd, const struct http_options 
         return NULL;
     }
     s->opt = opt;
+    s->listen_fd = listen_fd;
+    if (opt->header_timeout > 0) {
+        double ms = opt->header_timeout * 1000.0;
+        s->header_timeout_ms = ms < 1.0 ? 1 : (uint64_t)(ms + 0.5);
+    }
     s->on_request = on_request;
     s->ctx = ctx;
     struct timespec now;
@@ -681,10 +1103,12 @@ struct http_server *http_server_create(int listen_fd, const struct http_options 
         MHD_OPTION_LISTEN_SOCKET, listen_fd,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opt->connection_timeout,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)opt->connection_limit,
-        /* Request line and headers must fit here (MHD answers 431 otherwise); MHD clears it
-         * between the requests of a connection, so it is kept to what headers need. */
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384,
+        /* The request head must fit here, or MHD answers 414/431 with its own HTML page; our
+         * own limits (http_checks.h) are below it. MHD clears it between the requests of a
+         * connection, so it is kept to what a head, a read buffer and an answer's head need. */
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)MHD_CONNECTION_MEMORY,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
         MHD_OPTION_ARRAY, (flags & MHD_USE_TLS) ? tls_options : tls_options + 2,
@@ -731,7 +1155,21 @@ int http_server_fd(const struct http_server *s)
     return info ? info->epoll_fd : -1;
 }
 
-void http_server_run(struct http_server *s) { MHD_run(s->daemon); }
+void http_server_run(struct http_server *s)
+{
+    unsigned cut = enforce_head_limits(s);
+    MHD_run(s->daemon);
+    cut += close_abandoned(s);
+    if (cut)
+        MHD_run(s->daemon); /* MHD sees the connections cut above end, and closes them */
+    /* At its connection limit MHD stops watching the listening socket, and watches it again
+     * only at the start of a run once below the limit: without one more run now, clients that
+     * come meanwhile would wait in the backlog until something else wakes this loop. */
+    if (s->was_full && s->connections < s->opt->connection_limit) {
+        s->was_full = 0;
+        MHD_run(s->daemon);
+    }
+}
 
 void http_server_stop_accepting(struct http_server *s)
 {
@@ -751,10 +1189,25 @@ unsigned http_server_busy(const struct http_server *s)
 
 long http_server_timeout_ms(struct http_server *s)
 {
+    long t = -1;
     MHD_UNSIGNED_LONG_LONG timeout;
-    if (MHD_get_timeout(s->daemon, &timeout) != MHD_YES)
-        return -1;
-    return timeout > 60000 ? 60000 : (long)timeout;
+    if (MHD_get_timeout(s->daemon, &timeout) == MHD_YES)
+        t = timeout > 60000 ? 60000 : (long)timeout;
+    if (s->touched)
+        return 0; /* connections MHD read from after the last check: look at them now */
+    const struct http_conn *oldest = s->waiting_head;
+    if (!oldest)
+        return t;
+    uint64_t now = now_ms();
+    if (s->header_timeout_ms) {
+        uint64_t due = oldest->waiting_since_ms + s->header_timeout_ms;
+        long left = due > now ? (long)(due - now) : 0;
+        if (t < 0 || left < t)
+            t = left;
+    }
+    if (!s->quiesced && s->connections >= s->opt->connection_limit && (t < 0 || t > LIMIT_POLL_MS))
+        t = LIMIT_POLL_MS; /* look at the listen backlog (enforce_head_limits) */
+    return t;
 }
 
 void http_server_answers(struct http_server *s, unsigned long counts[6])

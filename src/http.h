@@ -4,8 +4,10 @@
  * of one engine worker (external epoll mode: no thread of its own); per request an exchange that
  * carries the parsed request to the engine and takes back one answer or a stream of chunks, at
  * once or later (the connection is suspended meanwhile). Owns the parts of HTTP that need no
- * script: body size limit (413), CORS and preflight, request ids, the connection timeout.
- * Uses: libmicrohttpd, log. Knows nothing of Lua. */
+ * script: body size limit (413), CORS and preflight, request ids, the connection timeout, the
+ * checks of a request head (malformed framing, target and size: 400, 414, 431, 501), the
+ * deadline of a request head and room for new clients at the connection limit.
+ * Uses: libmicrohttpd, http_checks, log. Knows nothing of Lua. */
 #ifndef SB_HTTP_H
 #define SB_HTTP_H
 
@@ -76,7 +78,8 @@ void http_server_run(struct http_server *s);
 void http_server_stop_accepting(struct http_server *s);
 /* Requests handed to the engine whose answer is not completely sent yet. */
 unsigned http_server_busy(const struct http_server *s);
-/* Milliseconds until the server needs running for its own timeouts, or -1. */
+/* Milliseconds until the server needs running for its own timeouts (libmicrohttpd's, the
+ * deadline of a request head, a look at the listen backlog at the connection limit), or -1. */
 long http_server_timeout_ms(struct http_server *s);
 /* Add the answers this server has sent, by status class (counts[2] for 2xx), to counts.
  * May be called from any thread. */
