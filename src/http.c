@@ -18,6 +18,7 @@
 #include "http.h"
 
 #include "http_checks.h"
+#include "json_writer.h"
 #include "log.h"
 
 #include <arpa/inet.h>
@@ -120,7 +121,9 @@ struct http_exchange {
 
 /* ---- small helpers ------------------------------------------------------------------------- */
 
-void http_json_escape(const char *s, char *out, size_t size)
+/* Escape `s` as the inside of a JSON string into out (always NUL-terminated, truncated to fit):
+ * for log lines that quote a client's bytes. */
+static void http_json_escape(const char *s, char *out, size_t size)
 {
     static const char hex[] = "0123456789abcdef";
     size_t n = 0;
@@ -458,11 +461,21 @@ static void set_pending(struct http_exchange *x, unsigned status, struct MHD_Res
     x->pending_status = status;
 }
 
+/* The JSON error body every error answer carries (docs/contract.md §2). */
 static void error_body(char *out, size_t size, const char *code, const char *message)
 {
-    char escaped[1024];
-    http_json_escape(message, escaped, sizeof escaped);
-    snprintf(out, size, "{\"error\":\"%s\",\"message\":\"%s\"}", code, escaped);
+    json_error_body(out, size, code, message);
+}
+
+/* An answer with the JSON error body (its status is given when it is queued). */
+static struct MHD_Response *error_response(struct http_exchange *x, const char *code,
+                                           const char *message)
+{
+    char body[1200];
+    error_body(body, sizeof body, code, message);
+    struct http_response r = {.content_type = "application/json", .body = body,
+                              .body_len = strlen(body)};
+    return build_response(x, &r);
 }
 
 static enum MHD_Result answer_error_now(struct http_exchange *x, unsigned status,
@@ -1135,8 +1148,8 @@ void http_server_destroy(struct http_server *s)
             if (x->streaming)
                 x->stream_finished = 1;
             else
-                set_pending(x, MHD_HTTP_SERVICE_UNAVAILABLE,
-                            MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT));
+                set_pending(x, MHD_HTTP_SERVICE_UNAVAILABLE, error_response(x, "shutting_down",
+                            "the host is stopping; the request was not completed"));
             x->engine_done = 1;
             wake_connection(x);
         }

@@ -104,7 +104,5 @@ void http_stream_finish(struct http_exchange *x);
 /* A JSON error body {"error": code, "message": message} (message JSON-escaped) as an answer. */
 void http_respond_error(struct http_exchange *x, int status, const char *code,
                         const char *message);
-/* Escape `s` as the inside of a JSON string into out (always NUL-terminated, truncated to fit). */
-void http_json_escape(const char *s, char *out, size_t size);
 
 #endif

@@ -229,6 +229,41 @@ class GracefulStopTests(unittest.TestCase):
         self.assertIn("error", stuck, stuck)
         self.assertRegex(host.log(), r"ERROR +worker \d did not stop by the drain deadline")
 
+    def test_a_request_still_running_at_the_deadline_gets_503_with_a_json_body(self):
+        # A hook waiting on a platform that does not answer: no message deadline applies, so the
+        # drain deadline (response timeout + 1 s) ends it.
+        from standins import Reply, StandIn
+        with StandIn(Reply(body="late", delay=8)) as platform:
+            channel = ('local sb = require "switchboard"\n'
+                       'local c = { name = "waits" }\n'
+                       'function c.receive(req)\n'
+                       '  sb.log.info("CALLING the platform")\n'
+                       '  sb.http.request{ url = "%s", timeout = 30 }\n'
+                       '  return {}\n'
+                       'end\nreturn c\n' % platform.url("/slow"))
+            folder = project({"credentials.yml": "waits.lua:\n", "waits.lua": channel,
+                              "endpoints.yml": "server:\n  workers: 1\n"})
+            host = QuietHost(cwd=folder, args=["--response-timeout", "1"])
+            self.addCleanup(host.stop, None)
+            result = {}
+
+            def run():
+                result["answer"] = host.request("POST", "/webhooks/waits/webhook", b"{}",
+                                                timeout=15)
+            thread = threading.Thread(target=run, daemon=True)
+            thread.start()
+            host.wait_for_log("CALLING the platform")
+            signalled = time.monotonic()
+            host.proc.send_signal(signal.SIGTERM)
+            code, exited = wait_exit(host)
+            thread.join(5)
+            status, headers, body = result["answer"]
+            self.assertEqual(code, 0, host.log())
+            self.assertEqual(status, 503, body)
+            self.assertTrue(headers.get("content-type", "").startswith("application/json"))
+            self.assertEqual(json.loads(body)["error"], "shutting_down")
+            self.assertLess(exited - signalled, 1 + 1 + 1.5)
+
 
 if __name__ == "__main__":
     unittest.main()
