@@ -363,6 +363,7 @@ int engine_reload(struct engine *e, struct script_config *config, char *err, siz
         e->config = config;
     }
     e->gen = gen;
+    /* Every inbox first, then every wake-up: the workers switch as close together as they can. */
     for (unsigned i = 0; i < e->worker_count; i++) {
         struct worker *w = &e->workers[i];
         pthread_mutex_lock(&w->inbox_lock);
@@ -370,8 +371,9 @@ int engine_reload(struct engine *e, struct script_config *config, char *err, siz
         w->incoming = states[i];
         pthread_mutex_unlock(&w->inbox_lock);
         script_state_close(unused);
-        wake_worker(w);
     }
+    for (unsigned i = 0; i < e->worker_count; i++)
+        wake_worker(&e->workers[i]);
     free(states);
     return 0;
 }

@@ -122,6 +122,14 @@ def get_status(host):
     return json.loads(body)
 
 
+def settled_generation(host, expected, timeout=5.0):
+    """The generation /status reports once it is at least `expected` (each worker adopts a new
+    generation when its loop next wakes, so one may still answer from the previous one for a
+    moment); the test then checks it is exactly `expected`."""
+    return wait_for_status(host, lambda st: st["generation"] >= expected,
+                           timeout=timeout)["generation"]
+
+
 def wait_for_status(host, accept, timeout=5.0):
     """GET /status until accept(status) is true; returns that status."""
     deadline = time.monotonic() + timeout

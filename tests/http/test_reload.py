@@ -14,7 +14,8 @@ import unittest
 
 from harness import project, write_files
 from reload_util import (Client, channel_status, get_status, median, rewrite, sighup,
-                         version_channel, wait_for_json, wait_for_status)
+                         settled_generation, version_channel, wait_for_json,
+                         wait_for_status)
 from util import QuietHost
 
 ONE = "server:\n  workers: 1\n"
@@ -144,12 +145,12 @@ class ScriptChangeTests(ReloadCase):
         host, folder = self.start(one_channel())
         self.assert_serves(host, "v1")
         self.measure(host, folder, "chan.lua", version_channel, ["v2", "v3", "v4"], "plain")
-        self.assertEqual(get_status(host)["generation"], 4)
+        self.assertEqual(settled_generation(host, 4), 4)
 
     def test_editor_style_write_then_rename_is_served_by_the_new_code(self):
         host, folder = self.start(one_channel())
         self.measure(host, folder, "chan.lua", version_channel, ["v2", "v3", "v4"], "rename")
-        self.assertEqual(get_status(host)["generation"], 4)
+        self.assertEqual(settled_generation(host, 4), 4)
         # The temporary files of the editor are not scripts: nothing else was reloaded.
         self.assertNotIn("rejected", host.log())
 
@@ -195,7 +196,7 @@ class ScriptChangeTests(ReloadCase):
                     print("  => median of %d rewrites with %d worker(s): %.1f ms"
                           % (len(times), workers, median(times)))
                     self.assertLess(median(times), 1000.0)
-                    self.assertEqual(get_status(host)["generation"], 11)
+                    self.assertEqual(settled_generation(host, 11), 11)
                 finally:
                     host.stop()
 
@@ -485,7 +486,7 @@ class ReloadUnderLoadTests(ReloadCase):
         for _ in range(4):   # both workers serve the last version
             status, _, body = host.post_json(path, {"sender": "after", "message": "x"})
             self.assertEqual((status, body["version"]), (200, "v20"))
-        self.assertEqual(get_status(host)["generation"], 21)
+        self.assertEqual(settled_generation(host, 21), 21)
         self.assertGreater(len(seen), 5, "the clients saw few of the versions: %s" % sorted(seen))
 
 
