@@ -167,6 +167,10 @@ class DisconnectTests(unittest.TestCase):
                              b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
                 host.wait_for_log(r"RECEIVED slow-%d" % i, timeout=10)
                 sock.close()
+            # The abandoned messages free the sender's turn at their deadlines, 1 s after they
+            # asked for it; the quick one's own deadline runs from when it asks. This gap is its
+            # margin (a scenario, not a wait for readiness).
+            time.sleep(0.4)
             # the same sender, while the abandoned ones still hold or wait for its turn
             status, _, body, took = post_timed(host, WEBHOOK, {"sender": "gone", "message": "quick"})
             self.assertEqual((status, body), (200, [{"recipient_id": "gone", "text": "quick answer"}]))

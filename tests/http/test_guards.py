@@ -14,10 +14,13 @@ import unittest
 
 from harness import project
 from reload_util import rewrite, version_channel, wait_for_status
-from standins import error_line
+from standins import built_with_sanitizers, error_line
 from util import QuietHost, error_lines, run_to_exit
 
 BUDGET = 0.3
+# How long after the budget a cut request may still answer: the budget counts CPU time, and a
+# loaded machine or a sanitizer build stretches the wall-clock time around it.
+LATE = BUDGET + (2.7 if built_with_sanitizers() else 0.9)
 GUARDED = "server:\n  lua_cpu_budget: 0.3\n  lua_memory_limit: 67108864\n  workers: %d\n"
 WEBHOOK = "/webhooks/rest/webhook"
 
@@ -148,7 +151,7 @@ class CpuBudgetTests(unittest.TestCase):
         self.assertEqual((status, body), (200, texts(sender, "before " + text)),
                          "the bot's answer up to the loop")
         self.assertGreater(took, BUDGET * 0.8, "answered before the budget was used")
-        self.assertLess(took, BUDGET + 0.9, "the loop ran well past the %g s budget" % BUDGET)
+        self.assertLess(took, LATE, "the loop ran well past the %g s budget" % BUDGET)
         error_line(host, rid, "CPU budget")
         return took
 
@@ -181,7 +184,7 @@ class CpuBudgetTests(unittest.TestCase):
         took = time.monotonic() - t0
         self.assertEqual(status, 500, body)
         self.assertEqual(body["error"], "channel_error")
-        self.assertLess(took, BUDGET + 0.9)
+        self.assertLess(took, LATE)
         error_line(host, headers["x-request-id"], r"probe\.lua:4: .*CPU budget")
         self.assertEqual(host.post_json("/webhooks/probe/webhook", {})[::2], (200, {"ok": True}))
 
@@ -249,17 +252,17 @@ class CpuBudgetTests(unittest.TestCase):
         host = start(self)
         status, body, rid, took = say(host, "cpu", "sethook")
         self.assertEqual(body, texts("cpu", "before sethook"))
-        self.assertLess(took, BUDGET + 0.9)
+        self.assertLess(took, LATE)
 
     def test_an_xpcall_message_handler_runs_under_the_budget(self):
         host = start(self)
         status, body, rid, took = say(host, "cpu", "slow-error-handler")
-        self.assertLess(took, BUDGET + 0.9, "the message handler ran %.2f s" % took)
+        self.assertLess(took, LATE, "the message handler ran %.2f s" % took)
 
     def test_a_gc_finalizer_runs_under_the_budget(self):
         host = start(self)
         status, body, rid, took = say(host, "cpu", "slow-finalizer")
-        self.assertLess(took, BUDGET + 0.9, "the finalizer ran %.2f s" % took)
+        self.assertLess(took, LATE, "the finalizer ran %.2f s" % took)
 
     def test_a_long_c_call_fails_its_request_when_it_returns(self):
         # The budget runs out during one long C call (string.find with a backtracking pattern);
