@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Switchboard's two entry points on a fresh Debian 12 machine:
 #   ./dev.sh run    install what is missing, build, serve examples/ with the demo bot
 #   ./dev.sh test   install what is missing, build (-Werror), run every test, then again under

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- The benchmark's bot: answers every message with its text, like bench/nginx.conf's handler.
 local bot = {}
 

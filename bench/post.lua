@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- wrk script: POST a rest-channel message, a different sender on each connection's requests.
 local counter = 0
 wrk.method = "POST"

@@ -1,5 +1,6 @@
--- wrk script: POST a rest-channel message from a sender never seen before (SPEC §5: messages of
--- different senders are handled concurrently).
+-- SPDX-License-Identifier: MIT
+-- wrk script: POST a rest-channel message from a sender never seen before (docs/contract.md §5:
+-- messages of different senders are handled concurrently).
 local counter = 0
 local thread_tag = tostring(math.random(1, 1e9))
 wrk.method = "POST"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Switchboard's benchmarks, each printed side by side with a peer measured in the same run on the
 # same machine (see docs/performance.md for what the numbers mean and the targets).
 #

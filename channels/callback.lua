@@ -1,6 +1,8 @@
--- The callback channel (SPEC §8), the counterpart of Rasa's CallbackInput: requests as for the
--- rest channel, and every bot message is POSTed on its own, as one JSON object of the collected
--- shapes of SPEC §4.2, to `url`. The webhook answers 200 "success" once processing is done.
+-- SPDX-License-Identifier: MIT
+-- The callback channel (docs/contract.md §8), the counterpart of Rasa's CallbackInput: requests as
+-- for the rest channel, and every bot message is POSTed on its own, as one JSON object of the
+-- collected shapes of docs/contract.md §4.2, to `url`. The webhook answers 200 "success" once
+-- processing is done.
 --
 -- callback:
 --   url: "http://localhost:5034/bot"   # required

@@ -1,5 +1,6 @@
--- The facebook channel (SPEC §8), the counterpart of Rasa's FacebookInput / MessengerBot:
--- Facebook Messenger through a Facebook app subscribed to a page's `messages` and
+-- SPDX-License-Identifier: MIT
+-- The facebook channel (docs/contract.md §8), the counterpart of Rasa's FacebookInput /
+-- MessengerBot: Facebook Messenger through a Facebook app subscribed to a page's `messages` and
 -- `messaging_postbacks` webhook fields.
 --
 -- facebook:

@@ -1,4 +1,5 @@
--- The rest channel (SPEC §8), the counterpart of Rasa's RestInput.
+-- SPDX-License-Identifier: MIT
+-- The rest channel (docs/contract.md §8), the counterpart of Rasa's RestInput.
 --
 -- POST /webhooks/rest/webhook with {"sender": ..., "message": ..., "input_channel": ...,
 -- "metadata": ..., "message_id": ...}; the bot's replies come back as a JSON array in the answer,

@@ -1,5 +1,7 @@
--- The slack channel (SPEC §8), the counterpart of Rasa's SlackInput (incoming) and SlackBot
--- (replies). docs/channels/slack.md is the user's guide; this header is the maintainer's summary.
+-- SPDX-License-Identifier: MIT
+-- The slack channel (docs/contract.md §8), the counterpart of Rasa's SlackInput (incoming) and
+-- SlackBot (replies). docs/channels/slack.md is the user's guide; this header is the maintainer's
+-- summary.
 --
 -- Incoming: Slack's Events API posts JSON (`url_verification`, `event_callback`); its
 -- interactivity posts a form whose `payload` field is JSON (`block_actions`, legacy
@@ -115,7 +117,7 @@ function channel.reject(_, reason)
   return { status = 400, json = { error = "invalid_signature", message = reason } }
 end
 
--- The answer Slack gets for everything it sent, before the bot runs (SPEC §4: async).
+-- The answer Slack gets for everything it sent, before the bot runs (docs/contract.md §4: async).
 function channel.ack()
   return { status = 200, body = "" }
 end

@@ -1,5 +1,6 @@
--- The telegram channel (SPEC §8), the counterpart of Rasa's TelegramInput (incoming) and
--- TelegramOutput (replies). docs/channels/telegram.md is the user's guide.
+-- SPDX-License-Identifier: MIT
+-- The telegram channel (docs/contract.md §8), the counterpart of Rasa's TelegramInput (incoming)
+-- and TelegramOutput (replies). docs/channels/telegram.md is the user's guide.
 --
 -- Incoming: Telegram posts one Update (JSON) per request to the webhook. Text messages, edited
 -- text messages, callback queries (inline button presses) and locations become messages; the

@@ -1,5 +1,7 @@
--- The twilio channel (SPEC §8), the counterpart of Rasa's TwilioInput / TwilioOutput: SMS, MMS
--- and WhatsApp through a Twilio phone number whose "A message comes in" webhook points here.
+-- SPDX-License-Identifier: MIT
+-- The twilio channel (docs/contract.md §8), the counterpart of Rasa's TwilioInput / TwilioOutput:
+-- SMS, MMS and WhatsApp through a Twilio phone number whose "A message comes in" webhook points
+-- here.
 --
 -- twilio:
 --   account_sid: "ACxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"   # required

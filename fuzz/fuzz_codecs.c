@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz_codecs: the encoders and decoders of the switchboard module, called from Lua as channels
  * call them: sb.base64, sb.base64_decode, sb.urlencode (string and table), sb.urldecode, sb.hex.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz_form: the application/x-www-form-urlencoded parser behind req.form (push_form in
  * src/lua_request.c, a static function: the file is included here, as the unit tests do).
  *

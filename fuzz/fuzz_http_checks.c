@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz_http_checks: the request head checks (src/http_checks.c) on arbitrary bytes.
  *
  * The input is split at newlines: the first line is a request target (it may hold NUL bytes),

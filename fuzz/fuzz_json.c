@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz_json: libFuzzer target for sb.json (src/lua_json.c). Decodes the input; when it decodes,
  * encodes the value, decodes that text and encodes again: the encoding of a decoded value must
  * decode, and the two encodings must be the same text (the encoder's output is canonical).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz_router: route_parse and router_match (src/router.c) on arbitrary text.
  *
  * The input is split at newlines: every line but the last two is a route a channel "c" declares

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz_yaml: the YAML loader (src/cfg_tree.c, src/config.c) on arbitrary text.
  *
  * Each input goes through cfg_parse_string; text that parses is then written to a scratch

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bot: see bot.h. */
 #include "bot.h"
 

@@ -1,4 +1,5 @@
-/* bot: the bot behind the pipeline (SPEC §5.1), loaded into a worker's Lua state.
+/* SPDX-License-Identifier: MIT */
+/* bot: the bot behind the pipeline (docs/contract.md §5.1), loaded into a worker's Lua state.
  *
  * Every kind of bot ends up as a Lua table with handle(msg, out): a Lua bot is its own script
  * (init(config) receives the `bot:` map without `script`), the bundled demo bot answers when no

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* builtin_routes: the routes answered in C, with no script (see engine_internal.h): the root,
  * the status page, each channel's health check, 404 and 405. Webhooks and the routes channels
  * declare become jobs. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* cfg_tree: YAML text into a tree of plain C values (interface in cfg_tree.h).
  *
  * The YAML is read with libyaml's event API rather than its document API: events let us refuse an

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* cfg_tree: YAML text into a tree of plain C values with positions (cfg_value): the YAML 1.2
  * core schema for scalars, `${VAR}` expansion, no aliases, duplicate keys refused (found through
  * a hash set, so a map of any size is checked in linear time), nesting bounded. Every error is one

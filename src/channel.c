@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* channel: see channel.h. */
 #include "channel.h"
 

@@ -1,4 +1,5 @@
-/* channel: finding, loading and validating channel scripts (SPEC §3.1, §3.2, §3.6).
+/* SPDX-License-Identifier: MIT */
+/* channel: finding, loading and validating channel scripts (docs/contract.md §3.1, §3.2, §3.6).
  *
  * Resolves each credentials.yml key to a script (a bundled name, a Lua module path searched in
  * the credentials file's folder then in the bundled channels/, or a .lua file), loads it in text
@@ -40,8 +41,8 @@ int channel_resolve(const struct credentials *cred, const char *data_dir, struct
 int channel_load_all(lua_State *L, struct channel_set *set, int *refs, struct route_table *routes,
                      char *err, size_t errlen);
 
-/* Keep only the channel whose key or name is `connector` (SPEC §1 --connector). Call after the
- * first load. Returns 0, or -1 when no channel matches. */
+/* Keep only the channel whose key or name is `connector` (docs/contract.md §1 --connector). Call
+ * after the first load. Returns 0, or -1 when no channel matches. */
 int channel_filter(struct channel_set *set, const char *connector, char *err, size_t errlen);
 
 void channel_set_free(struct channel_set *set);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* channel_hooks: see channel_hooks.h. */
 #include "channel_hooks.h"
 

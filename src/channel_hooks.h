@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* channel_hooks: the one list of the fields a channel table may have (its hooks, senders and
  * settings) with the Lua type each must have. channel.c checks channel tables against it, and
  * every Lua state gets it as the module "switchboard.hooks", so the pipeline never spells the

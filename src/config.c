@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* config: credentials.yml and endpoints.yml into plain C data (interface in config.h), read
  * through the YAML tree of cfg_tree.c. Error texts name keys, types and positions, never the
  * value of a scalar: values are often secrets. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* config: reads credentials.yml and endpoints.yml into plain C data: the channel entries of
  * credentials.yml in file order, and the bot and server sections of endpoints.yml, with their
  * defaults and ranges. Every error is one line "FILE:LINE:COLUMN: reason" naming the key at fault.

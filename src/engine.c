@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* engine: see engine.h. This file runs the workers (their event loops, inboxes and states),
  * reloads and the graceful stop; jobs are in job.c, the pipeline's host table in host_api.c,
  * the routes answered in C in builtin_routes.c (engine_internal.h has what they share). */

@@ -1,4 +1,6 @@
-/* engine: the workers that run the on_new_message pipeline (DESIGN "The flow of one message").
+/* SPDX-License-Identifier: MIT */
+/* engine: the workers that run the on_new_message pipeline (docs/architecture.md, "The flow of one
+ * message").
  *
  * Each worker is one thread with one event loop (epoll), one HTTP server on the shared listening
  * socket and one Lua state holding every channel, the bot and the pipeline. A request that needs a
@@ -49,10 +51,10 @@ unsigned engine_worker_count(const struct engine *e);
 int engine_check(const struct engine_options *opt, char *summary, size_t size, char *err,
                  size_t errlen);
 
-/* Reload (SPEC §7): load every script again (from `config` when given: SIGHUP, which the engine
- * then owns; else from the current configuration) into new states, off the workers; when all of
- * it loads, each worker switches between jobs and requests in flight finish on the old scripts.
- * On failure nothing changes, err says why and /status shows it. Main thread only. */
+/* Reload (docs/contract.md §7): load every script again (from `config` when given: SIGHUP, which
+ * the engine then owns; else from the current configuration) into new states, off the workers; when
+ * all of it loads, each worker switches between jobs and requests in flight finish on the old
+ * scripts. On failure nothing changes, err says why and /status shows it. Main thread only. */
 int engine_reload(struct engine *e, struct script_config *config, char *err, size_t errlen);
 /* Record a reload that failed before reaching the engine (an unreadable configuration file),
  * for /status. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* engine_internal: what the engine's own files share; no other module includes it.
  *
  * The engine is four files: engine.c (workers, their event loops and inboxes, reloads, the

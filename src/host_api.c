@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* host_api: the `host` table pipeline.lua receives in pipeline.setup (see engine_internal.h).
  * These are the only calls from the pipeline into the engine: a message's turn and deadline,
  * streaming, and answering before processing ends. Each belongs to the request's own

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* http: see http.h.
  *
  * libmicrohttpd runs in external epoll mode: each engine worker owns one daemon, all daemons
@@ -380,7 +381,8 @@ static unsigned enforce_head_limits(struct http_server *s)
     return overdue + evicted;
 }
 
-/* CORS (SPEC §2, --cors): the value of Access-Control-Allow-Origin for this request, or NULL. */
+/* CORS (docs/contract.md §2, --cors): the value of Access-Control-Allow-Origin for this request,
+ * or NULL. */
 static const char *cors_allow_origin(struct http_exchange *x)
 {
     const char *const *origins = x->server->opt->cors_origins;

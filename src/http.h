@@ -1,4 +1,6 @@
-/* http: the HTTP side of the host (SPEC §2), the only file that includes <microhttpd.h>.
+/* SPDX-License-Identifier: MIT */
+/* http: the HTTP side of the host (docs/contract.md §2), the only file that includes
+ * <microhttpd.h>.
  *
  * Provides: one listening socket shared by several servers, each server driven by the event loop
  * of one engine worker (external epoll mode: no thread of its own); per request an exchange that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* http_checks: see http_checks.h. Rules from RFC 9110 (tokens, lists) and RFC 9112 (message
  * framing, request target). */
 #include "http_checks.h"

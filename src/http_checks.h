@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* http_checks: the verdicts on a request head that libmicrohttpd does not give (or gives badly),
  * as pure functions: plain strings in, a verdict out (docs/configuration.md#malformed-http).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* job: one request that runs a script (see engine_internal.h). A job is a coroutine running
  * pipeline.run in its worker's current Lua state. Whatever it waits for (its sender's turn,
  * sb.sleep, an outbound request) parks the coroutine; each kind of wait knows how to cancel

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* json_writer: see json_writer.h. */
 #include "json_writer.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* json_writer: JSON text built in a growing buffer, for the answers the host writes in C (the
  * status page, error bodies). Commas and escaping are the writer's job, so callers only say
  * what comes next. Every function is a no-op once an allocation failed; json_writer_finish

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* log: the host log. One line per event on stderr, with a level, a UTC timestamp and, for
  * everything that belongs to a request, the request id. Newlines inside a message are escaped so
  * an event never spans two lines. Thread-safe (one write(2) per line). Uses: nothing. */

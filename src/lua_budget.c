@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lua_budget: see lua_budget.h. */
 #include "lua_budget.h"
 

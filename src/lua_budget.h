@@ -1,4 +1,6 @@
-/* lua_budget: the CPU budget of one entry into Lua (SPEC §6: a job's resume, an init call).
+/* SPDX-License-Identifier: MIT */
+/* lua_budget: the CPU budget of one entry into Lua (docs/contract.md §6: a job's resume, an init
+ * call).
  *
  * No hook runs while a script stays within its budget: a timer on the thread's CPU clock sends
  * the thread a signal every tick, and only an entry that is still running after budget/tick ticks

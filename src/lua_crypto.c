@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lua_crypto: see lua_crypto.h. */
 #include "lua_crypto.h"
 

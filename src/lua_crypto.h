@@ -1,5 +1,7 @@
-/* lua_crypto: the signature helpers of the switchboard module (SPEC §6): sb.hmac, sb.digest,
- * sb.hex, sb.base64, sb.base64_decode, sb.secure_compare. Uses: OpenSSL's libcrypto, Lua. */
+/* SPDX-License-Identifier: MIT */
+/* lua_crypto: the signature helpers of the switchboard module (docs/contract.md §6): sb.hmac,
+ * sb.digest, sb.hex, sb.base64, sb.base64_decode, sb.secure_compare. Uses: OpenSSL's libcrypto,
+ * Lua. */
 #ifndef SB_LUA_CRYPTO_H
 #define SB_LUA_CRYPTO_H
 

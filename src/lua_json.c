@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lua_json: see lua_json.h. */
 #include "lua_json.h"
 

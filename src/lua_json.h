@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lua_json: sb.json, the host's own JSON codec (docs/lua-api.md, sb.json).
  *
  * One pass each way, straight between JSON text and Lua values: no intermediate copies, no

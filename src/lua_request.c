@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lua_request: see lua_request.h. */
 #include "lua_request.h"
 

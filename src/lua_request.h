@@ -1,6 +1,7 @@
-/* lua_request: the read-only `req` object scripts receive (SPEC §3.3): method, path, url, query,
- * headers, body, json, form, remote_addr, id. Fields are built on first use and cached; `json`
- * and `form` decode the body on first use, and a body that is not JSON raises the host's
+/* SPDX-License-Identifier: MIT */
+/* lua_request: the read-only `req` object scripts receive (docs/contract.md §3.3): method, path,
+ * url, query, headers, body, json, form, remote_addr, id. Fields are built on first use and cached;
+ * `json` and `form` decode the body on first use, and a body that is not JSON raises the host's
  * 400 invalid_json error. The object is valid during the call it was passed to; afterwards every
  * access raises. Uses: Lua, lua_sb, http (plain request data and header iteration only). */
 #ifndef SB_LUA_REQUEST_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lua_sandbox: see lua_sandbox.h. */
 #include "lua_sandbox.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lua_sandbox: what Switchboard scripts see of a Lua state (docs/reloading-and-guards.md, "What
  * scripts cannot do"). An allow-list, as Redis's script_lua.c does it:
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lua_sb: see lua_sb.h. This file assembles the module and holds its core: HTTP errors, the log,
  * time, ids and sleeping; the families live in lua_sb_http.c, lua_sb_text.c, lua_crypto.c and
  * lua_json.c. */

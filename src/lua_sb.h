@@ -1,6 +1,7 @@
-/* lua_sb: the `switchboard` module scripts get with `local sb = require "switchboard"` (SPEC §6):
- * sb.json, sb.log, sb.uuid, sb.now, sb.sleep, sb.urlencode, sb.urldecode; and the host's
- * HTTP errors (a table a script or the host raises to answer with a given status).
+/* SPDX-License-Identifier: MIT */
+/* lua_sb: the `switchboard` module scripts get with `local sb = require "switchboard"`
+ * (docs/contract.md §6): sb.json, sb.log, sb.uuid, sb.now, sb.sleep, sb.urlencode, sb.urldecode;
+ * and the host's HTTP errors (a table a script or the host raises to answer with a given status).
  *
  * The module finds the request a call belongs to through the running coroutine: the engine puts a
  * `struct lua_task` pointer in each job coroutine's extra space. Waiting (sb.sleep) is delegated

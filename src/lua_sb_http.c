@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lua_sb_http: sb.http.request, the outbound HTTP family of the switchboard module
  * (docs/lua-api.md). A request parks the calling request's coroutine (the engine runs it through
  * the task's operations and resumes it with the answer), except in a channel's startup hook,

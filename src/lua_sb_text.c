@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lua_sb_text: the text family of the switchboard module (docs/lua-api.md): sb.strip (white
  * space as Rasa strips it), sb.urlencode and sb.urldecode (form and query encoding).
  * Uses: Lua. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lua_state: see lua_state.h. */
 #include "lua_state.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lua_state: creates the Lua state of an engine worker and calls into it safely.
  *
  * Provides: a state whose real globals hold the standard libraries for the host, while scripts
@@ -34,9 +35,9 @@ void lua_state_close(lua_State *L);
 /* Bytes the state has allocated right now. */
 size_t lua_state_memory(lua_State *L);
 
-/* The CPU budget of one entry into Lua (SPEC §6): begin before resuming a coroutine or calling
- * into a state, end when it returns or yields. Ending resets the hook of `L` (the thread that
- * ran) and returns 1 when the budget was used up. lua_state_pcall does both itself. */
+/* The CPU budget of one entry into Lua (docs/contract.md §6): begin before resuming a coroutine or
+ * calling into a state, end when it returns or yields. Ending resets the hook of `L` (the thread
+ * that ran) and returns 1 when the budget was used up. lua_state_pcall does both itself. */
 void lua_state_budget_begin(lua_State *L);
 int lua_state_budget_end(lua_State *L);
 /* 1 while the running entry's budget is spent (the error is unwinding). */

@@ -1,4 +1,5 @@
-/* main: the command line (SPEC §1) and signals; nothing else. */
+/* SPDX-License-Identifier: MIT */
+/* main: the command line (docs/contract.md §1) and signals; nothing else. */
 #include "bot.h"
 #include "channel.h"
 #include "config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* outbound: see outbound.h. libcurl's multi-socket interface: curl tells us which sockets to
  * watch (socket callback) and when to call it back (timer callback); we tell curl what happened
  * (curl_multi_socket_action) and collect finished transfers (curl_multi_info_read). */

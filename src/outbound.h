@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* outbound: HTTP requests the host makes (sb.http.request, the HTTP bot), without blocking.
  *
  * One outbound per engine worker: a libcurl multi handle whose sockets and timer live in the

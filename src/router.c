@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* router: see router.h. */
 #include "router.h"
 

@@ -1,5 +1,6 @@
-/* router: maps a request's method and path to what answers it (SPEC §2): the root, the status
- * page, a channel's health check, its webhook, an extra route it declares, or 404/405.
+/* SPDX-License-Identifier: MIT */
+/* router: maps a request's method and path to what answers it (docs/contract.md §2): the root, the
+ * status page, a channel's health check, its webhook, an extra route it declares, or 404/405.
  * Plain data in and out: it knows channel names and their declared routes, nothing of HTTP
  * libraries or Lua. Uses: nothing. */
 #ifndef SB_ROUTER_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* scripts: see scripts.h. */
 #include "scripts.h"
 
@@ -189,8 +190,8 @@ void script_state_close(struct script_state *s)
         generation_free(gen);
 }
 
-/* --connector (SPEC §1): keep one channel. A key is known before loading; a name only after,
- * so matching a name loads every channel once in a scratch state. */
+/* --connector (docs/contract.md §1): keep one channel. A key is known before loading; a name only
+ * after, so matching a name loads every channel once in a scratch state. */
 static int apply_connector(struct generation *gen, const struct script_options *opt, char *err,
                            size_t errlen)
 {

@@ -1,4 +1,6 @@
-/* scripts: one loaded version ("generation") of every channel script and of the bot (SPEC §7).
+/* SPDX-License-Identifier: MIT */
+/* scripts: one loaded version ("generation") of every channel script and of the bot
+ * (docs/contract.md §7).
  *
  * A generation is made from a configuration (credentials.yml + endpoints.yml): the channels are
  * resolved and loaded into as many Lua states as there are workers, with the pipeline set up in
@@ -70,8 +72,8 @@ struct generation *generation_load(struct script_config *config,
 /* Close a state; the last state of a generation frees the generation. */
 void script_state_close(struct script_state *s);
 
-/* A configuration read from the files (paths may be NULL: the defaults of SPEC §1 apply), with
- * one reference for the caller. Returns NULL with err. */
+/* A configuration read from the files (paths may be NULL: the defaults of docs/contract.md §1
+ * apply), with one reference for the caller. Returns NULL with err. */
 struct script_config *script_config_read(const char *credentials_path, const char *endpoints_path,
                                          char *err, size_t errlen);
 /* Take another reference / drop one (the last frees the configuration). Any thread. */

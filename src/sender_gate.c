@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sender_gate: see sender_gate.h. A hash table of busy senders under one mutex; an entry exists
  * only while its sender has a message inside, so the table stays as small as the traffic. */
 #include "sender_gate.h"

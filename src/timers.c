@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* timers: see timers.h. */
 #include "timers.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* timers: the points in time an engine worker acts at (sb.sleep, response deadlines).
  *
  * A binary min-heap of timers that live inside their owners (a job holds its own); each timer

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* watch: see watch.h. */
 #include "watch.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* watch: tells when one of a set of files, or any Lua file in their folders, changes. Watches
  * the folders with inotify, so an editor that saves by renaming a new file over the old one is
  * seen like a plain write.

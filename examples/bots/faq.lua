@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- A small Lua bot: answers a few questions, remembers nothing, echoes the rest.
 -- Use it with `bot: { script: bots/faq.lua, greeting: "Hi there" }` in endpoints.yml.
 local sb = require "switchboard"

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- A complete custom channel, the Lua counterpart of the custom connector in Rasa's docs.
 -- Served at /webhooks/myio/webhook because of its name; its parameters come from the
 -- `mypackage.myio:` key of credentials.yml.

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- Helpers for channel scripts: what the bundled platform channels (slack, telegram, facebook,
 -- twilio, callback) need alike. Parameter readers that raise one error naming the channel and the
 -- key, value tests, text splitting and HTTP calls to a platform's API. docs/lua-api.md, "Helpers

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- The bundled demo bot: answers when endpoints.yml names no bot, so `switchboard run` works out of
 -- the box and a newcomer sees every kind of bot message.
 local ipairs = ipairs

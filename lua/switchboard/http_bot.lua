@@ -1,7 +1,8 @@
--- The HTTP bot (SPEC §5.1): each UserMessage is POSTed to `url` in the JSON of Rasa's REST
--- channel, and each bot message of the JSON array it answers is dispatched as in SPEC §4.1.
--- A refused connection, a non-2xx answer, invalid JSON or a timeout raises, which the pipeline
--- logs as a bot failure (the answer keeps what was collected before).
+-- SPDX-License-Identifier: MIT
+-- The HTTP bot (docs/contract.md §5.1): each UserMessage is POSTed to `url` in the JSON of Rasa's
+-- REST channel, and each bot message of the JSON array it answers is dispatched as in
+-- docs/contract.md §4.1. A refused connection, a non-2xx answer, invalid JSON or a timeout raises,
+-- which the pipeline logs as a bot failure (the answer keeps what was collected before).
 -- Everything it uses from outside is captured here, at load (docs/reloading-and-guards.md, "What
 -- scripts cannot do").
 local type, ipairs, pcall, error, getmetatable = type, ipairs, pcall, error, getmetatable

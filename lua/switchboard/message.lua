@@ -1,6 +1,7 @@
--- The UserMessage rules of SPEC §3.5: what a channel returns becomes exactly what the bot gets.
--- Everything it uses from outside is captured here, at load (docs/reloading-and-guards.md, "What
--- scripts cannot do").
+-- SPDX-License-Identifier: MIT
+-- The UserMessage rules of docs/contract.md §3.5: what a channel returns becomes exactly what the
+-- bot gets. Everything it uses from outside is captured here, at load
+-- (docs/reloading-and-guards.md, "What scripts cannot do").
 local type, tostring, next, error = type, tostring, next, error
 local math_type, floor = math.type, math.floor
 local format = string.format

@@ -1,5 +1,6 @@
--- Where bot messages go: the dispatch of one bot message (SPEC §4.1) and the collected shapes
--- (SPEC §4.2), mirroring Rasa's OutputChannel and CollectingOutputChannel.
+-- SPDX-License-Identifier: MIT
+-- Where bot messages go: the dispatch of one bot message (docs/contract.md §4.1) and the collected
+-- shapes (docs/contract.md §4.2), mirroring Rasa's OutputChannel and CollectingOutputChannel.
 --
 -- A "sink" is an object whose senders are methods taking the recipient first, then the values,
 -- then a table of extras, and last the UserMessage being answered:
@@ -299,7 +300,7 @@ function M.channel_sink(channel)
 end
 
 -- The `out` object a Lua bot gets: the senders bound to the message's sender. With `protect`
--- (push channels) a sender that raises is logged and the bot goes on (SPEC §4 item 3).
+-- (push channels) a sender that raises is logged and the bot goes on (docs/contract.md §4 item 3).
 local Out = {}
 local out_mt = { __index = Out, __metatable = false }
 

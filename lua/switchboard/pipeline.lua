@@ -1,6 +1,7 @@
--- What happens to one request (SPEC §3.4, §4): verify, receive, the UserMessages, the bot, and
--- the answer: collected, streamed or pushed. The engine runs run() in a coroutine per request;
--- everything here may yield (the sender's turn, sb.sleep, outbound HTTP), so it is Lua.
+-- SPDX-License-Identifier: MIT
+-- What happens to one request (docs/contract.md §3.4, §4): verify, receive, the UserMessages, the
+-- bot, and the answer: collected, streamed or pushed. The engine runs run() in a coroutine per
+-- request; everything here may yield (the sender's turn, sb.sleep, outbound HTTP), so it is Lua.
 --
 -- The engine provides `host` (setup): message_begin(sender) / message_end() around each message
 -- (its deadline and its sender's turn: per-sender order), stream_start(status, content_type) /
@@ -91,8 +92,8 @@ local function default_receive(channel, req)
   } }
 end
 
--- A channel that sends replies itself (SPEC §4 item 3). Known per channel table (a reload makes
--- new tables), so the senders are looked up once.
+-- A channel that sends replies itself (docs/contract.md §4 item 3). Known per channel table (a
+-- reload makes new tables), so the senders are looked up once.
 local pushing_channels = setmetatable({}, { __mode = "k" })
 
 local function pushes(channel)
@@ -144,7 +145,7 @@ local function run_bot(channel, msg, sink, pushing)
   host.message_end()
 end
 
--- A response table (SPEC §3.7) -> status, content type, body, headers.
+-- A response table (docs/contract.md §3.7) -> status, content type, body, headers.
 local function finalize(resp)
   if type(resp) ~= "table" then
     error(format("a response must be a table, not %s", type(resp)), 0)

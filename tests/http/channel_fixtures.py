@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """What the tests of the bundled platform channels share (test_channel_facebook.py, _slack,
 _telegram, _twilio; test_callback.py for its startup check): the recorded fixtures, the recording
 Lua bot and the host that runs it, waiting for what the bot got and for the calls a platform API

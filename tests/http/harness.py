@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Black-box test harness: starts the real switchboard binary on a free port and talks HTTP to it.
 
 Every test starts its own host (port 0: the host binds a free port and logs it), so tests are

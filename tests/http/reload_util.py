@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Helpers for the reload, guard and shutdown tests (test_reload, test_guards, test_shutdown), on
 top of harness.py and util.py.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Stand-ins the outbound tests point the host at: small HTTP(S) servers on 127.0.0.1 (port 0)
 that record every request and answer as the test scripts them.
 

@@ -1,7 +1,8 @@
-"""The bundled `callback` channel (SPEC §8): rest-style requests; every bot message is POSTed as
-one JSON object of the collected shape (§4.2) to `url`, one request per message, in order, with
-the configured headers, query parameters, token and basic auth; the webhook answers 200
-"success" after the POSTs."""
+# SPDX-License-Identifier: MIT
+"""The bundled `callback` channel (docs/contract.md §8): rest-style requests; every bot message is
+POSTed as one JSON object of the collected shape (§4.2) to `url`, one request per message, in
+order, with the configured headers, query parameters, token and basic auth; the webhook answers
+200 "success" after the POSTs."""
 import base64
 import time
 import unittest

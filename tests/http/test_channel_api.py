@@ -1,5 +1,6 @@
-"""Custom channels end to end (SPEC §3.1-3.7): init and its parameters, where scripts are found,
-verify/reject, receive, the request object, response tables and script errors."""
+# SPDX-License-Identifier: MIT
+"""Custom channels end to end (docs/contract.md §3.1-3.7): init and its parameters, where scripts
+are found, verify/reject, receive, the request object, response tables and script errors."""
 import os
 import re
 import unittest
@@ -301,7 +302,8 @@ return c
 
 
 class DefaultHookTests(unittest.TestCase):
-    """A channel with only a name gets the rest channel's behaviour (SPEC §3.2, §3.4)."""
+    """A channel with only a name gets the rest channel's behaviour (docs/contract.md §3.2,
+    §3.4)."""
     MINIMAL = {"credentials.yml": "minimal.lua:\n", "minimal.lua": 'return { name = "minimal" }\n'}
 
     def test_minimal_channel_reads_the_rest_json_body(self):

@@ -1,6 +1,7 @@
-"""The bundled `facebook` channel (SPEC §8): the Messenger webhook handshake, signed event
-batches (X-Hub-Signature-256, X-Hub-Signature as fallback), every messaging event of every entry,
-echoes and receipts ignored, and replies through a stand-in of the Graph API's Send API."""
+# SPDX-License-Identifier: MIT
+"""The bundled `facebook` channel (docs/contract.md §8): the Messenger webhook handshake, signed
+event batches (X-Hub-Signature-256, X-Hub-Signature as fallback), every messaging event of every
+entry, echoes and receipts ignored, and replies through a stand-in of the Graph API's Send API."""
 import hashlib
 import hmac
 import json

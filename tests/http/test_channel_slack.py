@@ -1,6 +1,7 @@
-"""The bundled `slack` channel (SPEC §8, docs/channels/slack.md), black box: signed Events API and
-interactivity requests (fixtures recorded in the shapes Slack documents) go to the real binary;
-the replies go to a stand-in of Slack's Web API (api_url) that records every request.
+# SPDX-License-Identifier: MIT
+"""The bundled `slack` channel (docs/contract.md §8, docs/channels/slack.md), black box: signed
+Events API and interactivity requests (fixtures recorded in the shapes Slack documents) go to the
+real binary; the replies go to a stand-in of Slack's Web API (api_url) that records every request.
 
 The Lua bot logs what it got (BOT GOT <json>) and, unless the text is a `do:` command, answers
 with the UserMessage itself as custom JSON, so the recorded chat.postMessage body shows the text,

@@ -1,6 +1,7 @@
-"""The bundled `telegram` channel (SPEC §8, docs/channels/telegram.md), black box: Bot API updates
-(fixtures in the shapes Telegram documents) go to the real binary; the replies go to a stand-in
-of the Bot API (api_url) that records every request.
+# SPDX-License-Identifier: MIT
+"""The bundled `telegram` channel (docs/contract.md §8, docs/channels/telegram.md), black box: Bot
+API updates (fixtures in the shapes Telegram documents) go to the real binary; the replies go to a
+stand-in of the Bot API (api_url) that records every request.
 
 The Lua bot logs what it got (BOT GOT <json>) and answers `do:` commands with the reply under
 test; any other text is answered with "echo: <text>" (one sendMessage)."""

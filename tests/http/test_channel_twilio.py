@@ -1,4 +1,5 @@
-"""The bundled `twilio` channel (SPEC §8): form-encoded Messaging webhooks signed with
+# SPDX-License-Identifier: MIT
+"""The bundled `twilio` channel (docs/contract.md §8): form-encoded Messaging webhooks signed with
 X-Twilio-Signature (computed here exactly as Twilio documents it), SMS / WhatsApp / location /
 media, the 204 answer, and replies through a stand-in of the Messages API."""
 import base64

@@ -1,5 +1,7 @@
-"""The command line (SPEC §1): --version/--help, usage errors, `check`, startup failures for `run`
-and `check`, --connector, running without credentials and from another working directory."""
+# SPDX-License-Identifier: MIT
+"""The command line (docs/contract.md §1): --version/--help, usage errors, `check`, startup
+failures for `run` and `check`, --connector, running without credentials and from another working
+directory."""
 import http.client
 import os
 import re
@@ -153,7 +155,7 @@ class CheckTests(unittest.TestCase):
 
 class StartupFailureTests(unittest.TestCase):
     """Each failure: non-zero exit, exactly one error line naming file, key and reason, and
-    nothing served (SPEC §1), for `run` and for `check`."""
+    nothing served (docs/contract.md §1), for `run` and for `check`."""
 
     def assert_fails(self, folder, parts, commands=("run", "check"), args=(), env=None):
         for command in commands:

@@ -1,6 +1,7 @@
-"""The per-message deadline (SPEC §5, `--response-timeout`): the answer comes when the deadline
-expires with what was collected, the error is logged with the request id, the sender's turn is
-released, streams end, and clients that go away do not hurt the host."""
+# SPDX-License-Identifier: MIT
+"""The per-message deadline (docs/contract.md §5, `--response-timeout`): the answer comes when the
+deadline expires with what was collected, the error is logged with the request id, the sender's turn
+is released, streams end, and clients that go away do not hurt the host."""
 import functools
 import json
 import socket

@@ -1,5 +1,7 @@
+# SPDX-License-Identifier: MIT
 """req.url behind a proxy: X-Forwarded-Proto/-Host are used unless server.trust_forwarded_headers
-is false (SPEC §3.3: signature schemes such as Twilio's sign the URL the platform called)."""
+is false (docs/contract.md §3.3: signature schemes such as Twilio's sign the URL the platform
+called)."""
 import json
 import unittest
 

@@ -1,7 +1,8 @@
-"""The guards around scripts (SPEC §6, last paragraph): a CPU budget per call that a pcall cannot
-swallow, a memory cap per Lua state, no os.exit, no native modules, no binary chunks through
-require. A script that breaks a guard fails its own request (logged with the request id); the
-host and every other request carry on.
+# SPDX-License-Identifier: MIT
+"""The guards around scripts (docs/contract.md §6, last paragraph): a CPU budget per call that a
+pcall cannot swallow, a memory cap per Lua state, no os.exit, no native modules, no binary chunks
+through require. A script that breaks a guard fails its own request (logged with the request id);
+the host and every other request carry on.
 
 Unless a test says otherwise the host runs with
     server: {lua_cpu_budget: 0.3, lua_memory_limit: 67108864, workers: 1}"""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """What a script, a large answer or a signal must never do to the host: abort it, leave it
 unable to serve, or make it grow without bound (docs/reloading-and-guards.md).
 

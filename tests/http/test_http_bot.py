@@ -1,5 +1,6 @@
-"""The HTTP bot (SPEC §5.1 `bot: url:`, §5 bot failures): what the host POSTs, how the bot's
-Rasa REST answer is dispatched, and what each kind of failure gives."""
+# SPDX-License-Identifier: MIT
+"""The HTTP bot (docs/contract.md §5.1 `bot: url:`, §5 bot failures): what the host POSTs, how the
+bot's Rasa REST answer is dispatched, and what each kind of failure gives."""
 import json
 import unittest
 

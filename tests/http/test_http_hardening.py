@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """What the host answers to malformed and hostile HTTP (docs/configuration.md#malformed-http).
 
 Every test speaks raw bytes over a socket, so it sends exactly the attack and reads exactly what

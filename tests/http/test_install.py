@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """After `cmake --install`, the binary finds its bundled channels and demo bot from anywhere."""
 import os
 import shutil

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """sb.json through the real host (docs/lua-api.md, sb.json): user data that looks like the
 markers an older sb.json smuggled values in ("\\u0002...\\u0002" for numbers, the
 "\\u0001sb-empty-array\\u0001" sentinel for []) passes through unchanged, in both directions,

@@ -1,6 +1,7 @@
-"""Per-sender order and no thread per waiting message (SPEC §5): messages of one sender reach the
-bot one at a time in arrival order, different senders are handled concurrently, on one worker and
-across workers, and waiting on a slow bot parks the message, not a thread."""
+# SPDX-License-Identifier: MIT
+"""Per-sender order and no thread per waiting message (docs/contract.md §5): messages of one sender
+reach the bot one at a time in arrival order, different senders are handled concurrently, on one
+worker and across workers, and waiting on a slow bot parks the message, not a thread."""
 import functools
 import time
 import unittest

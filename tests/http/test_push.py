@@ -1,6 +1,7 @@
-"""Push channels (SPEC §4 item 3, §4.1): a channel with its own senders delivers each bot message
-through sb.http.request to a stand-in platform API, in order, with Rasa's fallbacks; ack and
-async; a failing sender is logged and later messages are still sent."""
+# SPDX-License-Identifier: MIT
+"""Push channels (docs/contract.md §4 item 3, §4.1): a channel with its own senders delivers each
+bot message through sb.http.request to a stand-in platform API, in order, with Rasa's fallbacks; ack
+and async; a failing sender is logged and later messages are still sent."""
 import time
 import unittest
 

@@ -1,5 +1,6 @@
-"""The HTTP routes (SPEC §2, §3.6, §7 GET /status): built-in answers, errors, body limit, idle
-timeout, keep-alive, CORS, request ids, extra channel routes, HTTPS."""
+# SPDX-License-Identifier: MIT
+"""The HTTP routes (docs/contract.md §2, §3.6, §7 GET /status): built-in answers, errors, body
+limit, idle timeout, keep-alive, CORS, request ids, extra channel routes, HTTPS."""
 import os
 import re
 import socket

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Scripts can only break themselves (docs/reloading-and-guards.md, "What scripts cannot do";
 docs/lua-api.md, "The Lua environment").
 

@@ -1,5 +1,6 @@
-"""sb.http.request (SPEC §6) against stand-ins: methods, headers, json/form/raw bodies, the
-response table, failures as nil, err, HTTPS with and without ca_file; a slow call does not block
+# SPDX-License-Identifier: MIT
+"""sb.http.request (docs/contract.md §6) against stand-ins: methods, headers, json/form/raw bodies,
+the response table, failures as nil, err, HTTPS with and without ca_file; a slow call does not block
 the worker; the waiting functions raise a clear error outside a request."""
 import json
 import shutil

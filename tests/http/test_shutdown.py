@@ -1,5 +1,6 @@
-"""Graceful stop (SPEC §1): SIGINT and SIGTERM stop accepting, let the requests in flight finish
-(bounded by the response timeout), then exit 0."""
+# SPDX-License-Identifier: MIT
+"""Graceful stop (docs/contract.md §1): SIGINT and SIGTERM stop accepting, let the requests in
+flight finish (bounded by the response timeout), then exit 0."""
 import http.client
 import json
 import signal

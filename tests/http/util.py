@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Small helpers shared by the black-box tests (on top of harness.py, which they do not change).
 
 Why most projects here pin `server: workers: 1`: a test that keeps state in a Lua global (a

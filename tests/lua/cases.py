@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Channel scripts against recorded requests: the table runner of tests/lua.
 
 A case table is a JSON file in tests/lua/cases/ (see cases/README.md for the format):
@@ -12,9 +13,10 @@ and every case must give the same result both times (state leaking from one requ
 later one is a bug), as OpenResty's Test::Nginx does with `repeat_each(2)`. A last test checks
 that the host is still running after both passes.
 
-A case with "bug": "BUG: ..." (or "KNOWN LIMITATION ...", for what docs/ describe as such) marks a place where the host differs from SPEC.md: its tests
-are marked unittest.expectedFailure (the text is the test's description in the verbose output).
-"bug_passes": [2] limits the mark to one pass (a bug that shows only on the second pass).
+A case with "bug": "BUG: ..." (or "KNOWN LIMITATION ...", for what docs/ describe as such) marks a
+place where the host differs from docs/contract.md: its tests are marked unittest.expectedFailure
+(the text is the test's description in the verbose output). "bug_passes": [2] limits the mark to one
+pass (a bug that shows only on the second pass).
 """
 import http.client
 import json

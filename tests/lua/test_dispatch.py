@@ -1,4 +1,5 @@
-"""Dispatch order and collected shapes (SPEC §4.1, §4.2) through the rest channel:
+# SPDX-License-Identifier: MIT
+"""Dispatch order and collected shapes (docs/contract.md §4.1, §4.2) through the rest channel:
 tests/lua/cases/dispatch.json."""
 import unittest
 

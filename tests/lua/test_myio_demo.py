@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The example custom channel myio and the bundled demo bot (examples/): tests/lua/cases/
 myio_demo.json (as examples/*.yml configure them) and myio_recording.json (what myio hands to
 the bot)."""

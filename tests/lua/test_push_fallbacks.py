@@ -1,5 +1,6 @@
-"""Rasa's fallbacks for a push channel that lacks senders, and channel.ack (SPEC §4, §4.1):
-tests/lua/cases/push_fallbacks.json."""
+# SPDX-License-Identifier: MIT
+"""Rasa's fallbacks for a push channel that lacks senders, and channel.ack (docs/contract.md §4,
+§4.1): tests/lua/cases/push_fallbacks.json."""
 import unittest
 
 import cases

@@ -1,4 +1,6 @@
-"""The rest channel's UserMessage rules (SPEC §3.4, §3.5, §8): tests/lua/cases/rest_message.json."""
+# SPDX-License-Identifier: MIT
+"""The rest channel's UserMessage rules (docs/contract.md §3.4, §3.5, §8):
+tests/lua/cases/rest_message.json."""
 import unittest
 
 import cases

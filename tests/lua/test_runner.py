@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The table runner's own matchers (tests/lua/cases.py): a runner that matched everything
 would make every table pass, so its comparisons are checked here without a host."""
 import unittest

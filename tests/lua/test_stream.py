@@ -1,5 +1,6 @@
-"""Streaming through the rest channel (SPEC §4 item 2): tests/lua/cases/stream.json, the
-deadline table tests/lua/cases/timeout.json, and the timing of the lines."""
+# SPDX-License-Identifier: MIT
+"""Streaming through the rest channel (docs/contract.md §4 item 2): tests/lua/cases/stream.json,
+the deadline table tests/lua/cases/timeout.json, and the timing of the lines."""
 import json
 import time
 import unittest

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Outside check for tests/http/test_channel_slack.py: requests signed as Slack signs them,
 // checked with @slack/bolt's verifySlackRequest, and the answer a Bolt app gives to each.
 // Reads JSON from stdin:

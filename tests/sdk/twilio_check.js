@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Outside check for tests/http/test_channel_twilio.py: the official twilio library signs and
 // validates webhook calls. Reads JSON from stdin:
 //   {"auth_token": "...", "cases": [{"signed_url": "...", "url": "...",

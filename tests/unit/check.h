@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* check: the assertion macros of the C unit tests. A failed check prints file:line and the
  * expression, and the test exits non-zero at the end (CHECK_DONE). */
 #ifndef SB_TEST_CHECK_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_budget_threads: the CPU budget (lua_budget.c) on several threads at once.
  *
  * Each thread has its own timer on its own CPU clock and its own entry state; the signal handler

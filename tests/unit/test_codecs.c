@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests of the codecs and crypto helpers of the switchboard module (docs/lua-api.md):
  * sb.hmac and sb.digest against the RFC 2202 / RFC 4231 vectors, sb.hex, sb.base64 and the
  * strict sb.base64_decode against RFC 4648, sb.secure_compare, sb.urlencode and sb.urldecode.

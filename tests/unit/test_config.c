@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_config: the YAML tree (scalar typing, nesting, positions, ${VAR}, errors) and the two
  * loaders (credentials.yml, endpoints.yml) against files written to a fresh temporary folder. */
 #include "../../src/config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_gate_handover: sender_gate_cancel against a hand-over in flight on another thread.
  *
  * sender_gate_leave pops the next waiter under the gate's lock and calls its wake callback after

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests of the request head checks (http_checks.c): Content-Length syntax, transfer
  * codings, the framing of a whole head, the request target, the size of the head. */
 #include "check.h"

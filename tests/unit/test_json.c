@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_json: sb.json (src/lua_json.c) in a plain Lua state: encoding, decoding, round trips,
  * every error message, strings that look like the markers an older sb.json used, wide
  * integers, floats, nesting limits, and that neither function unbalances the stack. */

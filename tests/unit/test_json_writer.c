@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests of json_writer: the JSON the host writes in C (the status page, error bodies). */
 #include "../../src/json_writer.h"
 #include "check.h"

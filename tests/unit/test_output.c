@@ -1,6 +1,7 @@
-/* Unit tests of the message rules (SPEC §3.5) and of the dispatch and collected shapes (SPEC
- * §4.1, §4.2), run in a real Lua state of the host: lua/switchboard/message.lua and output.lua
- * are Lua (their senders may wait), so the checks go through the state. */
+/* SPDX-License-Identifier: MIT */
+/* Unit tests of the message rules (docs/contract.md §3.5) and of the dispatch and collected
+ * shapes (§4.1, §4.2), run in a real Lua state of the host: lua/switchboard/message.lua and
+ * output.lua are Lua (their senders may wait), so the checks go through the state. */
 #include "check.h"
 #include "lua_state.h"
 

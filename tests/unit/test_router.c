@@ -1,5 +1,7 @@
+/* SPDX-License-Identifier: MIT */
 /* test_router: route_parse on the "METHOD /path" keys of channel.routes, and router_match on the
- * built-in routes (SPEC §2), declared extra routes and overrides (§3.6), 404 and 405 with Allow. */
+ * built-in routes (docs/contract.md §2), declared extra routes and overrides (§3.6), 404 and 405
+ * with Allow. */
 #include "../../src/router.h"
 #include "check.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_sender_gate: one message per sender at a time, waiters in arrival order, cancel, and a
  * multi-threaded stress run checking that no two owners of one sender ever overlap. */
 #include "../../src/sender_gate.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests of the timer heap: firing order, stopping, re-arming, the next due time. */
 #include "check.h"
 #include "timers.h"
