@@ -4,6 +4,7 @@
 
 #include "config.h"
 #include "lua_state.h"
+#include "outbound.h"
 
 #include <lauxlib.h>
 #include <stdio.h>
@@ -52,17 +53,14 @@ int bot_load(lua_State *L, const struct endpoints *e, const char *data_dir, int 
 {
     char where[1024];
     bot_where(e, where, sizeof where);
-    if (e->bot.kind == BOT_HTTP && strncmp(e->bot.url, "http://", 7) != 0 &&
-        strncmp(e->bot.url, "https://", 8) != 0) {
+    if (e->bot.kind == BOT_HTTP && !outbound_url_supported(e->bot.url)) {
         snprintf(err, errlen, "%s: url must start with http:// or https://", where);
         return -1;
     }
     char path[4096], lua_err[2048];
     bot_script_path(e, data_dir, path, sizeof path);
     if (lua_state_dofile(L, path, lua_err, sizeof lua_err) != 0) {
-        char *nl = strchr(lua_err, '\n');
-        if (nl)
-            *nl = '\0';
+        lua_error_first_line(lua_err);
         snprintf(err, errlen, "%s (%s)", lua_err, where);
         return -1;
     }
@@ -90,9 +88,7 @@ int bot_load(lua_State *L, const struct endpoints *e, const char *data_dir, int 
             }
         }
         if (lua_state_pcall(L, 1, 0, lua_err, sizeof lua_err) != 0) {
-            char *nl = strchr(lua_err, '\n');
-            if (nl)
-                *nl = '\0';
+            lua_error_first_line(lua_err);
             snprintf(err, errlen, "%s (in the bot's init, %s)", lua_err, where);
             lua_pop(L, 2);
             return -1;

@@ -3,7 +3,7 @@
  *
  * Every kind of bot ends up as a Lua table with handle(msg, out): a Lua bot is its own script
  * (init(config) receives the `bot:` map without `script`), the bundled demo bot answers when no
- * bot is configured. Uses: config (plain data), lua_state. */
+ * bot is configured. Uses: config (plain data), lua_state, outbound (the URL check). */
 #ifndef SB_BOT_H
 #define SB_BOT_H
 

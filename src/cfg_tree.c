@@ -7,6 +7,8 @@
  * the value of a scalar: values are often secrets. */
 #include "cfg_tree.h"
 
+#include "buffer.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -652,52 +654,19 @@ fail:
     return -1;
 }
 
-/* Reads a whole file; a loop rather than the file size so pipes and /dev/fd paths work too. */
-static int read_file(const char *path, char **text, size_t *len, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL, *p;
-    size_t n = 0, cap = 0, got;
-    int e;
-
-    if (!f)
-        goto fail;
-    do {
-        if (cap - n < 4096) {
-            if (!(p = realloc(buf, cap * 2 + 4096)))
-                goto fail;
-            buf = p;
-            cap = cap * 2 + 4096;
-        }
-        got = fread(buf + n, 1, cap - n, f);
-        n += got;
-    } while (got > 0);
-    if (ferror(f))
-        goto fail;
-    fclose(f);
-    *text = buf;
-    *len = n;
-    return 0;
-fail:
-    e = errno ? errno : EIO;
-    if (f)
-        fclose(f);
-    free(buf); buf = NULL;
-    return cfg_error(err, errlen, path, 0, 0, "cannot read: %s", strerror(e));
-}
-
 int cfg_parse_file(const char *path, cfg_value **out, char *err, size_t errlen)
 {
-    char *text = NULL;
-    size_t len = 0;
+    struct buffer text = {0};
     int rc;
 
     *out = NULL;
-    errno = 0;
-    if (read_file(path, &text, &len, err, errlen) < 0)
-        return -1;
-    rc = cfg_parse_string(path, text, len, out, err, errlen);
-    free(text); text = NULL;
+    if (buffer_read_file(&text, path) < 0) {
+        rc = cfg_error(err, errlen, path, 0, 0, "cannot read: %s", strerror(errno));
+        buffer_free(&text);
+        return rc;
+    }
+    rc = cfg_parse_string(path, text.data ? text.data : "", text.len, out, err, errlen);
+    buffer_free(&text);
     return rc;
 }
 

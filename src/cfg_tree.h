@@ -3,7 +3,7 @@
  * core schema for scalars, `${VAR}` expansion, no aliases, duplicate keys refused (found through
  * a hash set, so a map of any size is checked in linear time), nesting bounded. Every error is one
  * line "NAME:LINE:COLUMN: reason" naming the key or variable at fault, never a value.
- * Uses: libyaml (this is the only file that includes <yaml.h>). */
+ * Uses: libyaml (this is the only file that includes <yaml.h>), buffer. */
 #ifndef SB_CFG_TREE_H
 #define SB_CFG_TREE_H
 

@@ -14,13 +14,6 @@
 
 static int file_exists(const char *path) { return access(path, R_OK) == 0; }
 
-/* Keep only the first line of a Lua error (drop the traceback) for startup messages. */
-static void first_line(char *text)
-{
-    char *nl = strchr(text, '\n');
-    if (nl)
-        *nl = '\0';
-}
 
 /* Module path "a.b" -> "a/b" (a key ending in .lua is a file path and is not converted). */
 static void module_to_path(const char *key, char *out, size_t size)
@@ -227,7 +220,7 @@ static int load_one(lua_State *L, const struct channel_set *set, struct channel_
              set->source, d->line, d->column);
     char lua_err[2048];
     if (lua_state_dofile(L, d->script, lua_err, sizeof lua_err) != 0) {
-        first_line(lua_err);
+        lua_error_first_line(lua_err);
         snprintf(err, errlen, "%s (channel '%s' at %s:%d:%d)", lua_err, d->key, set->source,
                  d->line, d->column);
         return -1;
@@ -250,7 +243,7 @@ static int load_one(lua_State *L, const struct channel_set *set, struct channel_
         lua_push_cfg(L, d->params);
         if (lua_state_pcall(L, 1, 0, lua_err, sizeof lua_err) != 0) {
             lua_pop(L, 1);
-            first_line(lua_err);
+            lua_error_first_line(lua_err);
             snprintf(err, errlen, "%s (in init of channel '%s' at %s:%d:%d)", lua_err, d->key,
                      set->source, d->line, d->column);
             goto fail;

@@ -5,7 +5,7 @@
  * the credentials file's folder then in the bundled channels/, or a .lua file), loads it in text
  * mode into a worker's Lua state, checks the table it returns (name, hook types, routes), and runs
  * its init(config). Every failure is one line naming the file, the key and the reason.
- * Uses: config (plain data), lua_state, router (route parsing). */
+ * Uses: config (plain data), lua_state, router (route parsing), channel_hooks. */
 #ifndef SB_CHANNEL_H
 #define SB_CHANNEL_H
 

@@ -7,7 +7,8 @@
  * script becomes a job: a coroutine running pipeline.run. Whatever a job waits for (its sender's
  * turn, sb.sleep) parks the coroutine, never the thread; the loop resumes it when the wait is
  * over. Built-in routes (root, health, status, 404, 405) are answered in C.
- * Uses: http, router, outbound, timers, scripts, lua_state, lua_request, lua_sb, sender_gate, log. */
+ * Uses: job, host_api, builtin_routes (engine_internal.h), http, outbound, timers,
+ * scripts, lua_budget, log. */
 #ifndef SB_ENGINE_H
 #define SB_ENGINE_H
 

@@ -18,9 +18,12 @@
  * connection limit the oldest connection still waiting for a head makes room for a new client. */
 #include "http.h"
 
+#include "buffer.h"
 #include "http_checks.h"
 #include "json_writer.h"
+#include "list.h"
 #include "log.h"
+#include "timers.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -96,8 +99,7 @@ struct http_exchange {
     const char *method;        /* MHD's, valid for the request */
     uintptr_t uri_at;          /* where MHD had the raw target, and its length up to the first */
     size_t uri_len;            /* NUL: to spot a NUL byte inside it (see target_has_nul) */
-    char *body;
-    size_t body_len, body_cap;
+    struct buffer body;        /* as received, NUL-terminated */
 
     unsigned started : 1;      /* first access-handler call seen */
     unsigned too_large : 1;    /* body over the limit: answer 413 */
@@ -116,8 +118,8 @@ struct http_exchange {
     unsigned streaming : 1;
     unsigned stream_queued : 1;
     unsigned stream_finished : 1;
-    char *stream;
-    size_t stream_len, stream_off, stream_cap;
+    struct buffer stream;
+    size_t stream_off;             /* bytes of `stream` already handed to MHD */
 };
 
 /* ---- small helpers ------------------------------------------------------------------------- */
@@ -148,49 +150,21 @@ static void http_json_escape(const char *s, char *out, size_t size)
     out[n] = '\0';
 }
 
-static int grow(char **buf, size_t *cap, size_t need)
-{
-    if (need <= *cap)
-        return 0;
-    size_t cap2 = *cap ? *cap : 256;
-    while (cap2 < need)
-        cap2 *= 2;
-    char *p = realloc(*buf, cap2);
-    if (!p)
-        return -1;
-    *buf = p;
-    *cap = cap2;
-    return 0;
-}
-
 static void exchange_free(struct http_exchange *x)
 {
     struct http_server *s = x->server;
-    if (x->prev)
-        x->prev->next = x->next;
-    else
-        s->live = x->next;
-    if (x->next)
-        x->next->prev = x->prev;
+    LIST_UNLINK(s->live, x, prev, next);
     if (x->pending)
         MHD_destroy_response(x->pending);
     free(x->raw_uri);
     x->raw_uri = NULL;
-    free(x->body);
-    x->body = NULL;
-    free(x->stream);
-    x->stream = NULL;
+    buffer_free(&x->body);
+    buffer_free(&x->stream);
     free(x);
 }
 
 /* ---- connections and the deadline of a request head ---------------------------------------- */
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static struct http_conn *conn_of(struct MHD_Connection *conn)
 {
@@ -203,15 +177,7 @@ static void waiting_remove(struct http_server *s, struct http_conn *c)
 {
     if (!c->waiting)
         return;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->waiting_head = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    else
-        s->waiting_tail = c->prev;
-    c->prev = c->next = NULL;
+    LIST_UNLINK_TAIL(s->waiting_head, s->waiting_tail, c, prev, next);
     c->waiting = 0;
 }
 
@@ -222,14 +188,8 @@ static void waiting_add(struct http_server *s, struct http_conn *c)
     waiting_remove(s, c);
     if (c->cut)
         return;
-    c->waiting_since_ms = now_ms();
-    c->prev = s->waiting_tail;
-    c->next = NULL;
-    if (s->waiting_tail)
-        s->waiting_tail->next = c;
-    else
-        s->waiting_head = c;
-    s->waiting_tail = c;
+    c->waiting_since_ms = timers_now_ms();
+    LIST_APPEND(s->waiting_head, s->waiting_tail, c, prev, next);
     c->waiting = 1;
 }
 
@@ -238,11 +198,7 @@ static void touch(struct http_server *s, struct http_conn *c)
 {
     if (!c || c->touched)
         return;
-    c->tprev = NULL;
-    c->tnext = s->touched;
-    if (s->touched)
-        s->touched->tprev = c;
-    s->touched = c;
+    LIST_PUSH(s->touched, c, tprev, tnext);
     c->touched = 1;
 }
 
@@ -250,13 +206,7 @@ static void untouch(struct http_server *s, struct http_conn *c)
 {
     if (!c->touched)
         return;
-    if (c->tprev)
-        c->tprev->tnext = c->tnext;
-    else
-        s->touched = c->tnext;
-    if (c->tnext)
-        c->tnext->tprev = c->tprev;
-    c->tprev = c->tnext = NULL;
+    LIST_UNLINK(s->touched, c, tprev, tnext);
     c->touched = 0;
 }
 
@@ -354,7 +304,7 @@ static unsigned enforce_head_limits(struct http_server *s)
 {
     if (!s->waiting_head)
         return 0;
-    uint64_t now = now_ms();
+    uint64_t now = timers_now_ms();
     unsigned overdue = 0, evicted = 0;
     while (s->header_timeout_ms && s->waiting_head &&
            now - s->waiting_head->waiting_since_ms >= s->header_timeout_ms) {
@@ -735,13 +685,13 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
     (void)pos;
     struct http_exchange *x = cls;
-    size_t avail = x->stream_len - x->stream_off;
+    size_t avail = x->stream.len - x->stream_off;
     if (avail > 0) {
         size_t n = avail < max ? avail : max;
-        memcpy(buf, x->stream + x->stream_off, n);
+        memcpy(buf, x->stream.data + x->stream_off, n);
         x->stream_off += n;
-        if (x->stream_off == x->stream_len)
-            x->stream_off = x->stream_len = 0;
+        if (x->stream_off == x->stream.len)
+            x->stream_off = x->stream.len = 0;
         return (ssize_t)n;
     }
     if (x->stream_finished)
@@ -779,12 +729,10 @@ void http_stream_write(struct http_exchange *x, const char *data, size_t len)
 {
     if (x->mhd_done || !x->streaming || len == 0)
         return;
-    if (grow(&x->stream, &x->stream_cap, x->stream_len + len) != 0) {
+    if (buffer_append(&x->stream, data, len) != 0) {
         log_msg(LOG_ERROR, x->id, "out of memory buffering a stream chunk");
         return;
     }
-    memcpy(x->stream + x->stream_len, data, len);
-    x->stream_len += len;
     wake_connection(x);
 }
 
@@ -822,10 +770,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     for (int i = 13; i >= 0; i--, v >>= 4)
         x->id[i] = digits[v & 15];
     x->id[14] = '\0';
-    x->next = s->live;
-    if (s->live)
-        s->live->prev = x;
-    s->live = x;
+    LIST_PUSH(s->live, x, prev, next);
     return x;
 }
 
@@ -885,13 +830,8 @@ static void fill_request(struct http_exchange *x, const char *url, const char *m
     r->host = host ? host : "";
     fill_remote_addr(x);
     r->remote_addr = x->remote_addr;
-    if (!x->body) {
-        x->body = malloc(1);
-        if (x->body)
-            x->body[0] = '\0';
-    }
-    r->body = x->body ? x->body : "";
-    r->body_len = x->body_len;
+    r->body = x->body.data ? x->body.data : "";
+    r->body_len = x->body.len;
 }
 
 /* OPTIONS with CORS configured: answer the preflight here, no route needed. */
@@ -915,16 +855,11 @@ static enum MHD_Result answer_preflight(struct http_exchange *x)
 static int body_append(struct http_exchange *x, const char *data, size_t len)
 {
     size_t limit = x->server->opt->max_body_size;
-    if (x->too_large || x->body_len + len > limit) {
+    if (x->too_large || x->body.len + len > limit) {
         x->too_large = 1;
         return 0;
     }
-    if (grow(&x->body, &x->body_cap, x->body_len + len + 1) != 0)
-        return -1;
-    memcpy(x->body + x->body_len, data, len);
-    x->body_len += len;
-    x->body[x->body_len] = '\0';
-    return 0;
+    return buffer_append(&x->body, data, len);
 }
 
 static void too_large_message(struct http_exchange *x, char *out, size_t size)
@@ -1213,7 +1148,7 @@ long http_server_timeout_ms(struct http_server *s)
     const struct http_conn *oldest = s->waiting_head;
     if (!oldest)
         return t;
-    uint64_t now = now_ms();
+    uint64_t now = timers_now_ms();
     if (s->header_timeout_ms) {
         uint64_t due = oldest->waiting_since_ms + s->header_timeout_ms;
         long left = due > now ? (long)(due - now) : 0;

@@ -9,7 +9,8 @@
  * script: body size limit (413), CORS and preflight, request ids, the connection timeout, the
  * checks of a request head (malformed framing, target and size: 400, 414, 431, 501), the
  * deadline of a request head and room for new clients at the connection limit.
- * Uses: libmicrohttpd, http_checks, log. Knows nothing of Lua. */
+ * Uses: libmicrohttpd, http_checks, json_writer, buffer, list, timers (its clock), log. Knows
+ * nothing of Lua. */
 #ifndef SB_HTTP_H
 #define SB_HTTP_H
 

@@ -5,6 +5,7 @@
  * itself, which the message's deadline and the end of the job use. */
 #include "engine_internal.h"
 
+#include "list.h"
 #include "log.h"
 #include "lua_request.h"
 #include "outbound.h"
@@ -189,12 +190,7 @@ void job_free(struct job *job)
         else
             luaL_unref(L, LUA_REGISTRYINDEX, job->co_ref);
     }
-    if (job->prev)
-        job->prev->next = job->next;
-    else
-        w->jobs = job->next;
-    if (job->next)
-        job->next->prev = job->prev;
+    LIST_UNLINK(w->jobs, job, prev, next);
     free(job);
     /* Buffers Lua's string functions allocate are not covered by its emergency collection: when
      * the state grew by a quarter of its cap since the last full collection, collect now so the
@@ -410,10 +406,7 @@ void job_start(struct worker *w, struct http_exchange *x, const struct http_requ
     snprintf(job->id, sizeof job->id, "%s", r->id);
     job->task.request_id = job->id;
     job->task.ops = &task_ops;
-    job->next = w->jobs;
-    if (w->jobs)
-        w->jobs->prev = job;
-    w->jobs = job;
+    LIST_PUSH(w->jobs, job, prev, next);
     if (st->idle_count > 0) {
         st->idle_count--;
         job->co = st->idle[st->idle_count].co;

@@ -10,31 +10,16 @@ void json_writer_init(struct json_writer *w) { memset(w, 0, sizeof *w); }
 
 static void put(struct json_writer *w, const char *s, size_t n)
 {
-    if (w->failed)
-        return;
-    if (w->len + n + 1 > w->cap) {
-        size_t cap = w->cap ? w->cap : 256;
-        while (cap < w->len + n + 1)
-            cap *= 2;
-        char *grown = realloc(w->buf, cap);
-        if (!grown) {
-            w->failed = 1;
-            return;
-        }
-        w->buf = grown;
-        w->cap = cap;
-    }
-    memcpy(w->buf + w->len, s, n);
-    w->len += n;
-    w->buf[w->len] = '\0';
+    if (!w->failed && buffer_append(&w->text, s, n) != 0)
+        w->failed = 1;
 }
 
 /* A value or key follows: a comma first unless it opens a container or follows a key. */
 static void separate(struct json_writer *w)
 {
-    if (w->len == 0 || w->failed)
+    if (w->text.len == 0 || w->failed)
         return;
-    char last = w->buf[w->len - 1];
+    char last = w->text.data[w->text.len - 1];
     if (last != '{' && last != '[' && last != ':')
         put(w, ",", 1);
 }
@@ -125,15 +110,14 @@ void json_null(struct json_writer *w)
 
 char *json_writer_finish(struct json_writer *w, size_t *len)
 {
-    if (w->failed || !w->buf) {
-        free(w->buf);
-        w->buf = NULL;
+    if (w->failed || !w->text.data) {
+        buffer_free(&w->text);
         return NULL;
     }
     if (len)
-        *len = w->len;
-    char *text = w->buf;
-    w->buf = NULL;
+        *len = w->text.len;
+    char *text = w->text.data;
+    w->text = (struct buffer){0};
     return text;
 }
 

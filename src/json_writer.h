@@ -2,15 +2,16 @@
 /* json_writer: JSON text built in a growing buffer, for the answers the host writes in C (the
  * status page, error bodies). Commas and escaping are the writer's job, so callers only say
  * what comes next. Every function is a no-op once an allocation failed; json_writer_finish
- * then returns NULL. Uses: nothing. */
+ * then returns NULL. Uses: buffer. */
 #ifndef SB_JSON_WRITER_H
 #define SB_JSON_WRITER_H
 
 #include <stddef.h>
 
+#include "buffer.h"
+
 struct json_writer {
-    char *buf;
-    size_t len, cap;
+    struct buffer text;
     int failed;
 };
 

@@ -406,6 +406,13 @@ int lua_state_pcall(lua_State *L, int nargs, int nresults, char *err, size_t err
     return -1;
 }
 
+void lua_error_first_line(char *text)
+{
+    char *nl = strchr(text, '\n');
+    if (nl)
+        *nl = '\0';
+}
+
 int lua_state_dofile(lua_State *L, const char *path, char *err, size_t errlen)
 {
     remember_file(L, path);

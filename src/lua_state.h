@@ -47,6 +47,9 @@ int lua_state_budget_exceeded(void);
  * as an HTTP error raised by the host, is passed through untouched). On error the message is
  * copied to err (when err is not NULL), the error value stays on the stack, returns -1. */
 int lua_state_pcall(lua_State *L, int nargs, int nresults, char *err, size_t errlen);
+/* Cut an error text from lua_state_pcall or lua_state_dofile at its first line break: the one
+ * line "file:line: message", without the traceback that follows (for startup and reload errors). */
+void lua_error_first_line(char *text);
 /* Load a Lua file in text mode and run it in an environment of its own (its globals are its
  * own); leaves its first result on the stack. Returns 0, or -1 with "file:line: message" in err. */
 int lua_state_dofile(lua_State *L, const char *path, char *err, size_t errlen);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* main: the command line (docs/contract.md §1) and signals; nothing else. */
 #include "bot.h"
+#include "buffer.h"
 #include "channel.h"
 #include "config.h"
 #include "engine.h"
@@ -203,36 +204,17 @@ static int find_data_dir(char *out, size_t size)
     return -1;
 }
 
+/* The whole file, NUL-terminated (the caller frees it), or NULL after a message naming `what`. */
 static char *read_whole_file(const char *path, const char *what)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+    struct buffer text = {0};
+    if (buffer_read_file(&text, path) != 0 || buffer_reserve(&text, 0) != 0) {
         fprintf(stderr, "switchboard: %s %s: %s\n", what, path, strerror(errno));
+        buffer_free(&text);
         return NULL;
     }
-    char *text = NULL;
-    size_t len = 0, cap = 0, n;
-    char chunk[4096];
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (len + n + 1 > cap) {
-            cap = (len + n + 1) * 2;
-            char *grown = realloc(text, cap);
-            if (!grown) {
-                free(text);
-                fclose(f);
-                return NULL;
-            }
-            text = grown;
-        }
-        memcpy(text + len, chunk, n);
-        len += n;
-    }
-    fclose(f);
-    if (!text)
-        text = calloc(1, 1);
-    else
-        text[len] = '\0';
-    return text;
+    text.data[text.len] = '\0';
+    return text.data;
 }
 
 /* The configuration files: the flag, else the file of that name in the working folder. */

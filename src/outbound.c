@@ -4,7 +4,10 @@
  * (curl_multi_socket_action) and collect finished transfers (curl_multi_info_read). */
 #include "outbound.h"
 
+#include "buffer.h"
+#include "list.h"
 #include "log.h"
+#include "timers.h"
 
 #include <curl/curl.h>
 #include <pthread.h>
@@ -25,11 +28,6 @@ struct outbound {
     struct outbound_call *calls; /* in flight, for outbound_destroy */
 };
 
-struct buffer {
-    char *data;
-    size_t len, cap;
-};
-
 struct outbound_call {
     struct outbound *owner;
     struct outbound_call *prev, *next;
@@ -48,30 +46,6 @@ struct outbound_call {
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int buffer_append(struct buffer *b, const char *data, size_t len)
-{
-    if (b->len + len + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + len + 1)
-            cap *= 2;
-        char *p = realloc(b->data, cap);
-        if (!p)
-            return -1;
-        b->data = p;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, data, len);
-    b->len += len;
-    b->data[b->len] = '\0';
-    return 0;
-}
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
 {
@@ -125,10 +99,8 @@ static void call_free(struct outbound_call *call)
     curl_slist_free_all(call->request_headers);
     free(call->body);
     call->body = NULL;
-    free(call->response.data);
-    call->response.data = NULL;
-    free(call->header_text.data);
-    call->header_text.data = NULL;
+    buffer_free(&call->response);
+    buffer_free(&call->header_text);
     free(call);
 }
 
@@ -137,12 +109,7 @@ static void call_finish(struct outbound *o, struct outbound_call *call)
 {
     curl_multi_remove_handle(o->multi, call->easy);
     curl_easy_cleanup(call->easy);
-    if (call->prev)
-        call->prev->next = call->next;
-    else
-        o->calls = call->next;
-    if (call->next)
-        call->next->prev = call->prev;
+    LIST_UNLINK(o->calls, call, prev, next);
     call_free(call);
 }
 
@@ -222,7 +189,7 @@ static int on_timer(CURLM *multi, long timeout_ms, void *userp)
 {
     (void)multi;
     struct outbound *o = userp;
-    o->timer_due_ms = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+    o->timer_due_ms = timeout_ms < 0 ? -1 : (int64_t)timers_now_ms() + timeout_ms;
     return 0;
 }
 
@@ -271,7 +238,7 @@ static int add_header(struct outbound_call *call, const char *name, const char *
 static struct outbound_call *call_new(const struct outbound_request *req, outbound_done_fn done,
                                       void *ctx, char *err, size_t errlen)
 {
-    if (strncmp(req->url, "http://", 7) != 0 && strncmp(req->url, "https://", 8) != 0) {
+    if (!outbound_url_supported(req->url)) {
         snprintf(err, errlen, "only http:// and https:// URLs are supported");
         return NULL;
     }
@@ -330,6 +297,11 @@ fail:
     return NULL;
 }
 
+int outbound_url_supported(const char *url)
+{
+    return strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0;
+}
+
 struct outbound_call *outbound_start(struct outbound *o, const struct outbound_request *req,
                                      outbound_done_fn done, void *ctx, char *err, size_t errlen)
 {
@@ -343,10 +315,7 @@ struct outbound_call *outbound_start(struct outbound *o, const struct outbound_r
         return NULL;
     }
     call->owner = o;
-    call->next = o->calls;
-    if (o->calls)
-        o->calls->prev = call;
-    o->calls = call;
+    LIST_PUSH(o->calls, call, prev, next);
     return call;
 }
 
@@ -387,13 +356,13 @@ long outbound_timeout_ms(const struct outbound *o)
 {
     if (o->timer_due_ms < 0)
         return -1;
-    int64_t left = o->timer_due_ms - now_ms();
+    int64_t left = o->timer_due_ms - (int64_t)timers_now_ms();
     return left > 0 ? (long)left : 0;
 }
 
 void outbound_on_timer(struct outbound *o)
 {
-    if (o->timer_due_ms < 0 || o->timer_due_ms > now_ms())
+    if (o->timer_due_ms < 0 || o->timer_due_ms > (int64_t)timers_now_ms())
         return;
     int running;
     o->timer_due_ms = -1;

@@ -5,7 +5,8 @@
  * worker's epoll loop. A call finishes by calling its `done` function from outbound_on_socket or
  * outbound_on_timer (never from inside outbound_start), so the worker decides when waiting code
  * resumes. Connections to the same host are kept alive and reused.
- * Uses: libcurl (the only file that includes <curl/curl.h>), log. */
+ * Uses: libcurl (the only file that includes <curl/curl.h>), buffer, list, timers (its
+ * clock), log. */
 #ifndef SB_OUTBOUND_H
 #define SB_OUTBOUND_H
 
@@ -51,6 +52,9 @@ typedef void (*outbound_done_fn)(void *ctx, const struct outbound_result *result
 struct outbound *outbound_create(int epfd, char *err, size_t errlen);
 /* Cancels every call (no done calls) and frees. */
 void outbound_destroy(struct outbound *o);
+
+/* 1 when the URL's scheme is one outbound requests support (http:// or https://). */
+int outbound_url_supported(const char *url);
 
 /* Start a call. Returns it, or NULL with err (bad URL, out of memory): done is then not called. */
 struct outbound_call *outbound_start(struct outbound *o, const struct outbound_request *req,

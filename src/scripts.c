@@ -129,7 +129,8 @@ static int run_protected(lua_State *L, lua_CFunction fn, void *ud, const char *w
     if (lua_pcall(L, 1, 0, 0) == LUA_OK)
         return 0;
     snprintf(err, errlen, "%s: %s", what,
-             lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "an error that is not a message");
+             lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                            : "an error that is not a message");
     lua_pop(L, 1);
     return -1;
 }
@@ -253,9 +254,7 @@ static int l_run_startup_hooks(lua_State *L)
         int rc = lua_state_pcall(L, 1, 0, lua_err, sizeof lua_err);
         lua_sb_allow_blocking(0);
         if (rc != 0) {
-            char *nl = strchr(lua_err, '\n');
-            if (nl)
-                *nl = '\0';
+            lua_error_first_line(lua_err);
             log_msg(LOG_ERROR, NULL, "channel '%s': startup failed: %s", d->name, lua_err);
             lua_pop(L, 1);
         }

@@ -8,7 +8,7 @@
  * the whole generation with one "file:line: reason" line, and the running one stays. A generation
  * also lists the Lua files its scripts loaded, for the file watcher. States are created by the
  * thread that loads them and then handed to one worker each.
- * Uses: config (plain data), channel, bot, lua_state, router. */
+ * Uses: config (plain data), channel, bot, lua_state, lua_sb, router, log. */
 #ifndef SB_SCRIPTS_H
 #define SB_SCRIPTS_H
 

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* sender_gate: per-sender order across all workers (docs/contract.md §5). A message enters the
- * gate of its sender before it reaches the bot and leaves it afterwards; while one message of a sender
- * is inside, the sender's next messages wait in arrival order. Different senders never wait for
- * each other. The lock is held only to look up and update one entry, never while a message runs.
+ * gate of its sender before it reaches the bot and leaves it afterwards; while one message of a
+ * sender is inside, the sender's next messages wait in arrival order. Different senders never
+ * wait for each other. The lock is held only to look up and update one entry, never while a
+ * message runs.
  * Uses: pthreads. */
 #ifndef SB_SENDER_GATE_H
 #define SB_SENDER_GATE_H
