@@ -8,6 +8,7 @@
 --   local p = util.params(config, "acme")
 --   channel.token = p:string("token", { required = true })
 local sb = require "switchboard"
+local output = require "switchboard.output"
 
 local json = sb.json
 local M = {}
@@ -37,13 +38,8 @@ function M.is_object(v, raw)
   return true
 end
 
--- A table as its JSON text, anything else through tostring.
-function M.as_text(v)
-  if type(v) == "table" then
-    return json.encode(v)
-  end
-  return tostring(v)
-end
+-- A table as its JSON text, anything else through tostring (the host's own, from output.lua).
+M.as_text = output.as_text
 
 -- An id as text: a whole number without ".0" (a float such as 123.0, from arithmetic or from a
 -- decoder that reads every number as a float), another number through tostring, a non-empty
@@ -61,12 +57,8 @@ function M.id_text(v)
   return nil
 end
 
--- A shallow copy.
-function M.copy(t)
-  local c = {}
-  for k, v in pairs(t) do c[k] = v end
-  return c
-end
+-- A shallow copy (the host's own, from output.lua).
+M.copy = output.copy
 
 -- The parts of a text to send as separate messages, as Rasa's output channels do: the text
 -- (a table as JSON) stripped and split on blank lines ("\n\n"); parts that are only white space

@@ -37,11 +37,13 @@ local function present(v)
 end
 M.present = present
 
+-- A shallow copy.
 local function copy(t)
   local c = {}
   for k, v in pairs(t) do c[k] = v end
   return c
 end
+M.copy = copy
 
 local fallback = {}
 
@@ -55,12 +57,14 @@ local function call(sink, name, recipient, ...)
 end
 M.call = call
 
+-- A table as its JSON text, anything else through tostring.
 local function as_text(v)
   if type(v) == "table" then
     return encode(v)
   end
   return tostring(v)
 end
+M.as_text = as_text
 
 -- Python's json.dumps(d, sort_keys=True) layout, for the extra keys of a button.
 local function sorted_json(t)
