@@ -18,25 +18,34 @@ local util = require "switchboard.channel"
 
 local channel = { name = "callback" }
 
-local function query_of(p)
-  local query = util.copy(p:map("params") or {})
-  local token = p:string("token")
-  if token then
-    query[p:string("token_name", { default = "token" })] = token
+channel.parameters = {
+  url = { type = "url", required = true, hint = "where to POST the bot's messages" },
+  headers = { type = "map", secret = true },
+  params = { type = "map" },
+  basic_auth = { type = "map", secret = true },
+  token = { type = "string", secret = true },
+  token_name = { type = "string", default = "token" },
+  timeout = { type = "seconds", default = 10 },
+}
+
+local function query_of(v)
+  local query = util.copy(v.params or {})
+  if v.token then
+    query[v.token_name] = v.token
   end
   return next(query) and sb.urlencode(query) or nil
 end
 
 function channel.init(config)
-  local p = util.params(config, "callback", { number_as_text = true })
-  local url = p:url("url", { required = true, hint = "where to POST the bot's messages" })
-  local query = query_of(p)
-  channel.url = query and (url .. (url:find("?", 1, true) and "&" or "?") .. query) or url
+  local p = util.params(config, channel, { number_as_text = true })
+  local v = p:values()
+  local query = query_of(v)
+  channel.url = query and (v.url .. (v.url:find("?", 1, true) and "&" or "?") .. query) or v.url
   -- Logs name the URL without its query: the token may be there.
-  channel.shown_url = url:match("^[^?#]*")
+  channel.shown_url = v.url:match("^[^?#]*")
   channel.headers = {}
-  for k, v in pairs(p:map("headers") or {}) do channel.headers[k] = tostring(v) end
-  local auth = p:map("basic_auth")
+  for k, value in pairs(v.headers or {}) do channel.headers[k] = tostring(value) end
+  local auth = v.basic_auth
   if auth then
     if auth.username == nil then
       p:fail("basic_auth", "needs `username` and `password`")
@@ -44,7 +53,7 @@ function channel.init(config)
     channel.headers.Authorization = "Basic " ..
       sb.base64(tostring(auth.username) .. ":" .. tostring(auth.password or ""))
   end
-  channel.timeout = p:seconds("timeout", 10)
+  channel.timeout = v.timeout
 end
 
 local function post(shape)

@@ -30,16 +30,26 @@ local channel = { name = "facebook" }
 local DEFAULT_API_URL = "https://graph.facebook.com/v19.0"
 local MAX_TEMPLATE_BUTTONS = 3
 
+channel.parameters = {
+  verify = { type = "string", secret = true },
+  secret = { type = "string", required = true, secret = true },
+  ["page-access-token"] = { type = "string", required = true, secret = true },
+  api_url = { type = "base_url", default = DEFAULT_API_URL },
+  sender_actions = { type = "flag", default = false },
+  timeout = { type = "seconds", default = 10 },
+}
+
 function channel.init(config)
-  local p = util.params(config, "facebook", { needs = { "verify", "secret", "page-access-token" } })
-  channel.verify_token = p:string("verify")
-  channel.secret = p:string("secret", { required = true })
-  channel.access_token = p:string("page-access-token", { required = true })
-  channel.api_url = p:base_url("api_url", DEFAULT_API_URL)
+  local p = util.params(config, channel, { needs = { "verify", "secret", "page-access-token" } })
+  local v = p:values()
+  channel.verify_token = v.verify
+  channel.secret = v.secret
+  channel.access_token = v["page-access-token"]
+  channel.api_url = v.api_url
   channel.send_url = channel.api_url .. "/me/messages?access_token=" ..
     sb.urlencode(channel.access_token)
-  channel.sender_actions = p:flag("sender_actions", false)
-  channel.timeout = p:seconds("timeout", 10)
+  channel.sender_actions = v.sender_actions
+  channel.timeout = v.timeout
 end
 
 ---------------------------------------------------------------------------------------------------

@@ -9,4 +9,7 @@
 -- also the smallest complete channel: a custom channel starts from here and overrides hooks.
 local channel = { name = "rest" }
 
+-- Rasa's RestInput takes no parameters: any key under `rest:` in credentials.yml is a typo.
+channel.parameters = {}
+
 return channel

@@ -37,13 +37,30 @@ local channel = { name = "slack", async = true }
 local MAX_CLOCK_SKEW = 300        -- seconds between X-Slack-Request-Timestamp and our clock
 local MAX_BUTTONS_PER_BLOCK = 25  -- Slack's limit of elements in one actions block
 
+channel.parameters = {
+  slack_token = { type = "string", secret = true },
+  slack_signing_secret = { type = "string", required = true, secret = true,
+    hint = "requests from Slack cannot be verified without it: Slack app settings > " ..
+      "Basic Information > App Credentials > Signing Secret" },
+  slack_channel = { type = "string" },
+  use_threads = { type = "flag", default = false },
+  conversation_granularity = { type = "string", default = "sender",
+    choices = { "sender", "channel", "thread" } },
+  errors_ignore_retry = { type = "list", default = { "http_timeout" } },
+  api_url = { type = "base_url", default = "https://slack.com/api" },
+  timeout = { type = "seconds", default = 10 },
+  -- Rasa's keys that have no effect here (docs/channels/slack.md): accepted, not used.
+  proxy = { type = "string", secret = true },
+  slack_retry_reason_header = { type = "string" },
+  slack_retry_number_header = { type = "string" },
+}
+
 -- The parameters, set by init (one copy per worker).
 local cfg = {}
 
 -- errors_ignore_retry: a list of Slack retry reasons, or one reason. Absent (or the "None" that
 -- Rasa's documentation shows) means Rasa's default, http_timeout.
-local function retry_reasons(p)
-  local reasons = p:list("errors_ignore_retry", { "http_timeout" })
+local function retry_reasons(reasons)
   if #reasons == 1 and (reasons[1] == "None" or reasons[1] == "none") then
     reasons = { "http_timeout" }
   end
@@ -55,19 +72,16 @@ local function retry_reasons(p)
 end
 
 function channel.init(config)
-  local p = util.params(config, "slack", { number_as_text = true })
+  local v = util.params(config, channel, { number_as_text = true }):values()
   cfg = {
-    token = p:string("slack_token"),
-    secret = p:string("slack_signing_secret", { required = true,
-      hint = "requests from Slack cannot be verified without it: Slack app settings > " ..
-        "Basic Information > App Credentials > Signing Secret" }),
-    slack_channel = p:string("slack_channel"),
-    use_threads = p:flag("use_threads", false),
-    granularity = p:string("conversation_granularity",
-      { default = "sender", choices = { "sender", "channel", "thread" } }),
-    ignore_retry = retry_reasons(p),
-    api_url = p:base_url("api_url", "https://slack.com/api"),
-    timeout = p:seconds("timeout", 10),
+    token = v.slack_token,
+    secret = v.slack_signing_secret,
+    slack_channel = v.slack_channel,
+    use_threads = v.use_threads,
+    granularity = v.conversation_granularity,
+    ignore_retry = retry_reasons(v.errors_ignore_retry),
+    api_url = v.api_url,
+    timeout = v.timeout,
   }
 end
 

@@ -26,28 +26,36 @@ local id_text = util.id_text
 
 local channel = { name = "telegram" }
 
+channel.parameters = {
+  access_token = { type = "string", required = true, secret = true,
+    hint = "the bot token @BotFather gave you" },
+  verify = { type = "string" },
+  webhook_url = { type = "string" },
+  secret_token = { type = "string", secret = true },
+  api_url = { type = "base_url", default = "https://api.telegram.org" },
+  timeout = { type = "seconds", default = 10 },
+}
+
 -- The parameters, set by init (one copy per worker).
 local cfg = {}
 -- The username getMe reported for access_token, once known (per worker).
 local bot_username
 
 function channel.init(config)
-  local p = util.params(config, "telegram", { number_as_text = true })
-  local token = p:string("access_token", { required = true,
-    hint = "the bot token @BotFather gave you" })
-  local secret = p:string("secret_token")
+  local p = util.params(config, channel, { number_as_text = true })
+  local v = p:values()
+  local secret = v.secret_token
   if secret and (not secret:match("^[%w_%-]+$") or #secret > 256) then
     p:fail("secret_token", "must be 1-256 characters of A-Z, a-z, 0-9, _ and - " ..
       "(Telegram's rule for setWebhook)")
   end
-  local verify = p:string("verify")
   cfg = {
-    token = token,
-    verify = verify and verify:gsub("^@", ""):lower() or nil,
-    webhook_url = p:string("webhook_url"),
+    token = v.access_token,
+    verify = v.verify and v.verify:gsub("^@", ""):lower() or nil,
+    webhook_url = v.webhook_url,
     secret = secret,
-    api_url = p:base_url("api_url", "https://api.telegram.org"),
-    timeout = p:seconds("timeout", 10),
+    api_url = v.api_url,
+    timeout = v.timeout,
   }
   bot_username = nil
 end

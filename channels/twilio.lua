@@ -25,17 +25,26 @@ local DEFAULT_API_URL = "https://api.twilio.com"
 
 -- Every value must be a string: YAML turns +14155550100 into the integer 14155550100 (and may
 -- read an auth token as a number), so util.params refuses numbers rather than guess.
+channel.parameters = {
+  account_sid = { type = "string", required = true },
+  auth_token = { type = "string", required = true, secret = true },
+  twilio_number = { type = "string", required = true },
+  api_url = { type = "base_url", default = DEFAULT_API_URL },
+  timeout = { type = "seconds", default = 10 },
+}
+
 function channel.init(config)
-  local p = util.params(config, "twilio",
+  local p = util.params(config, channel,
     { needs = { "account_sid", "auth_token", "twilio_number" } })
-  channel.account_sid = p:string("account_sid", { required = true })
-  channel.auth_token = p:string("auth_token", { required = true })
-  channel.twilio_number = p:string("twilio_number", { required = true })
-  channel.api_url = p:base_url("api_url", DEFAULT_API_URL)
+  local v = p:values()
+  channel.account_sid = v.account_sid
+  channel.auth_token = v.auth_token
+  channel.twilio_number = v.twilio_number
+  channel.api_url = v.api_url
   channel.messages_url = ("%s/2010-04-01/Accounts/%s/Messages.json"):format(channel.api_url,
     sb.urlencode(channel.account_sid))
   channel.authorization = "Basic " .. sb.base64(channel.account_sid .. ":" .. channel.auth_token)
-  channel.timeout = p:seconds("timeout", 10)
+  channel.timeout = v.timeout
 end
 
 ---------------------------------------------------------------------------------------------------

@@ -2,10 +2,13 @@
 /* channel: see channel.h. */
 #include "channel.h"
 
+#include "cfg_tree.h"
 #include "channel_hooks.h"
 #include "config.h"
+#include "log.h"
 #include "lua_state.h"
 
+#include <dirent.h>
 #include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +16,151 @@
 #include <unistd.h>
 
 static int file_exists(const char *path) { return access(path, R_OK) == 0; }
+
+static int ends_with_lua(const char *s)
+{
+    size_t n = strlen(s);
+    return n >= 4 && strcmp(s + n - 4, ".lua") == 0;
+}
+
+/* ---- typos ---------------------------------------------------------------------------------- */
+
+#define TYPO_MAX_LEN 64
+
+/* The optimal string alignment distance of a and b (an insertion, a deletion, a change or a swap
+ * of two neighbours counts one); a name longer than TYPO_MAX_LEN counts as far from everything. */
+static size_t typo_distance(const char *a, const char *b)
+{
+    size_t n = strlen(a), m = strlen(b);
+    if (n > TYPO_MAX_LEN || m > TYPO_MAX_LEN)
+        return TYPO_MAX_LEN + 1;
+    size_t rows[3][TYPO_MAX_LEN + 1];
+    size_t *before = rows[0], *prev = rows[1], *cur = rows[2];
+    for (size_t j = 0; j <= m; j++)
+        prev[j] = j;
+    for (size_t i = 1; i <= n; i++) {
+        cur[0] = i;
+        for (size_t j = 1; j <= m; j++) {
+            size_t cost = a[i - 1] != b[j - 1];
+            size_t best = prev[j - 1] + cost;
+            if (prev[j] + 1 < best)
+                best = prev[j] + 1;
+            if (cur[j - 1] + 1 < best)
+                best = cur[j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                before[j - 2] + 1 < best)
+                best = before[j - 2] + 1;
+            cur[j] = best;
+        }
+        size_t *t = before;
+        before = prev;
+        prev = cur;
+        cur = t;
+    }
+    return prev[m];
+}
+
+/* How far a name may be from `known` and still be taken for a slip of it. `strict` is for the
+ * hook names: a channel keeps its own fields in its table, and only a near miss is an error. */
+static size_t typo_limit(const char *known, int strict)
+{
+    size_t len = strlen(known);
+    if (strict)
+        return len < 8 ? 1 : 2;
+    return len <= 4 ? 1 : len <= 10 ? 2 : 3;
+}
+
+/* The nearest of `count` names to `name` within the limit (ties: the first), or NULL. */
+static const char *typo_nearest(const char *name, const char *const *names, size_t count,
+                                int strict)
+{
+    const char *best = NULL;
+    size_t best_distance = (size_t)-1, len = strlen(name);
+    for (size_t i = 0; i < count; i++) {
+        if (!names[i] || strcmp(names[i], name) == 0)
+            continue;
+        size_t limit = typo_limit(names[i], strict), other = strlen(names[i]);
+        if ((len > other ? len - other : other - len) > limit)
+            continue; /* the lengths alone are too far apart */
+        size_t d = typo_distance(name, names[i]);
+        if (d <= limit && d < best_distance) {
+            best = names[i];
+            best_distance = d;
+        }
+    }
+    return best;
+}
+
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* ---- finding scripts ------------------------------------------------------------------------ */
+
+/* The channel names a key could have meant: "<name>.lua" files in dir (with `prefix`, "pkg."
+ * for a subfolder), as module names, or with ".lua" kept when `files` is set. Appends to
+ * names (malloc'ed strings), up to `cap`. */
+static void list_scripts(const char *dir, const char *prefix, int files, int depth, char **names,
+                         size_t *count, size_t cap)
+{
+    DIR *d = dir ? opendir(dir) : NULL;
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) && *count < cap) {
+        if (e->d_name[0] == '.')
+            continue;
+        size_t len = strlen(e->d_name);
+        char name[512];
+        if (len > 4 && strcmp(e->d_name + len - 4, ".lua") == 0 && len < 256) {
+            snprintf(name, sizeof name, "%s%.*s", prefix, (int)(files ? len : len - 4),
+                     e->d_name);
+            if (!(names[*count] = strdup(name)))
+                break;
+            (*count)++;
+        } else if (depth > 0 && !files && len < 200) {
+            char sub[4096], sub_prefix[512];
+            snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
+            snprintf(sub_prefix, sizeof sub_prefix, "%s%s.", prefix, e->d_name);
+            list_scripts(sub, sub_prefix, 0, depth - 1, names, count, cap);
+        }
+    }
+    closedir(d);
+}
+
+/* " (did you mean 'x'?)" for an unknown key, from the local and bundled scripts; and the
+ * bundled names, sorted, as "a, b, c". */
+static void suggest_channel(const char *key, const char *project_dir, const char *bundled,
+                            char *hint, size_t hintlen, char *list, size_t listlen)
+{
+    enum { CAP = 512 };
+    char *names[CAP];
+    size_t count = 0, local = 0;
+    int file_key = ends_with_lua(key);
+    list_scripts(project_dir, "", file_key, 1, names, &count, CAP);
+    local = count;
+    if (!file_key)
+        list_scripts(bundled, "", 0, 0, names, &count, CAP);
+    const char *near = typo_nearest(key, (const char *const *)names, count, 0);
+    if (near)
+        snprintf(hint, hintlen, " (did you mean '%s'?)", near);
+    else
+        hint[0] = '\0';
+    list[0] = '\0';
+    size_t bundled_count = file_key ? 0 : count - local;
+    if (bundled_count) {
+        qsort(names + local, bundled_count, sizeof names[0], compare_names);
+        for (size_t i = local; i < count; i++) {
+            size_t used = strlen(list);
+            snprintf(list + used, listlen - used, "%s%s", i > local ? ", " : "", names[i]);
+        }
+    }
+    for (size_t i = 0; i < count; i++) {
+        free(names[i]);
+        names[i] = NULL;
+    }
+}
 
 
 /* Module path "a.b" -> "a/b" (a key ending in .lua is a file path and is not converted). */
@@ -24,34 +172,29 @@ static void module_to_path(const char *key, char *out, size_t size)
             *p = '/';
 }
 
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && strcmp(s + n - m, suffix) == 0;
-}
 
 /* Find the script of one key; returns a malloc'ed absolute path or NULL with err. */
 static char *find_script(const char *key, const char *project_dir, const char *data_dir,
                          const char *where, char *err, size_t errlen)
 {
-    char path[4096];
-    if (ends_with(key, ".lua")) {
+    char path[4096], hint[600], list[1024];
+    char bundled[4096];
+    snprintf(bundled, sizeof bundled, "%s/channels", data_dir);
+    if (ends_with_lua(key)) {
         if (key[0] == '/')
             snprintf(path, sizeof path, "%s", key);
         else
             snprintf(path, sizeof path, "%s/%s", project_dir, key);
         if (file_exists(path))
             return realpath(path, NULL);
-        snprintf(err, errlen, "%s: channel '%s': the file %s does not exist or cannot be read",
-                 where, key, path);
+        suggest_channel(key, project_dir, bundled, hint, sizeof hint, list, sizeof list);
+        snprintf(err, errlen, "%s: channel '%s'%s: the file %s does not exist or cannot be read",
+                 where, key, hint, path);
         return NULL;
     }
     char module[1024];
     module_to_path(key, module, sizeof module);
-    const char *dirs[2] = {project_dir, NULL};
-    char bundled[4096];
-    snprintf(bundled, sizeof bundled, "%s/channels", data_dir);
-    dirs[1] = bundled;
+    const char *dirs[2] = {project_dir, bundled};
     for (int i = 0; i < 2; i++) {
         if (!dirs[i])
             continue;
@@ -62,11 +205,12 @@ static char *find_script(const char *key, const char *project_dir, const char *d
         if (file_exists(path))
             return realpath(path, NULL);
     }
+    suggest_channel(key, project_dir, bundled, hint, sizeof hint, list, sizeof list);
     snprintf(err, errlen,
-             "%s: unknown channel '%s': no %s.lua or %s/init.lua in %s or in the bundled "
-             "channels (%s)",
-             where, key, module, module, project_dir ? project_dir : "(no project folder)",
-             bundled);
+             "%s: unknown channel '%s'%s: no %s.lua or %s/init.lua in %s or in the bundled "
+             "channels (%s); bundled channels: %s",
+             where, key, hint, module, module,
+             project_dir ? project_dir : "(no project folder)", bundled, list[0] ? list : "none");
     return NULL;
 }
 
@@ -135,6 +279,96 @@ static int valid_name(const char *name)
     return 1;
 }
 
+/* A field one slip away from a hook of the same type is a misspelt hook (`recieve`), which
+ * would otherwise be silently ignored. Fields further away are the channel's own. */
+static int check_hook_typos(lua_State *L, const char *where, char *err, size_t errlen)
+{
+    const char *names[64];
+    size_t count = channel_hook_count < 64 ? channel_hook_count : 64;
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        if (lua_type(L, -2) != LUA_TSTRING) {
+            lua_pop(L, 1);
+            continue;
+        }
+        const char *field = lua_tostring(L, -2);
+        int type = lua_type(L, -1);
+        for (size_t i = 0; i < count; i++)
+            names[i] = channel_hooks[i].type == type ? channel_hooks[i].name : NULL;
+        const char *hook = typo_nearest(field, names, count, 1);
+        if (hook) {
+            for (size_t i = 0; i < count; i++)
+                if (strcmp(channel_hooks[i].name, field) == 0)
+                    hook = NULL; /* a hook itself */
+        }
+        if (hook) {
+            snprintf(err, errlen,
+                     "%s: channel.%s is not a channel hook: did you mean '%s'? (a field of the "
+                     "channel's own needs a name further from the hook names)",
+                     where, field, hook);
+            lua_pop(L, 2);
+            return -1;
+        }
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
+/* channel.parameters: name = { type = <one of channel_parameter_types>, ... }. */
+static int check_declaration(lua_State *L, const char *where, char *err, size_t errlen)
+{
+    if (lua_getfield(L, -1, "parameters") != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        if (lua_type(L, -2) != LUA_TSTRING) {
+            snprintf(err, errlen, "%s: channel.parameters keys must be parameter names (strings)",
+                     where);
+            lua_pop(L, 3);
+            return -1;
+        }
+        const char *key = lua_tostring(L, -2);
+        if (!lua_istable(L, -1)) {
+            snprintf(err, errlen,
+                     "%s: channel.parameters.%s must be a table such as { type = \"string\" }, "
+                     "not a %s",
+                     where, key, luaL_typename(L, -1));
+            lua_pop(L, 3);
+            return -1;
+        }
+        lua_getfield(L, -1, "type");
+        const char *type = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        size_t i = 0;
+        while (type && i < channel_parameter_type_count &&
+               strcmp(type, channel_parameter_types[i]) != 0)
+            i++;
+        if (!type || i == channel_parameter_type_count) {
+            char known[256] = "";
+            for (size_t k = 0; k < channel_parameter_type_count; k++) {
+                size_t used = strlen(known);
+                snprintf(known + used, sizeof known - used, "%s%s",
+                         k == 0                                  ? ""
+                         : k + 1 == channel_parameter_type_count ? " or "
+                                                                 : ", ",
+                         channel_parameter_types[k]);
+            }
+            if (type)
+                snprintf(err, errlen, "%s: channel.parameters.%s: unknown type '%s' (%s)", where,
+                         key, type, known);
+            else
+                snprintf(err, errlen, "%s: channel.parameters.%s needs a type (%s)", where, key,
+                         known);
+            lua_pop(L, 4);
+            return -1;
+        }
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
 /* Check the channel table on top of the stack. `where` names file and key for messages. */
 static int check_table(lua_State *L, const char *where, char *err, size_t errlen)
 {
@@ -161,7 +395,134 @@ static int check_table(lua_State *L, const char *where, char *err, size_t errlen
             return -1;
         }
     }
-    return 0;
+    if (check_hook_typos(L, where, err, errlen) != 0)
+        return -1;
+    return check_declaration(L, where, err, errlen);
+}
+
+/* ---- parameters in credentials.yml ---------------------------------------------------------- */
+
+/* "FILE:LINE:COL: channel 'KEY': " for key i of the channel's parameter map. */
+static void key_where(const struct channel_set *set, const struct channel_def *d, size_t i,
+                      char *out, size_t size)
+{
+    const cfg_value *p = d->params;
+    int line = p->key_pos ? p->key_pos[i].line : p->line;
+    int column = p->key_pos ? p->key_pos[i].column : p->column;
+    snprintf(out, size, "%s:%d:%d: channel '%s'", set->source, line, column, d->key);
+}
+
+static int has_parameters(const struct channel_def *d)
+{
+    return d->params && d->params->type == CFG_MAP && d->params->count > 0;
+}
+
+/* With channel.parameters (the table on top of the stack has it): every key of the channel's
+ * map must be declared. The first one that is not fails the load, with the nearest declared name
+ * or the list of them. */
+static int check_declared_keys(lua_State *L, const struct channel_set *set,
+                               const struct channel_def *d, const char *name, char *err,
+                               size_t errlen)
+{
+    if (lua_getfield(L, -1, "parameters") != LUA_TTABLE || !has_parameters(d)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    int rc = 0;
+    const cfg_value *p = d->params;
+    for (size_t i = 0; i < p->count && rc == 0; i++) {
+        int declared = lua_getfield(L, -1, p->keys[i]) != LUA_TNIL;
+        lua_pop(L, 1);
+        if (declared)
+            continue;
+        enum { CAP = 256 };
+        const char *names[CAP];
+        size_t count = 0;
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            if (lua_type(L, -2) == LUA_TSTRING && count < CAP)
+                names[count++] = lua_tostring(L, -2); /* anchored in the declaration */
+            lua_pop(L, 1);
+        }
+        char where[1200], known[1024] = "";
+        key_where(set, d, i, where, sizeof where);
+        const char *near = typo_nearest(p->keys[i], names, count, 0);
+        qsort(names, count, sizeof names[0], compare_names);
+        for (size_t k = 0; k < count; k++) {
+            size_t used = strlen(known);
+            snprintf(known + used, sizeof known - used, "%s%s", k ? ", " : "", names[k]);
+        }
+        if (near)
+            snprintf(err, errlen, "%s: unknown parameter '%s' (did you mean '%s'?)", where,
+                     p->keys[i], near);
+        else if (count)
+            snprintf(err, errlen, "%s: unknown parameter '%s' (the %s channel's parameters: %s)",
+                     where, p->keys[i], name, known);
+        else
+            snprintf(err, errlen, "%s: unknown parameter '%s' (the %s channel takes no parameters)",
+                     where, p->keys[i], name);
+        rc = -1;
+    }
+    lua_pop(L, 1);
+    return rc;
+}
+
+/* config's __index while an undeclared channel's init runs: notes each name init looked up and
+ * did not find (a name it found is no typo).  [-0,+1,m] */
+static int l_note_missing(lua_State *L)
+{
+    if (lua_type(L, 2) == LUA_TSTRING) {
+        lua_pushvalue(L, 2);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, lua_upvalueindex(1));
+    }
+    lua_pushnil(L);
+    return 1;
+}
+
+/* Without a declaration the host knows only the names init looked up and found missing
+ * (`missing`, a set at `index`): a key close to one of them is logged as a likely typo. A
+ * channel without init uses no parameter at all. Warnings only; once per load. */
+static void warn_undeclared_keys(lua_State *L, const struct channel_set *set,
+                                 const struct channel_def *d, int index, int has_init)
+{
+    const cfg_value *p = d->params;
+    char where[1200];
+    if (!has_init) {
+        size_t shown = p->count < 10 ? p->count : 10;
+        for (size_t i = 0; i < shown; i++) {
+            key_where(set, d, i, where, sizeof where);
+            log_msg(LOG_WARNING, NULL,
+                    "%s: parameter '%s' is not used (the channel has no init and declares no "
+                    "parameters)",
+                    where, p->keys[i]);
+        }
+        if (p->count > shown)
+            log_msg(LOG_WARNING, NULL, "%s:%d:%d: channel '%s': and %zu more parameters not used",
+                    set->source, d->line, d->column, d->key, p->count - shown);
+        return;
+    }
+    enum { CAP = 64 };
+    const char *names[CAP];
+    size_t count = 0;
+    lua_pushnil(L);
+    while (lua_next(L, index)) {
+        if (count < CAP)
+            names[count++] = lua_tostring(L, -2);
+        lua_pop(L, 1);
+    }
+    if (!count)
+        return;
+    size_t warned = 0;
+    for (size_t i = 0; i < p->count && warned < 10; i++) {
+        const char *near = typo_nearest(p->keys[i], names, count, 0);
+        if (!near)
+            continue;
+        key_where(set, d, i, where, sizeof where);
+        log_msg(LOG_WARNING, NULL, "%s: unknown parameter '%s' (did you mean '%s'?)", where,
+                p->keys[i], near);
+        warned++;
+    }
 }
 
 /* Parse channel.routes of the table on top of the stack into rc (when rc is not NULL). */
@@ -239,17 +600,52 @@ static int load_one(lua_State *L, const struct channel_set *set, struct channel_
         d->name = strdup(name);
     lua_pop(L, 1);
 
-    if (lua_getfield(L, -1, "init") == LUA_TFUNCTION) {
-        lua_push_cfg(L, d->params);
-        if (lua_state_pcall(L, 1, 0, lua_err, sizeof lua_err) != 0) {
-            lua_pop(L, 1);
-            lua_error_first_line(lua_err);
-            snprintf(err, errlen, "%s (in init of channel '%s' at %s:%d:%d)", lua_err, d->key,
-                     set->source, d->line, d->column);
-            goto fail;
-        }
-    } else {
+    if (check_declared_keys(L, set, d, d->name, err, errlen) != 0)
+        goto fail;
+    /* The first load of a generation (the one that learns the routes) warns about keys an
+     * undeclared channel does not use; the other workers' loads would only repeat it. */
+    lua_getfield(L, -1, "parameters");
+    int track = rc && has_parameters(d) && lua_isnil(L, -1);
+    lua_pop(L, 1);
+    int has_init = lua_getfield(L, -1, "init") == LUA_TFUNCTION;
+    if (!has_init) {
         lua_pop(L, 1);
+        if (track)
+            warn_undeclared_keys(L, set, d, 0, 0);
+        return 0;
+    }
+    lua_push_cfg(L, d->params);
+    if (track) {
+        /* [chan, init, config] -> [chan, missing, metatable, config, init, config] */
+        lua_newtable(L);
+        lua_newtable(L);
+        lua_pushvalue(L, -2);
+        lua_pushcclosure(L, l_note_missing, 1);
+        lua_setfield(L, -2, "__index");
+        lua_pushvalue(L, -1);
+        lua_setmetatable(L, -4);
+        lua_rotate(L, -4, 2);        /* [chan, missing, metatable, init, config] */
+        lua_pushvalue(L, -1);
+        lua_rotate(L, -3, 1);        /* [chan, missing, metatable, config, init, config] */
+    }
+    if (lua_state_pcall(L, 1, 0, lua_err, sizeof lua_err) != 0) {
+        lua_pop(L, track ? 4 : 1);
+        lua_error_first_line(lua_err);
+        snprintf(err, errlen, "%s (in init of channel '%s' at %s:%d:%d)", lua_err, d->key,
+                 set->source, d->line, d->column);
+        goto fail;
+    }
+    if (track) {
+        /* The channel keeps a plain table: take the metatable off unless init set its own. */
+        if (lua_getmetatable(L, -1)) {
+            if (lua_rawequal(L, -1, -3)) {
+                lua_pushnil(L);
+                lua_setmetatable(L, -3);
+            }
+            lua_pop(L, 1);
+        }
+        warn_undeclared_keys(L, set, d, lua_gettop(L) - 2, 1);
+        lua_pop(L, 3);
     }
     return 0;
 fail:

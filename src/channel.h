@@ -2,10 +2,14 @@
 /* channel: finding, loading and validating channel scripts (docs/contract.md §3.1, §3.2, §3.6).
  *
  * Resolves each credentials.yml key to a script (a bundled name, a Lua module path searched in
- * the credentials file's folder then in the bundled channels/, or a .lua file), loads it in text
- * mode into a worker's Lua state, checks the table it returns (name, hook types, routes), and runs
- * its init(config). Every failure is one line naming the file, the key and the reason.
- * Uses: config (plain data), lua_state, router (route parsing), channel_hooks. */
+ * the credentials file's folder then in the bundled channels/, or a .lua file; an unknown key
+ * gets the nearest name), loads it in text mode into a worker's Lua state, checks the table it
+ * returns (name, hook types, hook names one slip away from a hook, routes, the `parameters`
+ * declaration), checks the channel's credentials.yml keys against that declaration, and runs its
+ * init(config) (for an undeclared channel, noting the names init looked for and did not find, to
+ * warn about near misses once per load). Every failure is one line naming the file, the key and
+ * the reason. Uses: config (plain data), cfg_tree (key positions), lua_state, router (route
+ * parsing), channel_hooks, log (the warnings). */
 #ifndef SB_CHANNEL_H
 #define SB_CHANNEL_H
 

@@ -19,6 +19,7 @@ const struct channel_hook channel_hooks[] = {
     {"message_id", LUA_TFUNCTION, HOOK_FIELD},
     {"before_message", LUA_TFUNCTION, HOOK_REQUEST},
     {"after_message", LUA_TFUNCTION, HOOK_REQUEST},
+    {"on_bot_error", LUA_TFUNCTION, HOOK_REQUEST},
     {"respond", LUA_TFUNCTION, HOOK_REQUEST},
     {"stream", LUA_TFUNCTION, HOOK_REQUEST},
     {"ack", LUA_TFUNCTION, HOOK_REQUEST},
@@ -32,9 +33,16 @@ const struct channel_hook channel_hooks[] = {
     {"send_custom_json", LUA_TFUNCTION, HOOK_SENDER},
     {"routes", LUA_TTABLE, HOOK_SETTING},
     {"async", LUA_TBOOLEAN, HOOK_SETTING},
+    {"parameters", LUA_TTABLE, HOOK_SETTING},
 };
 
 const size_t channel_hook_count = sizeof channel_hooks / sizeof channel_hooks[0];
+
+/* The readers of switchboard.channel (Params:string, ...), one per type. */
+const char *const channel_parameter_types[] = {"string", "url",  "base_url", "flag",
+                                               "number", "seconds", "list", "map"};
+const size_t channel_parameter_type_count =
+    sizeof channel_parameter_types / sizeof channel_parameter_types[0];
 
 /* Push the names of one kind as a sequence, in registry order. */
 static void push_names(lua_State *L, enum hook_kind kind, const char *skip)
@@ -53,7 +61,7 @@ int channel_hooks_open(lua_State *L)
 {
     static const char *const kind_names[] = {"lifecycle", "request", "field", "sender",
                                              "setting"};
-    lua_createtable(L, 0, 3);
+    lua_createtable(L, 0, 4);
     push_names(L, HOOK_FIELD, NULL);
     lua_setfield(L, -2, "fields");
     /* The per-kind senders; send_response handles a whole message and is not one of them. */
@@ -65,5 +73,11 @@ int channel_hooks_open(lua_State *L)
         lua_setfield(L, -2, channel_hooks[i].name);
     }
     lua_setfield(L, -2, "kinds");
+    lua_createtable(L, (int)channel_parameter_type_count, 0);
+    for (size_t i = 0; i < channel_parameter_type_count; i++) {
+        lua_pushstring(L, channel_parameter_types[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "parameter_types");
     return 1;
 }

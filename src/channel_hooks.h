@@ -11,10 +11,11 @@
 
 enum hook_kind {
     HOOK_LIFECYCLE, /* init, startup */
-    HOOK_REQUEST,   /* verify, reject, receive, respond, stream, ack, before/after_message */
+    HOOK_REQUEST,   /* verify, reject, receive, respond, stream, ack, before/after_message,
+                     * on_bot_error */
     HOOK_FIELD,     /* the per-field hooks the default receive calls */
     HOOK_SENDER,    /* push senders (docs/lua-api.md, "Push") */
-    HOOK_SETTING    /* not a function: routes, async */
+    HOOK_SETTING    /* not a function: routes, async, parameters */
 };
 
 struct channel_hook {
@@ -26,8 +27,14 @@ struct channel_hook {
 extern const struct channel_hook channel_hooks[];
 extern const size_t channel_hook_count;
 
+/* The types a `parameters` declaration may give (docs/lua-api.md, "parameters"): the readers of
+ * switchboard.channel, in the order messages list them. */
+extern const char *const channel_parameter_types[];
+extern const size_t channel_parameter_type_count;
+
 /* The module "switchboard.hooks": {fields = {...}, senders = {...}, kinds = {name = "lifecycle"|
- * "request"|"field"|"sender"|"setting"}}, the names in registry order.  [-0,+1,m] */
+ * "request"|"field"|"sender"|"setting"}, parameter_types = {...}}, the names in registry order.
+ * [-0,+1,m] */
 int channel_hooks_open(lua_State *L);
 
 #endif

@@ -156,6 +156,46 @@ static int l_load_host_module(lua_State *L)
     return 1;
 }
 
+/* This searcher is the last one, so "not found" is raised here, on one line (a load error keeps
+ * only the first line of Lua's own message, which would lose the paths): the script and line of
+ * the `require`, the module, and every file looked for.  [-0,+0,v] */
+static int module_not_found(lua_State *L, const char *name)
+{
+    char file[1024], path[8192];
+    snprintf(file, sizeof file, "%s", name);
+    for (char *c = file; *c; c++)
+        if (*c == '.')
+            *c = '/';
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "path");
+    snprintf(path, sizeof path, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "");
+    lua_pop(L, 2);
+    int pieces = 0;
+    lua_Debug ar;
+    for (int level = 1; lua_getstack(L, level, &ar); level++) {
+        if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
+            const char *src = ar.source[0] == '@' ? ar.source + 1 : ar.short_src;
+            lua_pushfstring(L, "%s:%d: ", src, ar.currentline);
+            pieces++;
+            break;
+        }
+    }
+    lua_pushfstring(L, "module '%s' not found; looked for ", name);
+    pieces++;
+    char *save = NULL;
+    int first = 1;
+    for (char *t = strtok_r(path, ";", &save); t; t = strtok_r(NULL, ";", &save)) {
+        luaL_checkstack(L, 2, "module_not_found");
+        lua_pushstring(L, first ? "" : ", ");
+        luaL_gsub(L, t, "?", file);
+        lua_concat(L, 2);
+        pieces++;
+        first = 0;
+    }
+    lua_concat(L, pieces);
+    return lua_error(L);
+}
+
 /* package.searchers[2] replacement: like Lua's own file searcher, but loads text only, and the
  * module runs in an environment of its own. */
 static int l_search_text_module(lua_State *L)
@@ -167,7 +207,7 @@ static int l_search_text_module(lua_State *L)
     lua_getfield(L, -3, "path");
     lua_call(L, 2, 2);
     if (lua_isnil(L, -2))
-        return 1; /* the "no file" text from searchpath */
+        return module_not_found(L, name);
     const char *filename = lua_tostring(L, -2);
     /* One line that points at the module: the compiler's "file:line: message" already does;
      * other failures (a binary chunk, an unreadable file) get the file and module named. */

@@ -1,12 +1,14 @@
 -- SPDX-License-Identifier: MIT
 -- Helpers for channel scripts: what the bundled platform channels (slack, telegram, facebook,
 -- twilio, callback) need alike. Parameter readers that raise one error naming the channel and the
--- key, value tests, text splitting and HTTP calls to a platform's API. docs/lua-api.md, "Helpers
--- for channels", is the reference.
+-- key (driven by the channel's `parameters` declaration when it has one), value tests, text
+-- splitting and HTTP calls to a platform's API. docs/lua-api.md, "Helpers for channels", is the
+-- reference.
 --
 --   local util = require "switchboard.channel"
---   local p = util.params(config, "acme")
---   channel.token = p:string("token", { required = true })
+--   channel.parameters = { token = { type = "string", required = true, secret = true } }
+--   local v = util.params(config, channel):values()      -- v.token
+--   -- or key by key: util.params(config, "acme"):string("token", { required = true })
 local sb = require "switchboard"
 local output = require "switchboard.output"
 
@@ -84,7 +86,8 @@ function M.text_parts(text)
 end
 
 ---------------------------------------------------------------------------------------------------
--- Parameters: the channel's map from credentials.yml, read key by key.
+-- Parameters: the channel's map from credentials.yml, read key by key, or all at once from the
+-- channel's declaration (channel.parameters = { key = { type = "string", ... }, ... }).
 
 local Params = {}
 Params.__index = Params
@@ -99,9 +102,18 @@ local function one_of(list, word)
   return table.concat(head, ", ") .. " " .. word .. " " .. tostring(list[#list])
 end
 
-function M.params(config, name, opts)
+-- util.params(config, channel_or_name [, opts]): `channel_or_name` is the channel table (its
+-- `name` names the errors and its `parameters` declares the keys) or just the name.
+function M.params(config, channel, opts)
+  local name, declared = channel, nil
+  if type(channel) == "table" then
+    name, declared = channel.name, channel.parameters
+  end
   if type(name) ~= "string" or name == "" then
     error("switchboard.channel.params: the channel's name must be a string", 2)
+  end
+  if declared ~= nil and type(declared) ~= "table" then
+    error("switchboard.channel.params: channel.parameters must be a table", 2)
   end
   opts = opts or {}
   if type(config) ~= "table" then
@@ -110,8 +122,22 @@ function M.params(config, name, opts)
     end
     config = {}
   end
-  return setmetatable({ config = config, name = name,
+  return setmetatable({ config = config, name = name, declared = declared,
     number_as_text = opts.number_as_text == true }, Params)
+end
+
+-- The declaration of `key` ({} without a declaration); a key the channel did not declare is a
+-- mistake in the script, raised at the caller of the reader.
+function Params:spec(key)
+  local declared = self.declared
+  if declared == nil then
+    return {}
+  end
+  local spec = declared[key]
+  if type(spec) ~= "table" then
+    error(("%s: `%s` is read but not declared in channel.parameters"):format(self.name, key), 0)
+  end
+  return spec
 end
 
 -- Raises "<channel>: `<key>` <message>", the form of every error below but `required`.
@@ -119,10 +145,24 @@ function Params:fail(key, fmt, ...)
   error(("%s: `%s` %s"):format(self.name, key, fmt:format(...)), 0)
 end
 
+-- A wrong value as an error shows it: never a secret one.
+local function shown(self, key, v)
+  if self:spec(key).secret then
+    return "the value given (secret, not shown)"
+  end
+  return type(v) == "table" and "a table" or tostring(v)
+end
+
+local function missing(self, key, spec, opts)
+  local hint = opts.hint or spec.hint
+  error(("the %s channel needs the `%s` parameter%s"):format(self.name, key,
+    hint and (" (" .. hint .. ")") or ""), 0)
+end
+
 -- A value given for `key` as a string, by the rules of Params:string; `what` names what the
 -- key holds ("a string", "a list of strings") in the errors.
 local function text_of(self, key, v, what)
-  if type(v) == "number" and self.number_as_text then
+  if type(v) == "number" and (self.number_as_text or self:spec(key).number_as_text) then
     return M.id_text(v)
   elseif type(v) == "number" or type(v) == "boolean" then
     -- YAML reads +14155550100 as a number and yes as true: the text as written is lost, so
@@ -134,14 +174,15 @@ local function text_of(self, key, v, what)
   return v
 end
 
--- A string, or nil when absent or "". opts: required, hint, default, choices.
+-- A string, or nil when absent or "". opts (else the declaration): required, hint, default,
+-- choices, secret.
 function Params:string(key, opts)
-  opts = opts or {}
+  local spec = self:spec(key)
+  opts = opts or spec
   local v = self.config[key]
   if v == nil or v == "" then
     if opts.required then
-      error(("the %s channel needs the `%s` parameter%s"):format(self.name, key,
-        opts.hint and (" (" .. opts.hint .. ")") or ""), 0)
+      missing(self, key, spec, opts)
     end
     return opts.default
   end
@@ -152,7 +193,7 @@ function Params:string(key, opts)
         return v
       end
     end
-    self:fail(key, "must be %s, not %s", one_of(opts.choices, "or"), v)
+    self:fail(key, "must be %s, not %s", one_of(opts.choices, "or"), shown(self, key, v))
   end
   return v
 end
@@ -161,27 +202,36 @@ end
 function Params:url(key, opts)
   local v = self:string(key, opts)
   if v ~= nil and not v:lower():match("^https?://.") then
-    self:fail(key, "must be an http:// or https:// URL, not %s", v)
+    self:fail(key, "must be an http:// or https:// URL, not %s", shown(self, key, v))
   end
   return v
 end
 
 -- An API's base URL: an http:// or https:// URL without trailing slashes.
 function Params:base_url(key, default)
-  local v = self:url(key, { default = default })
+  local spec = self:spec(key)
+  if default == nil then
+    default = spec.default
+  end
+  local v = self:url(key, { default = default, required = spec.required, hint = spec.hint })
   return v and (v:gsub("/+$", ""))
 end
 
--- A wrong value as an error shows it.
-local function shown(v)
-  return type(v) == "table" and "a table" or tostring(v)
+-- The value of `key`, or the declared default when the caller gives none.
+local function value_of(self, key, default)
+  local v = self.config[key]
+  if default == nil then
+    default = self:spec(key).default
+  end
+  return v, default
 end
 
 local FLAGS = { ["true"] = true, yes = true, on = true, ["false"] = false, no = false, off = false }
 
 -- A boolean; also the strings true/false, yes/no, on/off in any case.
 function Params:flag(key, default)
-  local v = self.config[key]
+  local v
+  v, default = value_of(self, key, default)
   if v == nil then
     return default
   end
@@ -191,25 +241,30 @@ function Params:flag(key, default)
   if type(v) == "string" and FLAGS[v:lower()] ~= nil then
     return FLAGS[v:lower()]
   end
-  self:fail(key, "must be true or false, not %s", shown(v))
+  self:fail(key, "must be true or false, not %s", shown(self, key, v))
 end
 
 -- A number; a string holding one is read.
 function Params:number(key, default)
-  local v = self.config[key]
+  local v
+  v, default = value_of(self, key, default)
   if v == nil then
     return default
   end
   local n = tonumber(v)
   if not n or n ~= n then
-    self:fail(key, "must be a number, not %s", shown(v))
+    self:fail(key, "must be a number, not %s", shown(self, key, v))
   end
   return n
 end
 
--- A number of seconds > 0 (a timeout).
+-- A number of seconds > 0 (a timeout). Absent with no default: an error, unless declared.
 function Params:seconds(key, default)
-  local v = self.config[key]
+  local v
+  v, default = value_of(self, key, default)
+  if v == nil and default == nil and self.declared then
+    return nil
+  end
   local n = v == nil and default or tonumber(v)
   if not n or n ~= n or n <= 0 then
     self:fail(key, "must be a number of seconds > 0")
@@ -219,7 +274,8 @@ end
 
 -- A list of strings; one string is a list of one. Items are read as by Params:string.
 function Params:list(key, default)
-  local v = self.config[key]
+  local v
+  v, default = value_of(self, key, default)
   if v == nil then
     return default
   end
@@ -237,15 +293,53 @@ end
 
 -- A map (a table, possibly empty), or nil when absent.
 function Params:map(key)
-  local v = self.config[key]
+  local v, default = value_of(self, key, nil)
   if v == nil then
-    return nil
+    return default
   end
   if type(v) ~= "table" or (next(v) ~= nil and v[1] ~= nil) then
     self:fail(key, "must be a map of names to values, not a %s",
       type(v) == "table" and "list" or type(v))
   end
   return v
+end
+
+-- The readers by declared type (the types channel_hooks.c lists: switchboard.hooks).
+local READERS = {
+  string = Params.string, url = Params.url, base_url = Params.base_url, flag = Params.flag,
+  number = Params.number, seconds = Params.seconds, list = Params.list, map = Params.map,
+}
+for _, type_name in ipairs(require("switchboard.hooks").parameter_types) do
+  assert(READERS[type_name], "switchboard.channel: no reader for parameter type " .. type_name)
+end
+
+-- One declared parameter, read by its declared type (required checked for every type).
+function Params:get(key)
+  local spec = self:spec(key)
+  if self.declared == nil then
+    error("switchboard.channel: p:get needs a channel with channel.parameters", 2)
+  end
+  local v = self.config[key]
+  if spec.required and (v == nil or v == "") then
+    missing(self, key, spec, {})
+  end
+  return READERS[spec.type](self, key)
+end
+
+-- Every declared parameter at once: a table of name = value (absent ones without a default
+-- are nil), read in name order so the first error is always the same.
+function Params:values()
+  if self.declared == nil then
+    error("switchboard.channel: p:values needs a channel with channel.parameters", 2)
+  end
+  local keys = {}
+  for key in pairs(self.declared) do keys[#keys + 1] = key end
+  table.sort(keys)
+  local values = {}
+  for _, key in ipairs(keys) do
+    values[key] = self:get(key)
+  end
+  return values
 end
 
 ---------------------------------------------------------------------------------------------------

@@ -6,15 +6,16 @@
 -- The engine provides `host` (setup): message_begin(sender) / message_end() around each message
 -- (its deadline and its sender's turn: per-sender order), stream_start(status, content_type) /
 -- stream_write(text), and answer(status, content_type, body, headers) to answer before
--- processing ends (async push channels).
+-- processing ends (async push channels); and, when the host has it, bot_failure(kind) to count a
+-- failed message.
 --
 -- Everything this file uses from outside is captured here, at load: scripts share nothing with
 -- it, and a script that changes its own globals or string methods cannot change the pipeline
 -- (docs/reloading-and-guards.md, "What scripts cannot do").
-local type, tostring, next, ipairs, pairs, error, xpcall, setmetatable =
-  type, tostring, next, ipairs, pairs, error, xpcall, setmetatable
+local type, tostring, next, ipairs, pairs, error, xpcall, pcall, setmetatable, getmetatable =
+  type, tostring, next, ipairs, pairs, error, xpcall, pcall, setmetatable, getmetatable
 local tointeger = math.tointeger
-local format, match, lower = string.format, string.match, string.lower
+local format, match, find, lower = string.format, string.match, string.find, string.lower
 local traceback = debug.traceback
 
 local sb = require "switchboard"
@@ -109,12 +110,15 @@ local function pushes(channel)
   return known
 end
 
-local function process_message(channel, msg, sink, pushing)
+-- What a message's turn has got to: `in_bot` once the bot runs (a failure before that is the
+-- channel's before_message, or the deadline while waiting for the turn).
+local function process_message(channel, msg, out, turn)
   host.message_begin(msg.sender_id)
   if channel.before_message then
     channel.before_message(msg)
   end
-  bot.handle(msg, new_out(sink, msg.sender_id, pushing, msg))
+  turn.in_bot = true
+  bot.handle(msg, out)
 end
 
 local function log_failure(msg, err, what)
@@ -127,14 +131,61 @@ local function log_failure(msg, err, what)
   end
 end
 
+-- The errors the HTTP bot raises carry their kind (http_bot.lua); the deadline is the host's
+-- cancellation text (job.c); anything else a bot raises is a script error.
+local BOT_FAILURE = "switchboard.bot_failure"
+local DEADLINE = "the message took longer than the response timeout"
+
+local function first_line(v)
+  local ok, text = pcall(tostring, v)
+  if not ok or type(text) ~= "string" then
+    text = "an error of type " .. type(v)
+  end
+  return match(text, "^[^\n]*")
+end
+
+local function failure_of(err)
+  if getmetatable(err) == BOT_FAILURE then
+    return { kind = err.kind, message = err.message, status = err.status }
+  end
+  local message = first_line(err)
+  if type(err) == "string" and find(message, DEADLINE, 1, true) then
+    return { kind = "deadline", message = message }
+  end
+  return { kind = "script_error", message = message }
+end
+
+-- The bot failed on msg: count it, and let the channel say so with the bot's own `out`
+-- (docs/contract.md §5). An error in on_bot_error is logged; the answer stays as it is.
+local function bot_failed(channel, msg, out, failure)
+  local count = host.bot_failure
+  if count then
+    pcall(count, failure.kind)
+  end
+  local on_bot_error = channel.on_bot_error
+  if on_bot_error then
+    local ok, hook_err = xpcall(on_bot_error, traceback, msg, out, failure)
+    if not ok then
+      log_failure(msg, hook_err, " in on_bot_error")
+    end
+  end
+end
+
 -- One message through the bot, in its sender's turn and within the response timeout. A failing
--- bot (or a deadline) is logged; what it sent before stays sent. With a push channel each sender
--- call is protected on its own, so one failed send does not stop the next messages. The
--- channel's before_message / after_message hooks run in the same turn (typing indicators).
+-- bot (or a deadline) is logged and reported to channel.on_bot_error; what it sent before stays
+-- sent. With a push channel each sender call is protected on its own, so one failed send does
+-- not stop the next messages. The channel's before_message / after_message hooks run in the
+-- same turn (typing indicators).
 local function run_bot(channel, msg, sink, pushing)
-  local ok, err = xpcall(process_message, traceback, channel, msg, sink, pushing)
+  local out = new_out(sink, msg.sender_id, pushing, msg)
+  local turn = { in_bot = false }
+  local ok, err = xpcall(process_message, traceback, channel, msg, out, turn)
   if not ok then
     log_failure(msg, err, "")
+    local failure = failure_of(err)
+    if turn.in_bot or failure.kind == "deadline" then
+      bot_failed(channel, msg, out, failure)
+    end
   end
   if channel.after_message then
     local after_ok, after_err = xpcall(channel.after_message, traceback, msg, ok)

@@ -168,14 +168,16 @@ class SighupMemoryTests(unittest.TestCase):
     def test_sixty_sighups_with_a_one_mib_credentials_file_do_not_grow_the_process(self):
         # 2,000 parameters of 500 bytes: the configuration is about 1 MiB.
         params = "".join("  p%d: %s\n" % (i, "v" * 500) for i in range(2000))
-        folder = make_project({"credentials.yml": "rest:\n" + params})
+        # A channel that declares no parameters, so these are accepted (with warnings).
+        folder = make_project({"credentials.yml": "big.lua:\n" + params,
+                               "big.lua": 'return { name = "big" }\n'})
         with QuietHost(cwd=folder) as host:
             def sighup(generation):
                 host.proc.send_signal(signal.SIGHUP)
                 host.wait_for_log(r"configuration reloaded \(generation %d\)" % generation,
                                   timeout=30)
                 # The worker adopts the new state (and frees the old) between two events.
-                self.assertEqual(host.request("GET", "/webhooks/rest/")[0], 200)
+                self.assertEqual(host.request("GET", "/webhooks/big/")[0], 200)
 
             for generation in range(2, 12):   # warm up: allocator pools reach their size
                 sighup(generation)
