@@ -11,8 +11,10 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 PACKAGES=(build-essential cmake pkg-config libmicrohttpd-dev liblua5.4-dev lua-cjson-dev
-          libyaml-dev libcurl4-openssl-dev libssl-dev python3 curl openssl
-          clang libclang-rt-14-dev)
+          libyaml-dev libcurl4-openssl-dev libssl-dev python3 curl openssl ca-certificates
+          clang libclang-rt-14-dev
+          dpkg-dev man-db systemd     # the package test: dpkg-shlibdeps, man -l, systemd-analyze
+          prometheus iproute2)        # /metrics checked by promtool; admin tests in a netns
 
 install_packages() {
   local missing=()
@@ -24,7 +26,9 @@ install_packages() {
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
   echo "Installing: ${missing[*]}"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  # No recommends: prometheus would bring its exporters along, and nothing here needs them.
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
 }
 
 # The outside checks run the platforms' official SDKs (tests/sdk/package-lock.json) on Node.js;

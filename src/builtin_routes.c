@@ -1,15 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 /* builtin_routes: the routes answered in C, with no script (see engine_internal.h): the root,
- * the status page, each channel's health check, 404 and 405. Webhooks and the routes channels
- * declare become jobs. */
+ * the status page, the metrics, each channel's health check, 404 and 405. Webhooks and the
+ * routes channels declare become jobs. The admin routes (/status, /metrics) answer loopback
+ * clients only, or with server.admin_token set, only requests that carry it
+ * (docs/operations.md#admin-access). */
 #include "engine_internal.h"
 
 #include "bot.h"
+#include "buffer.h"
 #include "json_writer.h"
+#include "log.h"
+#include "metrics.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static void respond_json(struct http_exchange *x, int status, const char *body, size_t len,
                          const struct http_header *headers, size_t header_count)
@@ -29,20 +36,159 @@ static void respond_error(struct http_exchange *x, int status, const char *code,
     respond_json(x, status, body, strlen(body), headers, header_count);
 }
 
+/* ---- admin access ----------------------------------------------------------------------------- */
+
+/* 127.0.0.0/8, ::1, or 127.0.0.0/8 mapped into IPv6. The peer address of the socket: no header
+ * (X-Forwarded-For) can make a client loopback. */
+static int is_loopback(const char *addr)
+{
+    struct in_addr v4;
+    struct in6_addr v6;
+    if (inet_pton(AF_INET, addr, &v4) == 1)
+        return (ntohl(v4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, addr, &v6) != 1)
+        return 0;
+    if (IN6_IS_ADDR_LOOPBACK(&v6))
+        return 1;
+    return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
+}
+
+/* Equal strings, in a time that depends on the expected token's length only. */
+static int token_equals(const char *expected, const char *given, size_t given_len)
+{
+    size_t len = strlen(expected);
+    unsigned char diff = (unsigned char)(len != given_len);
+    for (size_t i = 0; i < len; i++)
+        diff |= (unsigned char)(expected[i] ^ (given_len ? given[i % given_len] : 0));
+    return diff == 0;
+}
+
+/* 1 when the request may see an admin route; else it was answered 401 or 403. */
+static int admin_allowed(struct worker *w, struct http_exchange *x, const struct http_request *r)
+{
+    const char *token = w->engine->admin_token;
+    if (!token[0]) {
+        if (is_loopback(r->remote_addr))
+            return 1;
+        respond_error(x, 403, "forbidden",
+                      "this route answers local clients only; set server.admin_token in "
+                      "endpoints.yml to allow others with a bearer token", NULL, 0);
+        return 0;
+    }
+    const char *auth = http_header_value(x, "Authorization");
+    if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
+        const char *given = auth + 7;
+        while (*given == ' ')
+            given++;
+        size_t len = strlen(given);
+        while (len && given[len - 1] == ' ')
+            len--;
+        if (token_equals(token, given, len))
+            return 1;
+    }
+    struct http_header challenge = {"WWW-Authenticate", "Bearer"};
+    respond_error(x, 401, "unauthorized",
+                  auth ? "the bearer token is not valid" : "this route needs a bearer token "
+                  "(Authorization: Bearer <server.admin_token>)", &challenge, 1);
+    return 0;
+}
+
+/* ---- paths without the machine's folders ---------------------------------------------------- */
+
+/* Copy text into out with the folders in dirs (absolute, no trailing slash) replaced by what
+ * stands for them ("./" for the project folder), so the status page shows no absolute path of
+ * these folders. Longer folders are tried first, so one inside another is found. */
+static void relativize(const char *text, const char *const *dirs, const char *const *names,
+                       size_t count, char *out, size_t size)
+{
+    size_t used = 0;
+    const char *p = text;
+    while (*p && used + 1 < size) {
+        size_t best = count, best_len = 0;
+        int at_start = p == text || p[-1] == ' ' || p[-1] == '(' || p[-1] == '\'' ||
+                       p[-1] == '"' || p[-1] == '\n';
+        for (size_t i = 0; at_start && i < count; i++) {
+            size_t len = dirs[i] ? strlen(dirs[i]) : 0;
+            if (len > 1 && len > best_len && strncmp(p, dirs[i], len) == 0 && p[len] == '/') {
+                best = i;
+                best_len = len;
+            }
+        }
+        if (best < count) {
+            used += (size_t)snprintf(out + used, size - used, "%s", names[best]);
+            if (used >= size)
+                used = size - 1;
+            p += best_len + 1;
+            continue;
+        }
+        out[used++] = *p++;
+    }
+    out[used] = '\0';
+}
+
+/* The scheme, host and path of a URL: no user name, password, query or fragment. */
+static void redact_url(const char *url, char *out, size_t size)
+{
+    const char *scheme_end = strstr(url, "://");
+    const char *host = scheme_end ? scheme_end + 3 : url;
+    size_t authority = strcspn(host, "/?#");
+    const char *at = memchr(host, '@', authority);
+    if (at)
+        authority -= (size_t)(at + 1 - host), host = at + 1;
+    size_t path = strcspn(host + authority, "?#");
+    snprintf(out, size, "%.*s%.*s%.*s", scheme_end ? (int)(scheme_end + 3 - url) : 0, url,
+             (int)authority, host, (int)path, host + authority);
+}
+
+/* The status page's text for a path or a message with paths in it. */
+struct path_names {
+    const char *dirs[3];
+    const char *names[3];
+    char endpoints_name[64];
+};
+
+static void path_names_init(struct path_names *pn, const struct engine *e,
+                            const struct generation *gen)
+{
+    const char *project = script_config_project_dir(gen->config);
+    pn->dirs[0] = project;
+    pn->names[0] = "./";
+    pn->dirs[1] = e->opt.paths.data_dir;
+    pn->names[1] = "$SWITCHBOARD_HOME/";
+    pn->dirs[2] = gen->config->endpoints.dir; /* the bot's folder when endpoints.yml is elsewhere */
+    pn->names[2] = "./";
+    if (pn->dirs[2] && project && strcmp(pn->dirs[2], project) != 0)
+        pn->names[2] = "<endpoints.yml's folder>/";
+}
+
 /* GET /status (docs/reloading-and-guards.md): version, uptime, generations, the last reload
- * error, the bot, the channels and the answers by status class. */
+ * error, the bot, the channels and the answers by status class. No absolute path and no secret:
+ * the page may be read by whoever holds the admin token. */
 static void respond_status(struct worker *w, struct http_exchange *x)
 {
     struct engine *e = w->engine;
     const struct generation *gen = w->lua->gen;
-    char bot[1024], last_error[sizeof e->last_reload_error];
-    bot_describe(&gen->config->endpoints, e->opt.paths.data_dir, bot, sizeof bot);
+    const struct endpoints *ep = &gen->config->endpoints;
+    struct path_names pn;
+    path_names_init(&pn, e, gen);
+    char raw_bot[1024], bot[1024], last_error[sizeof e->last_reload_error];
+    if (ep->bot.kind == BOT_HTTP && ep->bot.url) {
+        char url[900];
+        redact_url(ep->bot.url, url, sizeof url);
+        snprintf(raw_bot, sizeof raw_bot, "HTTP bot %s", url);
+    } else {
+        bot_describe(ep, e->opt.paths.data_dir, raw_bot, sizeof raw_bot);
+    }
+    relativize(raw_bot, pn.dirs, pn.names, 3, bot, sizeof bot);
     /* A reload on the main thread may write the error meanwhile: work on a copy. */
     pthread_mutex_lock(&e->reload_lock);
     unsigned newest = e->generation;
     memcpy(last_error, e->last_reload_error, sizeof last_error);
     pthread_mutex_unlock(&e->reload_lock);
     const char *error = last_error[0] ? last_error : NULL;
+    static _Thread_local char shown_error[sizeof e->last_reload_error + 256];
+    if (error)
+        relativize(error, pn.dirs, pn.names, 3, shown_error, sizeof shown_error);
 
     struct json_writer j;
     json_writer_init(&j);
@@ -56,7 +202,7 @@ static void respond_status(struct worker *w, struct http_exchange *x)
     json_key(&j, "generation");
     json_integer(&j, gen->number);
     json_key(&j, "last_reload_error");
-    json_string(&j, error);
+    json_string(&j, error ? shown_error : NULL);
     json_key(&j, "bot");
     json_string(&j, bot);
     json_key(&j, "channels");
@@ -74,12 +220,14 @@ static void respond_status(struct worker *w, struct http_exchange *x)
         json_string(&j, d->name ? d->name : "");
         json_key(&j, "key");
         json_string(&j, d->key);
+        char script[4096];
+        relativize(d->script, pn.dirs, pn.names, 3, script, sizeof script);
         json_key(&j, "script");
-        json_string(&j, d->script);
+        json_string(&j, script);
         json_key(&j, "generation");
         json_integer(&j, gen->number);
         json_key(&j, "last_reload_error");
-        json_string(&j, failed ? error : NULL);
+        json_string(&j, failed ? shown_error : NULL);
         json_object_end(&j);
     }
     json_array_end(&j);
@@ -106,11 +254,44 @@ static void respond_status(struct worker *w, struct http_exchange *x)
     free(body);
 }
 
+/* GET /metrics: the Prometheus text format (docs/operations.md#metrics). */
+static void respond_metrics(struct worker *w, struct http_exchange *x)
+{
+    (void)w;
+    struct buffer text = {0};
+    if (metrics_write(&text) != 0) {
+        buffer_free(&text);
+        respond_error(x, 503, "overloaded", "out of memory", NULL, 0);
+        return;
+    }
+    struct http_response resp = {.status = 200,
+                                 .content_type = "text/plain; version=0.0.4; charset=utf-8",
+                                 .body = text.data ? text.data : "", .body_len = text.len};
+    http_respond(x, &resp);
+    buffer_free(&text);
+}
+
+static void answer(struct worker *w, struct http_exchange *x, const struct http_request *r,
+                   const struct route_match *m);
+
 void builtin_routes_on_request(void *ctx, struct http_exchange *x, const struct http_request *r)
 {
     struct worker *w = ctx;
     struct route_match m;
-    router_match(&w->lua->gen->routes, r->method, r->path, &m);
+    const struct route_table *routes = &w->lua->gen->routes;
+    router_match(routes, r->method, r->path, &m);
+    /* The channel labels the request's metrics and log lines (a job keeps its own copy). */
+    const char *channel = m.channel >= 0 ? routes->channels[m.channel].name : NULL;
+    http_set_channel(x, channel);
+    log_set_channel(channel);
+    answer(w, x, r, &m);
+    log_set_channel(NULL);
+}
+
+static void answer(struct worker *w, struct http_exchange *x, const struct http_request *r,
+                   const struct route_match *mp)
+{
+    struct route_match m = *mp;
     switch (m.kind) {
     case ROUTE_ROOT: {
         char text[64];
@@ -121,7 +302,12 @@ void builtin_routes_on_request(void *ctx, struct http_exchange *x, const struct 
         return;
     }
     case ROUTE_STATUS:
-        respond_status(w, x);
+        if (admin_allowed(w, x, r))
+            respond_status(w, x);
+        return;
+    case ROUTE_METRICS:
+        if (admin_allowed(w, x, r))
+            respond_metrics(w, x);
         return;
     case ROUTE_HEALTH: {
         static const char ok[] = "{\"status\":\"ok\"}";

@@ -238,7 +238,7 @@ static int read_bot(struct endpoints *e, char *err, size_t errlen)
     return url ? read_http_bot(e, bot, url, err, errlen) : read_script_bot(e, script, err, errlen);
 }
 
-enum limit_kind { LIMIT_SIZE, LIMIT_UNSIGNED, LIMIT_SECONDS, LIMIT_FLAG };
+enum limit_kind { LIMIT_SIZE, LIMIT_UNSIGNED, LIMIT_SECONDS, LIMIT_FLAG, LIMIT_TOKEN };
 
 static const struct server_key {
     const char *name;
@@ -264,6 +264,8 @@ static const struct server_key {
      "an integer of at least 0 (0 = one per CPU)"},
     {"trust_forwarded_headers", LIMIT_FLAG, 0, 0,
      offsetof(struct server_limits, trust_forwarded_headers), "true or false"},
+    {"admin_token", LIMIT_TOKEN, 0, sizeof(((struct server_limits *)0)->admin_token) - 1,
+     offsetof(struct server_limits, admin_token), "a string"},
 };
 
 #define N_SERVER_KEYS (sizeof server_keys / sizeof server_keys[0])
@@ -272,6 +274,19 @@ static int read_limit(struct endpoints *e, const struct server_key *k, const cfg
                       char *err, size_t errlen)
 {
     char *field = (char *)&e->server + k->offset;
+    if (k->kind == LIMIT_TOKEN) {
+        /* A string (${VAR} expands to one); kept in the struct itself, so copies of the server
+         * section stay valid and comparable. */
+        if (!v->text || (v->type != CFG_STRING && v->type != CFG_INT && v->type != CFG_FLOAT))
+            return cfg_value_error(err, errlen, e->path, v, "server: '%s' must be %s, not %s",
+                                   k->name, k->expect, cfg_type_name(v->type));
+        size_t len = strlen(v->text);
+        if (len == 0 || len > k->max)
+            return cfg_value_error(err, errlen, e->path, v,
+                                   "server: '%s' must have 1 to %llu characters", k->name, k->max);
+        memcpy(field, v->text, len + 1);
+        return 0;
+    }
     if (k->kind == LIMIT_FLAG) {
         if (v->type != CFG_BOOL)
             return cfg_value_error(err, errlen, e->path, v, "server: '%s' must be %s, not %s",

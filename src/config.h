@@ -45,6 +45,8 @@ struct server_limits {
     unsigned workers;            /* workers, engine threads; 0 = one per CPU the process may use */
     int trust_forwarded_headers; /* trust_forwarded_headers: req.url from X-Forwarded-Proto/Host,
                                     for hosts behind a TLS proxy: true */
+    char admin_token[256];       /* admin_token: the bearer token /status and /metrics ask for;
+                                    "" (the default): they answer loopback clients only */
 };
 
 enum bot_kind { BOT_DEMO, BOT_SCRIPT, BOT_HTTP };

@@ -9,6 +9,7 @@
 #include "config.h"
 #include "log.h"
 #include "lua_budget.h"
+#include "metrics.h"
 #include "outbound.h"
 
 #include <errno.h>
@@ -132,10 +133,23 @@ static int loop_timeout(struct worker *w)
     return timeout < 0 ? 1000 : (int)timeout;
 }
 
+/* The memory of this worker's states, for /metrics (read by whichever worker scrapes). */
+static void publish_memory(struct worker *w)
+{
+    unsigned slot = 0;
+    metrics_lua_memory(w->index, slot++, w->lua->gen->number, lua_state_memory(w->lua->L));
+    for (struct script_state *st = w->retired; st && slot < METRICS_STATE_SLOTS; st = st->next)
+        metrics_lua_memory(w->index, slot++, st->gen->number, lua_state_memory(st->L));
+    for (; slot < METRICS_STATE_SLOTS; slot++)
+        metrics_lua_memory(w->index, slot, 0, 0);
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     struct epoll_event events[64];
+    metrics_bind_worker(w->index);
+    publish_memory(w);
     while (!atomic_load(&w->stopping)) {
         if (atomic_load(&w->draining)) {
             http_server_stop_accepting(w->http);
@@ -159,6 +173,7 @@ static void *worker_main(void *arg)
         outbound_on_timer(w->outbound);
         timers_run(&w->timers);
         http_server_run(w->http);
+        publish_memory(w);
     }
     lua_budget_thread_exit();
     return NULL;
@@ -263,6 +278,8 @@ struct engine *engine_create(const struct engine_options *opt, char *err, size_t
     e->worker_count = opt->workers ? opt->workers : engine_cpu_count();
     e->started = time(NULL);
     e->generation = 1;
+    snprintf(e->admin_token, sizeof e->admin_token, "%s",
+             opt->config->endpoints.server.admin_token);
     pthread_mutex_init(&e->reload_lock, NULL);
     scripts_options_init(&e->scripts, opt);
     e->workers = calloc(e->worker_count, sizeof *e->workers);
@@ -346,6 +363,7 @@ int engine_reload(struct engine *e, struct script_config *config, char *err, siz
     struct script_config *source = config ? config : e->config;
     struct generation *gen = generation_load(source, &e->scripts, e->generation + 1, states,
                                              e->worker_count, 1, err, errlen);
+    metrics_reload(config ? RELOAD_SIGHUP : RELOAD_FILE_CHANGE, gen != NULL);
     pthread_mutex_lock(&e->reload_lock);
     if (gen) {
         e->generation = gen->number;
@@ -381,6 +399,7 @@ int engine_reload(struct engine *e, struct script_config *config, char *err, siz
 
 void engine_note_reload_error(struct engine *e, const char *error)
 {
+    metrics_reload(RELOAD_SIGHUP, 0); /* only SIGHUP reads the configuration files again */
     pthread_mutex_lock(&e->reload_lock);
     snprintf(e->last_reload_error, sizeof e->last_reload_error, "%s", error);
     pthread_mutex_unlock(&e->reload_lock);

@@ -8,7 +8,7 @@
  * turn, sb.sleep) parks the coroutine, never the thread; the loop resumes it when the wait is
  * over. Built-in routes (root, health, status, 404, 405) are answered in C.
  * Uses: job, host_api, builtin_routes (engine_internal.h), http, outbound, timers,
- * scripts, lua_budget, log. */
+ * scripts, lua_budget, metrics, log. */
 #ifndef SB_ENGINE_H
 #define SB_ENGINE_H
 

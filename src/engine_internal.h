@@ -4,8 +4,8 @@
  * The engine is four files: engine.c (workers, their event loops and inboxes, reloads, the
  * graceful stop), job.c (a request that runs a script: its coroutine, its waits and their
  * cancellation, its deadline), host_api.c (the `host` table pipeline.lua is given) and
- * builtin_routes.c (the routes answered in C: root, status, health, 404, 405).
- * Uses: http, outbound, timers, scripts, lua_sb (struct lua_task), sender_gate. */
+ * builtin_routes.c (the routes answered in C: root, status, metrics, health, 404, 405).
+ * Uses: http, outbound, timers, scripts, lua_sb (struct lua_task), sender_gate, metrics. */
 #ifndef SB_ENGINE_INTERNAL_H
 #define SB_ENGINE_INTERNAL_H
 
@@ -48,12 +48,15 @@ struct job {
     struct timer sleep_timer;     /* sb.sleep */
     struct timer deadline;        /* --response-timeout of the message being processed */
     char id[65];                  /* the request id (the request itself may be gone: async) */
+    const char *channel;          /* its channel's name (the generation's, which st keeps) */
+    uint64_t message_started_us;  /* host.message_begin, for the bot latency metric */
     struct outbound_call *call;   /* an outbound request under way */
     char deadline_text[96];
     struct gate_waiter gate;
     char *gate_sender;            /* the sender whose gate the job holds or waits for */
     unsigned gate_held : 1;
     unsigned streaming : 1;
+    unsigned in_message : 1;      /* between host.message_begin and message_end */
     struct job *prev, *next;      /* the worker's live jobs */
     struct job *woken_next;       /* the worker's inbox */
 };
@@ -91,6 +94,7 @@ struct engine {
     unsigned worker_count;
     struct worker *workers;
     time_t started;
+    char admin_token[256];         /* server.admin_token at startup ("" when not set) */
     pthread_mutex_t reload_lock;   /* guards the two fields below (read by /status) */
     unsigned generation;
     char last_reload_error[2048];

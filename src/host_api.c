@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* host_api: the `host` table pipeline.lua receives in pipeline.setup (see engine_internal.h).
  * These are the only calls from the pipeline into the engine: a message's turn and deadline,
- * streaming, and answering before processing ends. Each belongs to the request's own
- * coroutine. */
+ * streaming, answering before processing ends, and counting a bot failure. Each but the last
+ * belongs to the request's own coroutine. */
 #include "engine_internal.h"
 
 #include "lua_state.h"
+#include "metrics.h"
 
 #include <lauxlib.h>
 
@@ -82,6 +83,16 @@ static int l_host_answer(lua_State *L)
     return 0;
 }
 
+/* host.bot_failure(kind): counts a message the bot failed on, for /metrics. kind: "refused",
+ * "timeout", "bad_status", "bad_json", "script_error"; any other value counts as "other".
+ * Never raises  [-0,+0,-] */
+static int l_host_bot_failure(lua_State *L)
+{
+    const char *kind = lua_type(L, 1) == LUA_TSTRING ? lua_tostring(L, 1) : NULL;
+    metrics_bot_failure(metrics_bot_failure_kind(kind));
+    return 0;
+}
+
 void host_api_push(lua_State *L)
 {
     static const luaL_Reg functions[] = {
@@ -90,6 +101,7 @@ void host_api_push(lua_State *L)
         {"stream_start", l_host_stream_start},
         {"stream_write", l_host_stream_write},
         {"answer", l_host_answer},
+        {"bot_failure", l_host_bot_failure},
         {NULL, NULL},
     };
     luaL_newlib(L, functions);

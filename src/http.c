@@ -23,6 +23,7 @@
 #include "json_writer.h"
 #include "list.h"
 #include "log.h"
+#include "metrics.h"
 #include "timers.h"
 
 #include <arpa/inet.h>
@@ -95,7 +96,8 @@ struct http_exchange {
     char id[65];
     char remote_addr[INET6_ADDRSTRLEN];
     char *raw_uri;
-    struct timespec arrived;   /* for the access log line (debug level) */
+    struct timespec arrived;   /* for the latency metric and the access log line */
+    int channel_id;            /* metrics' id of the channel that answers (0: none yet) */
     const char *method;        /* MHD's, valid for the request */
     uintptr_t uri_at;          /* where MHD had the raw target, and its length up to the first */
     size_t uri_len;            /* NUL: to spot a NUL byte inside it (see target_has_nul) */
@@ -110,6 +112,7 @@ struct http_exchange {
     unsigned mhd_done : 1;     /* MHD's completed callback ran */
     unsigned refused : 1;      /* answered on the socket directly (see refuse_on_socket) */
     unsigned early : 1;        /* answered from its head, before any body (413, refusals) */
+    unsigned in_flight : 1;    /* counted in the in-flight gauge (delivered, not answered) */
 
     struct MHD_Response *pending; /* answer built, not yet queued */
     unsigned pending_status;
@@ -153,6 +156,8 @@ static void http_json_escape(const char *s, char *out, size_t size)
 static void exchange_free(struct http_exchange *x)
 {
     struct http_server *s = x->server;
+    if (x->in_flight)
+        metrics_requests_in_flight_add(-1); /* the client went away before the answer */
     LIST_UNLINK(s->live, x, prev, next);
     if (x->pending)
         MHD_destroy_response(x->pending);
@@ -225,6 +230,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 {
     struct http_server *s = cls;
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        metrics_connections_add(1);
         if (++s->connections >= s->opt->connection_limit)
             s->was_full = 1;
         const union MHD_ConnectionInfo *info =
@@ -244,6 +250,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     }
     if (s->connections)
         s->connections--;
+    metrics_connections_add(-1);
     struct http_conn *c = *socket_context;
     if (c) {
         waiting_remove(s, c);
@@ -378,17 +385,30 @@ static struct MHD_Response *build_response(struct http_exchange *x, const struct
 }
 
 /* Queue a ready answer from inside the access handler. */
-/* At debug level every answer is logged: method, target, status, milliseconds since arrival. */
-static void log_access(const struct http_exchange *x)
+static double seconds_since(const struct timespec *t)
 {
-    if (!log_enabled(LOG_DEBUG))
-        return;
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    double ms = (double)(now.tv_sec - x->arrived.tv_sec) * 1e3 +
-                (double)(now.tv_nsec - x->arrived.tv_nsec) / 1e6;
-    log_msg(LOG_DEBUG, x->id, "%s %s -> %u (%.1f ms)", x->method ? x->method : "-",
-            x->raw_uri ? x->raw_uri : "-", x->pending_status, ms);
+    return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
+}
+
+/* An answer is decided (for a stream: its head): count it, time it, log it. Every answer is
+ * logged at debug level, or at info level with --access-log: method, target, status,
+ * milliseconds since arrival. */
+static void note_answer(struct http_exchange *x, unsigned status)
+{
+    double seconds = seconds_since(&x->arrived);
+    metrics_request(x->channel_id, (int)status, seconds);
+    if (x->in_flight) {
+        x->in_flight = 0;
+        metrics_requests_in_flight_add(-1);
+    }
+    enum log_level level = x->server->opt->access_log ? LOG_INFO : LOG_DEBUG;
+    if (!log_enabled(level))
+        return;
+    log_msg_in(level, x->id, x->channel_id ? metrics_channel_name(x->channel_id) : NULL,
+               "%s %s -> %u (%.1f ms)", x->method ? x->method : "-",
+               x->raw_uri ? x->raw_uri : "-", status, seconds * 1e3);
 }
 
 static enum MHD_Result queue_pending(struct http_exchange *x)
@@ -398,7 +418,7 @@ static enum MHD_Result queue_pending(struct http_exchange *x)
     unsigned cls = x->pending_status / 100;
     if (cls >= 1 && cls <= 5)
         atomic_fetch_add_explicit(&x->server->answers[cls], 1, memory_order_relaxed);
-    log_access(x);
+    note_answer(x, x->pending_status);
     enum MHD_Result ret = MHD_queue_response(x->conn, x->pending_status, x->pending);
     MHD_destroy_response(x->pending);
     x->pending = NULL;
@@ -558,8 +578,10 @@ static void refuse_on_socket(struct http_exchange *x, struct http_verdict v)
                 break;
             off += (size_t)k;
         }
-        if (off == len && len)
+        if (off == len && len) {
             count_answer(s, v.status);
+            note_answer(x, (unsigned)v.status);
+        }
         /* Read what the client already sent, so closing does not reset the connection (a reset
          * could discard the answer before the client reads it). */
         char scratch[4096];
@@ -627,6 +649,16 @@ void http_each_header(struct http_exchange *x,
     struct each_ctx e = {fn, ctx, 1};
     if (x->conn)
         MHD_get_connection_values(x->conn, MHD_HEADER_KIND, each_value, &e);
+}
+
+const char *http_header_value(struct http_exchange *x, const char *name)
+{
+    return x->conn ? MHD_lookup_connection_value(x->conn, MHD_HEADER_KIND, name) : NULL;
+}
+
+void http_set_channel(struct http_exchange *x, const char *channel)
+{
+    x->channel_id = metrics_channel_id(channel);
 }
 
 void http_each_query_arg(struct http_exchange *x,
@@ -762,8 +794,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
         c->x = x;
         touch(s, c);
     }
-    if (log_enabled(LOG_DEBUG))
-        clock_gettime(CLOCK_MONOTONIC, &x->arrived);
+    clock_gettime(CLOCK_MONOTONIC, &x->arrived);
     /* 8 hex digits of the server's random base, then a counter: unique and cheap. */
     static const char digits[] = "0123456789abcdef";
     uint64_t v = (s->id_base << 24) | (++s->id_counter & 0xffffff);
@@ -920,6 +951,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 
     if (!x->delivered) {
         x->delivered = 1;
+        x->in_flight = 1;
+        metrics_requests_in_flight_add(1);
         fill_request(x, url, method);
         x->in_handler = 1;
         s->on_request(s->ctx, x, &x->req);
@@ -1050,6 +1083,8 @@ struct http_server *http_server_create(int listen_fd, const struct http_options 
     };
     s->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_access, s,
+        /* First, or libmicrohttpd warns that messages before it go to its own logger. */
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
         MHD_OPTION_LISTEN_SOCKET, listen_fd,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opt->connection_timeout,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)opt->connection_limit,
@@ -1060,7 +1095,6 @@ struct http_server *http_server_create(int listen_fd, const struct http_options 
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
         MHD_OPTION_ARRAY, (flags & MHD_USE_TLS) ? tls_options : tls_options + 2,
         MHD_OPTION_END);
     if (!s->daemon) {

@@ -9,8 +9,9 @@
  * script: body size limit (413), CORS and preflight, request ids, the connection timeout, the
  * checks of a request head (malformed framing, target and size: 400, 414, 431, 501), the
  * deadline of a request head and room for new clients at the connection limit.
- * Uses: libmicrohttpd, http_checks, json_writer, buffer, list, timers (its clock), log. Knows
- * nothing of Lua. */
+ * Counts every answer, its latency, the requests in flight and the open connections in metrics.
+ * Uses: libmicrohttpd, http_checks, json_writer, buffer, list, timers (its clock), metrics, log.
+ * Knows nothing of Lua. */
 #ifndef SB_HTTP_H
 #define SB_HTTP_H
 
@@ -61,6 +62,7 @@ struct http_options {
     const char *tls_cert_pem;     /* both set: serve HTTPS */
     const char *tls_key_pem;
     int trust_forwarded;          /* scheme and host from X-Forwarded-Proto/-Host when sent */
+    int access_log;               /* log one line per answer at info level (else debug) */
 };
 
 /* Open the listening socket. Returns the fd, or -1 with "cannot listen on HOST:PORT: reason". */
@@ -91,6 +93,11 @@ void http_server_answers(struct http_server *s, unsigned long counts[6]);
 /* Iteration over the request's headers (names are passed in lower case). */
 void http_each_header(struct http_exchange *x,
                       void (*fn)(void *ctx, const char *name, const char *value), void *ctx);
+/* The value of a request header (name in any case), or NULL. */
+const char *http_header_value(struct http_exchange *x, const char *name);
+/* The channel that answers this exchange, for the metrics and the access log line (the name is
+ * copied). Set it before answering. */
+void http_set_channel(struct http_exchange *x, const char *channel);
 /* Query arguments in order, percent-decoded; a name may come more than once. */
 void http_each_query_arg(struct http_exchange *x,
                          void (*fn)(void *ctx, const char *name, const char *value), void *ctx);

@@ -8,6 +8,7 @@
 #include "list.h"
 #include "log.h"
 #include "lua_request.h"
+#include "metrics.h"
 #include "outbound.h"
 
 #include <lauxlib.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define JOB_OF(ptr, member) ((struct job *)((char *)(ptr) - offsetof(struct job, member)))
 
@@ -75,9 +77,29 @@ static void job_gate_wake(struct gate_waiter *g)
         worker_post(job->w, job);
 }
 
+static uint64_t now_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
+}
+
+/* The message left the bot: message_end (observed), or its job ended first (seconds < 0). */
+static void message_done(struct job *job, int observe)
+{
+    if (!job->in_message)
+        return;
+    job->in_message = 0;
+    metrics_message_end(observe ? (double)(now_us() - job->message_started_us) / 1e6 : -1);
+}
+
 int job_message_begin(struct job *job, const char *sender)
 {
     double timeout = job->w->engine->opt.response_timeout;
+    message_done(job, 0); /* a message_begin without its end: the gauge stays right */
+    job->in_message = 1;
+    job->message_started_us = now_us();
+    metrics_message_begin();
     job->task.cancelled = NULL;
     timer_start(&job->w->timers, &job->deadline,
                 timers_now_ms() + (uint64_t)(timeout * 1000.0 + 0.5));
@@ -94,6 +116,7 @@ int job_message_begin(struct job *job, const char *sender)
 
 void job_message_end(struct job *job)
 {
+    message_done(job, 1);
     timer_stop(&job->w->timers, &job->deadline);
     job->task.cancelled = NULL;
     if (job->gate_sender)
@@ -173,6 +196,7 @@ void job_free(struct job *job)
     struct worker *w = job->w;
     struct script_state *st = job->st;
     lua_State *L = st->L;
+    message_done(job, 0);
     timer_stop(&w->timers, &job->deadline);
     if (job->wait && job->wait != &wait_turn)
         job->wait->cancel(job);
@@ -210,13 +234,16 @@ static void job_resume(struct job *job, int nargs)
     lua_State *co = job->co;
     int nres = 0;
     job->wait = NULL;
+    log_set_channel(job->channel); /* the job's log lines name its channel */
     lua_state_budget_begin(co);
     int rc = lua_resume(co, job->st->L, nargs, &nres);
     lua_state_budget_end(co);
     if (rc == LUA_YIELD) {
         lua_pop(co, nres);
-        if (job->wait)
+        if (job->wait) {
+            log_set_channel(NULL);
             return; /* parked: its wait resumes it */
+        }
         log_msg(LOG_ERROR, job->id, "a script called coroutine.yield outside a coroutine of "
                                        "its own; the request is abandoned");
     } else if (rc == LUA_OK && job->x && !job->streaming) {
@@ -242,6 +269,7 @@ static void job_resume(struct job *job, int nargs)
         job->x = NULL;
     }
     job_free(job);
+    log_set_channel(NULL);
 }
 
 void job_resume_with_turn(struct job *job)
@@ -404,6 +432,8 @@ void job_start(struct worker *w, struct http_exchange *x, const struct http_requ
     job->deadline = TIMER_INIT(deadline_fired);
     job->gate.wake = job_gate_wake;
     snprintf(job->id, sizeof job->id, "%s", r->id);
+    if (m->channel >= 0 && (size_t)m->channel < st->gen->routes.count)
+        job->channel = st->gen->routes.channels[m->channel].name;
     job->task.request_id = job->id;
     job->task.ops = &task_ops;
     LIST_PUSH(w->jobs, job, prev, next);

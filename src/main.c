@@ -34,6 +34,8 @@ struct cli {
     const char *cors[MAX_CORS + 1];
     size_t cors_count;
     const char *log_level;
+    const char *log_format;
+    int access_log;
     const char *ssl_certificate;
     const char *ssl_keyfile;
 };
@@ -43,6 +45,7 @@ static const char usage[] =
     "  switchboard run   [--credentials FILE] [--endpoints FILE] [-p|--port 5005]\n"
     "                    [-i|--interface 0.0.0.0] [--connector NAME] [--response-timeout SECONDS]\n"
     "                    [--cors ORIGIN ...] [--log-level debug|info|warning|error]\n"
+    "                    [--log-format text|json] [--access-log]\n"
     "                    [--ssl-certificate FILE --ssl-keyfile FILE]\n"
     "  switchboard check [--credentials FILE] [--endpoints FILE]\n"
     "  switchboard --version | --help\n"
@@ -50,6 +53,10 @@ static const char usage[] =
     "run    serve the channels of credentials.yml and hand their messages to the bot of\n"
     "       endpoints.yml (default: the bundled demo bot)\n"
     "check  load and validate every file and script, then exit (0: all good)\n"
+    "\n"
+    "--log-format json writes one JSON object per log line; --access-log logs one line per\n"
+    "answer at info level. GET /metrics and GET /status answer local clients, or whoever\n"
+    "sends server.admin_token (docs/operations.md).\n"
     "\n"
     "Both files default to credentials.yml and endpoints.yml in the working directory when they\n"
     "exist. Docs: docs/configuration.md.\n";
@@ -81,6 +88,7 @@ static int parse_cli(int argc, char **argv, struct cli *c)
     c->interface = "0.0.0.0";
     c->response_timeout = 30;
     c->log_level = "info";
+    c->log_format = "text";
     if (argc < 2)
         return fail_usage("%s", "missing command: run or check");
     if (strcmp(argv[1], "--version") == 0) {
@@ -103,6 +111,12 @@ static int parse_cli(int argc, char **argv, struct cli *c)
             fputs(usage, stdout);
             return 1;
         }
+        if (strcmp(opt, "--access-log") == 0) {
+            if (!run)
+                return fail_usage("%s is an option of `run`", opt);
+            c->access_log = 1;
+            continue;
+        }
         if (strcmp(opt, "--cors") == 0) {
             if (!run)
                 return fail_usage("%s is an option of `run`", opt);
@@ -120,6 +134,7 @@ static int parse_cli(int argc, char **argv, struct cli *c)
         static const char *const valued[] = {"--credentials", "--endpoints", "-p", "--port",
                                              "-i", "--interface", "--connector",
                                              "--response-timeout", "--log-level",
+                                             "--log-format",
                                              "--ssl-certificate", "--ssl-keyfile", NULL};
         int known = 0;
         for (const char *const *v = valued; *v && !known; v++)
@@ -156,6 +171,11 @@ static int parse_cli(int argc, char **argv, struct cli *c)
                 return fail_usage("--log-level must be debug, info, warning or error, not '%s'",
                                   value);
             c->log_level = value;
+        } else if (strcmp(opt, "--log-format") == 0) {
+            enum log_format format;
+            if (log_parse_format(value, &format) != 0)
+                return fail_usage("--log-format must be text or json, not '%s'", value);
+            c->log_format = value;
         } else if (strcmp(opt, "--ssl-certificate") == 0) {
             c->ssl_certificate = value;
         } else {
@@ -303,15 +323,18 @@ static void reload_configuration(struct engine *engine, const struct cli *c,
                 engine_generation(engine));
 }
 
-/* A watched script changed: reload the scripts (the configuration stays). */
-static void reload_scripts(struct engine *engine)
+/* A watched script changed: reload the scripts (the configuration stays). `changed` names the
+ * files, or is NULL for a change seen at startup. */
+static void reload_scripts(struct engine *engine, const char *changed)
 {
     char err[4096];
     if (engine_reload(engine, NULL, err, sizeof err) != 0)
         log_msg(LOG_ERROR, NULL, "script change rejected, generation %u keeps serving: %s",
                 engine_generation(engine), err);
     else
-        log_msg(LOG_INFO, NULL, "scripts reloaded (generation %u)", engine_generation(engine));
+        log_msg(LOG_INFO, NULL, "scripts reloaded (generation %u) after a change to %s",
+                engine_generation(engine),
+                changed && *changed ? changed : "a script while starting");
 }
 
 static void watch_current_files(struct watch *watch, const struct engine *engine)
@@ -331,7 +354,7 @@ static unsigned control_loop(struct engine *engine, const struct cli *c, int sig
     watch_current_files(watch, engine);
     /* A script saved while the first generation was loading is not seen by the new watches. */
     if (engine_files_changed_since(engine, loaded_at)) {
-        reload_scripts(engine);
+        reload_scripts(engine, NULL);
         watch_current_files(watch, engine);
     }
     for (;;) {
@@ -343,7 +366,9 @@ static unsigned control_loop(struct engine *engine, const struct cli *c, int sig
             struct pollfd quiet = {watch_fd(watch), POLLIN, 0};
             while (poll(&quiet, 1, 20) > 0)
                 watch_changed(watch);
-            reload_scripts(engine);
+            char changed[2048];
+            watch_take_changes(watch, changed, sizeof changed);
+            reload_scripts(engine, changed);
             watch_current_files(watch, engine);
         }
         if (!fds[0].revents)
@@ -369,6 +394,9 @@ static int command_run(const struct cli *c)
     enum log_level level = LOG_INFO;
     log_parse_level(c->log_level, &level);
     log_set_level(level);
+    enum log_format format = LOG_TEXT;
+    log_parse_format(c->log_format, &format);
+    log_set_format(format);
 
     char data_dir[PATH_MAX], err[4096];
     struct engine_options o;
@@ -380,6 +408,7 @@ static int command_run(const struct cli *c)
     struct watch *watch = NULL;
     struct server_limits running = o.config->endpoints.server;
     o.http.cors_origins = c->cors_count ? c->cors : NULL;
+    o.http.access_log = c->access_log;
     if (c->ssl_certificate) {
         cert = read_whole_file(c->ssl_certificate, "--ssl-certificate");
         key = read_whole_file(c->ssl_keyfile, "--ssl-keyfile");

@@ -7,6 +7,7 @@
 #include "buffer.h"
 #include "list.h"
 #include "log.h"
+#include "metrics.h"
 #include "timers.h"
 
 #include <curl/curl.h>
@@ -41,6 +42,7 @@ struct outbound_call {
     outbound_done_fn done;
     void *ctx;
     char error[CURL_ERROR_SIZE];
+    char host[256];             /* the URL's host, for the metrics */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -113,6 +115,36 @@ static void call_finish(struct outbound *o, struct outbound_call *call)
     call_free(call);
 }
 
+/* The host of an http(s) URL, lower-case, without user name, password or port ("" if none). */
+static void url_host(const char *url, char *out, size_t size)
+{
+    const char *p = strstr(url, "://");
+    p = p ? p + 3 : url;
+    size_t authority = strcspn(p, "/?#");
+    const char *at = NULL;
+    for (size_t i = 0; i < authority; i++)
+        if (p[i] == '@')
+            at = p + i; /* the last one: a password may hold '@' only percent-encoded */
+    if (at) {
+        authority -= (size_t)(at + 1 - p);
+        p = at + 1;
+    }
+    size_t len;
+    if (authority && p[0] == '[') {
+        const char *close = memchr(p, ']', authority);
+        len = close ? (size_t)(close - p) + 1 : authority;
+    } else {
+        len = strcspn(p, ":/?#");
+        if (len > authority)
+            len = authority;
+    }
+    if (len >= size)
+        len = size - 1;
+    for (size_t i = 0; i < len; i++)
+        out[i] = (char)((p[i] >= 'A' && p[i] <= 'Z') ? p[i] + 32 : p[i]);
+    out[len] = '\0';
+}
+
 /* Call the call's done function with its result (which borrows the call's buffers). */
 static void report(struct outbound_call *call, CURLcode code)
 {
@@ -139,6 +171,7 @@ static void report(struct outbound_call *call, CURLcode code)
     } else {
         r.error = call->error[0] ? call->error : curl_easy_strerror(code);
     }
+    metrics_outbound(call->host, r.ok ? r.status : 0);
     call->done(call->ctx, &r);
 }
 
@@ -250,6 +283,7 @@ static struct outbound_call *call_new(const struct outbound_request *req, outbou
     }
     call->done = done;
     call->ctx = ctx;
+    url_host(req->url, call->host, sizeof call->host);
     CURL *e = call->easy;
     curl_easy_setopt(e, CURLOPT_URL, req->url);
     curl_easy_setopt(e, CURLOPT_PRIVATE, call);

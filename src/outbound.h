@@ -5,8 +5,9 @@
  * worker's epoll loop. A call finishes by calling its `done` function from outbound_on_socket or
  * outbound_on_timer (never from inside outbound_start), so the worker decides when waiting code
  * resumes. Connections to the same host are kept alive and reused.
+ * Each finished call is counted in metrics by host and status class.
  * Uses: libcurl (the only file that includes <curl/curl.h>), buffer, list, timers (its
- * clock), log. */
+ * clock), metrics, log. */
 #ifndef SB_OUTBOUND_H
 #define SB_OUTBOUND_H
 

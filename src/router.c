@@ -166,6 +166,11 @@ void router_match(const struct route_table *t, const char *method, const char *p
         strcpy(m->allow, "GET, HEAD");
         return;
     }
+    if (piece_equals(path, len, "/metrics")) {
+        m->kind = strcmp(method, "GET") == 0 ? ROUTE_METRICS : ROUTE_METHOD_NOT_ALLOWED;
+        strcpy(m->allow, "GET, HEAD");
+        return;
+    }
     size_t prefix_len = strlen(WEBHOOKS_PREFIX);
     if (len <= prefix_len || strncmp(path, WEBHOOKS_PREFIX, prefix_len) != 0)
         return;

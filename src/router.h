@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* router: maps a request's method and path to what answers it (docs/contract.md §2): the root, the
- * status page, a channel's health check, its webhook, an extra route it declares, or 404/405.
+ * status page, the metrics, a channel's health check, its webhook, an extra route it declares, or 404/405.
  * Plain data in and out: it knows channel names and their declared routes, nothing of HTTP
  * libraries or Lua. Uses: nothing. */
 #ifndef SB_ROUTER_H
@@ -11,6 +11,7 @@
 enum route_kind {
     ROUTE_ROOT,               /* GET / */
     ROUTE_STATUS,             /* GET /status */
+    ROUTE_METRICS,            /* GET /metrics */
     ROUTE_HEALTH,             /* GET /webhooks/<name>/ */
     ROUTE_WEBHOOK,            /* POST /webhooks/<name>/webhook */
     ROUTE_CUSTOM,             /* a route the channel declares in channel.routes */

@@ -16,12 +16,16 @@ struct watched_dir {
     char *path;
 };
 
+#define MAX_CHANGES_NAMED 8
+
 struct watch {
     int fd;
     char **files;
     size_t file_count;
     struct watched_dir *dirs;
     size_t dir_count;
+    char *changes[MAX_CHANGES_NAMED]; /* distinct paths changed since watch_take_changes */
+    size_t change_count;              /* may exceed the names kept */
 };
 
 struct watch *watch_new(char *err, size_t errlen)
@@ -61,6 +65,8 @@ void watch_free(struct watch *w)
     if (!w)
         return;
     clear(w);
+    char ignored[8];
+    watch_take_changes(w, ignored, sizeof ignored);
     close(w->fd);
     free(w);
 }
@@ -184,6 +190,36 @@ static int is_watched(const struct watch *w, const char *dir, const char *name)
     return 0;
 }
 
+static void remember_change(struct watch *w, const char *dir, const char *name)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    size_t named = w->change_count < MAX_CHANGES_NAMED ? w->change_count : MAX_CHANGES_NAMED;
+    for (size_t i = 0; i < named; i++)
+        if (strcmp(w->changes[i], path) == 0)
+            return;
+    if (w->change_count < MAX_CHANGES_NAMED && !(w->changes[w->change_count] = strdup(path)))
+        return;
+    w->change_count++;
+}
+
+size_t watch_take_changes(struct watch *w, char *out, size_t size)
+{
+    size_t used = 0, count = w->change_count;
+    out[0] = '\0';
+    for (size_t i = 0; i < count && i < MAX_CHANGES_NAMED; i++) {
+        if (used < size)
+            used += (size_t)snprintf(out + used, size - used, "%s%s", i ? ", " : "",
+                                     w->changes[i]);
+        free(w->changes[i]);
+        w->changes[i] = NULL;
+    }
+    if (count > MAX_CHANGES_NAMED && used < size)
+        snprintf(out + used, size - used, " and %zu more", count - MAX_CHANGES_NAMED);
+    w->change_count = 0;
+    return count;
+}
+
 int watch_changed(struct watch *w)
 {
     char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
@@ -201,6 +237,7 @@ int watch_changed(struct watch *w)
             if (!changed)
                 log_msg(LOG_DEBUG, NULL, "script changed: %s/%s", dir, ev->name);
             changed = 1;
+            remember_change(w, dir, ev->name);
         }
     }
     return changed;

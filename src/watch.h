@@ -18,7 +18,11 @@ int watch_fd(const struct watch *w);
  * before and still needed stay watched. Returns 0 or -1 (logged). */
 int watch_set(struct watch *w, char *const *files, size_t count);
 /* Read the pending events; returns 1 when a watched file was written, created, replaced or
- * removed (the first such path is logged at debug level). */
+ * removed (the first such path is logged at debug level). The paths are remembered until
+ * watch_take_changes. */
 int watch_changed(struct watch *w);
+/* The files that changed since the last call, "/p/a.lua, /p/b.lua" (at most 8 named, then
+ * "and N more"), into out; forgets them. Returns how many changed. */
+size_t watch_take_changes(struct watch *w, char *out, size_t size);
 
 #endif

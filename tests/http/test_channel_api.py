@@ -8,7 +8,7 @@ import unittest
 from harness import project
 from util import (ECHO_BOT, RELAY, TEXT_BOT, QuietHost as Host, assert_json_error,
                   chunked_request, decode, endpoints_yml, final_log, log_lines_with_id, serve,
-                  temp_dir)
+                  shown_path, temp_dir)
 
 # A channel that answers with what the test asks for: ?field=<name> answers {"value": req[name]}
 # (?field=body answers the raw body bytes); ?mode=... exercises the error paths.
@@ -128,9 +128,12 @@ def serve_from_elsewhere(files):
 
 
 class ScriptLocationTests(unittest.TestCase):
-    def served_script(self, host, name):
+    def served_script(self, host, name, project_dir=None):
+        """The script /status names for a channel, as an absolute path (it shows "./..." for
+        the project folder, the credentials file's)."""
         channels = decode(host.request("GET", "/status")[2])["channels"]
-        return next(c["script"] for c in channels if c["name"] == name)
+        shown = next(c["script"] for c in channels if c["name"] == name)
+        return shown_path(shown, project_dir or host.cwd)
 
     def test_module_path_key_finds_a_lua_file(self):
         files = {"credentials.yml": "mypackage.myio:\n",
@@ -166,7 +169,7 @@ class ScriptLocationTests(unittest.TestCase):
                                            "scripts/mine.lua": 'return { name = "mine" }\n'})
         with host:
             self.assertEqual(host.request("GET", "/webhooks/mine/")[0], 200)
-            self.assertTrue(os.path.samefile(self.served_script(host, "mine"),
+            self.assertTrue(os.path.samefile(self.served_script(host, "mine", conf),
                                              os.path.join(conf, "scripts", "mine.lua")))
 
     def test_project_file_shadows_a_bundled_channel(self):

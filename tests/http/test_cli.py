@@ -13,7 +13,7 @@ import unittest
 from harness import project, run_command, SOURCE_DIR
 from util import (ECHO_BOT, ONE_WORKER, QuietHost as Host, decode, endpoints_yml, error_lines,
                   log_lines_with_id, make_project, run_to_exit, serve, start_without_harness,
-                  stop_process, temp_dir, version)
+                  shown_path, stop_process, temp_dir, version)
 
 BUNDLED_CHANNELS = os.path.realpath(os.path.join(SOURCE_DIR, "channels"))
 
@@ -362,7 +362,9 @@ class DefaultsTests(unittest.TestCase):
             self.assertTrue(any(m.get("text") for m in body), body)
             status, _, body = host.request("GET", "/status")
             script = decode(body)["channels"][0]["script"]
-            self.assertEqual(os.path.realpath(script), os.path.join(BUNDLED_CHANNELS, "rest.lua"))
+            self.assertEqual(script, "$SWITCHBOARD_HOME/channels/rest.lua")
+            self.assertEqual(os.path.realpath(shown_path(script, elsewhere)),
+                             os.path.join(BUNDLED_CHANNELS, "rest.lua"))
 
     def test_check_from_another_directory_finds_the_demo_bot(self):
         result = run_to_exit(["check"], cwd=temp_dir())

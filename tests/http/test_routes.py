@@ -9,7 +9,8 @@ import unittest
 
 from util import (TEXT_BOT, assert_json_error, chunked_request, decode, error_lines, final_log,
                   https_request, log_lines_with_id, make_project, make_self_signed_cert,
-                  request_on, run_to_exit, serve, status_for_announced_body, temp_dir, version)
+                  request_on, run_to_exit, serve, shown_path, status_for_announced_body, temp_dir,
+                  version)
 
 REST = {"credentials.yml": "rest:\n"}
 
@@ -378,10 +379,12 @@ class StatusTests(unittest.TestCase):
             channels = {c["name"]: c for c in doc["channels"]}
             self.assertEqual(sorted(channels), ["rest", "routed"])
             rest, routed = channels["rest"], channels["routed"]
-            self.assertTrue(os.path.isabs(rest["script"]) and rest["script"].endswith("channels/rest.lua"),
-                            rest)
-            self.assertTrue(os.path.samefile(routed["script"], os.path.join(host.cwd, "routed.lua")),
-                            routed)
+            # No absolute paths: bundled scripts are shown under $SWITCHBOARD_HOME, project ones
+            # under ./ (the credentials file's folder).
+            self.assertEqual(rest["script"], "$SWITCHBOARD_HOME/channels/rest.lua", rest)
+            self.assertEqual(routed["script"], "./routed.lua", routed)
+            self.assertTrue(os.path.samefile(shown_path(routed["script"], host.cwd),
+                                             os.path.join(host.cwd, "routed.lua")), routed)
             for channel in (rest, routed):
                 self.assertIsInstance(channel["generation"], int)
                 self.assertIn("last_reload_error", channel)

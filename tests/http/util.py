@@ -98,6 +98,17 @@ def serve(files=None, args=(), env=None, bot=None, **server):
     return QuietHost(args=args, cwd=make_project(files or {}, bot=bot, **server), env=env)
 
 
+def shown_path(shown, project_dir):
+    """The absolute path /status stands for: it shows project files as "./..." and bundled ones
+    as "$SWITCHBOARD_HOME/..." (it shows no absolute path)."""
+    if shown.startswith("./"):
+        return os.path.join(project_dir, shown[2:])
+    if shown.startswith("$SWITCHBOARD_HOME/"):
+        return os.path.join(SOURCE_DIR, shown[len("$SWITCHBOARD_HOME/"):])
+    raise AssertionError("/status showed a path that is neither ./ nor $SWITCHBOARD_HOME/: %r"
+                         % shown)
+
+
 def decode(body):
     return json.loads(body.decode("utf-8"))
 

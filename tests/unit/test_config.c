@@ -690,6 +690,17 @@ static void test_endpoints_server(void)
                          &e, err, sizeof err) == 0);
     CHECK(e.server.lua_cpu_budget == 2.0 && e.server.workers == 0);
     CHECK(e.server.max_body_size == 1048576); /* untouched keys keep their defaults */
+    CHECK_STR(e.server.admin_token, "");      /* no token: admin routes for loopback only */
+    endpoints_free(&e);
+
+    setenv("SB_T_TOKEN", "s3cr3t-token", 1);
+    CHECK(endpoints_load(fixture("e_server3.yml", "server:\n  admin_token: ${SB_T_TOKEN}\n"),
+                         &e, err, sizeof err) == 0);
+    CHECK_STR(e.server.admin_token, "s3cr3t-token");
+    endpoints_free(&e);
+    CHECK(endpoints_load(fixture("e_server4.yml", "server:\n  admin_token: 12345\n"),
+                         &e, err, sizeof err) == 0);
+    CHECK_STR(e.server.admin_token, "12345"); /* digits are a token too */
     endpoints_free(&e);
 }
 
@@ -733,7 +744,7 @@ static void test_endpoints_server_errors(void)
     CHECK_STR(endpoints_error("server:\n  workers: 2\n  max_body: 10\n"),
               "ee24.yml:3:3: server: unknown key 'max_body' (known keys: max_body_size, "
               "connection_timeout, connection_limit, lua_cpu_budget, header_timeout, "
-              "lua_memory_limit, workers, trust_forwarded_headers)");
+              "lua_memory_limit, workers, trust_forwarded_headers, admin_token)");
     CHECK_STR(endpoints_error("server: 5\n"), "ee25.yml:1:9: 'server' must be a map, not an integer");
     /* Huge numbers are refused, not overflowed into a tiny budget. */
     CHECK_STR(endpoints_error("server:\n  lua_cpu_budget: 1e300\n"),
@@ -745,6 +756,10 @@ static void test_endpoints_server_errors(void)
     CHECK_STR(endpoints_error("server:\n  header_timeout: 0\n"),
               "ee28.yml:2:19: server: 'header_timeout' must be a number of seconds greater than 0 "
               "and at most 3600");
+    CHECK_STR(endpoints_error("server:\n  admin_token: [1]\n"),
+              "ee29.yml:2:16: server: 'admin_token' must be a string, not a list");
+    CHECK_STR(endpoints_error("server:\n  admin_token: \"\"\n"),
+              "ee30.yml:2:16: server: 'admin_token' must have 1 to 255 characters");
 }
 
 /* ---- the temporary folder ------------------------------------------------------------------- */

@@ -113,7 +113,11 @@ static void test_builtin(void)
     CHECK(match(&t, "GET", "/status/") == ROUTE_STATUS);
     CHECK(match(&t, "HEAD", "/status") == ROUTE_STATUS);
     CHECK(match(&t, "DELETE", "/status") == ROUTE_METHOD_NOT_ALLOWED);
+    CHECK(match(&t, "GET", "/metrics") == ROUTE_METRICS);
+    CHECK(match(&t, "HEAD", "/metrics/") == ROUTE_METRICS);
+    CHECK(match(&t, "POST", "/metrics") == ROUTE_METHOD_NOT_ALLOWED);
     CHECK_STR(m.allow, "GET, HEAD");
+    CHECK(match(&t, "GET", "/metricsx") == ROUTE_NOT_FOUND);
 
     /* health, with and without the trailing slash */
     CHECK(match(&t, "GET", "/webhooks/rest") == ROUTE_HEALTH);

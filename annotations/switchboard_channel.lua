@@ -1,0 +1,173 @@
+---@meta switchboard.channel
+-- SPDX-License-Identifier: MIT
+-- Editor annotations (lua-language-server) for `require "switchboard.channel"`, the helpers the
+-- bundled channels share (lua/switchboard/channel.lua). Never loaded by the host.
+-- docs/lua-api.md, "Helpers for channels", is the reference.
+
+---@class switchboard.channel
+local util = {}
+
+---@class switchboard.ParamsOptions
+---@field needs? string[] Parameter names: a `config` that is not a table then raises `the <name> channel needs parameters: ...`.
+---@field number_as_text? boolean Let `p:string` and `p:list` accept a number, written as text.
+
+---@class switchboard.StringOptions
+---@field required? boolean An absent value raises ``the <name> channel needs the `<key>` parameter``.
+---@field hint? string With `required`: added to that error in parentheses.
+---@field default? string The result when the value is absent (`nil` or `""`).
+---@field choices? string[] The allowed values.
+
+---A reader of `init`'s parameters. Its errors name the channel and the key.
+---@class switchboard.Params
+---@field config table The table `init` got (`{}` when it was not a table).
+---@field name string The channel's name, used in every error.
+---@field declared? table<string, switchboard.ParameterDeclaration> The channel's `parameters`, when `util.params` got the channel table.
+local Params = {}
+
+---`config[key]` as a string, or `opts.default` when absent.
+---@param key string
+---@param opts? switchboard.StringOptions
+---@return string?
+function Params:string(key, opts) end
+
+---An `http://` or `https://` URL, or `opts.default` when absent.
+---@param key string
+---@param opts? switchboard.StringOptions
+---@return string?
+function Params:url(key, opts) end
+
+---An API's base URL without trailing `/`, or `default` when absent.
+---@param key string
+---@param default string
+---@return string
+function Params:base_url(key, default) end
+
+---A boolean (`true`, `yes`, `on`, `false`, `no`, `off` as strings too), or `default`.
+---@param key string
+---@param default boolean
+---@return boolean
+function Params:flag(key, default) end
+
+---A number (a string that holds one is read), or `default`.
+---@param key string
+---@param default number?
+---@return number?
+function Params:number(key, default) end
+
+---A number of seconds > 0, or `default`.
+---@param key string
+---@param default number
+---@return number
+function Params:seconds(key, default) end
+
+---A new list of strings (one string is a list of one), or `default`.
+---@param key string
+---@param default string[]?
+---@return string[]?
+function Params:list(key, default) end
+
+---The table `config[key]` itself, or `nil` when absent.
+---@param key string
+---@return table?
+function Params:map(key) end
+
+---The declaration of `key` in `channel.parameters` (`{}` when the channel declares none). A key
+---the channel did not declare raises.
+---@param key string
+---@return switchboard.ParameterDeclaration
+function Params:spec(key) end
+
+---One declared parameter, read by its declared type; `required` is checked for every type.
+---@param key string
+---@return any
+function Params:get(key) end
+
+---Every declared parameter at once, as a table of name = value (absent ones without a default
+---are `nil`), read in name order. Needs a channel with `channel.parameters`.
+---@return table<string, any>
+function Params:values() end
+
+---Raises ``<name>: `<key>` <fmt:format(...)>``.
+---@param key string
+---@param fmt string
+---@param ... any
+function Params:fail(key, fmt, ...) end
+
+---A reader for `config`, the table `init` got. The second argument is the channel's name, or the
+---channel table itself (its `name`, and its `parameters` declarations for `p:values()`).
+---@param config table?
+---@param name string|switchboard.Channel
+---@param opts? switchboard.ParamsOptions
+---@return switchboard.Params
+function util.params(config, name, opts) end
+
+---Neither `nil` nor `sb.json.null`.
+---@param v any
+---@return boolean
+function util.non_null(v) end
+
+---A string other than `""`.
+---@param v any
+---@return boolean
+function util.nonempty_string(v) end
+
+---A table that is not an array; with `raw` (the text it was decoded from) an empty table counts
+---only when the text is an object.
+---@param v any
+---@param raw? string
+---@return boolean
+function util.is_object(v, raw) end
+
+---A table as its JSON text, anything else through `tostring`.
+---@param v any
+---@return string
+function util.as_text(v) end
+
+---An id as text: a whole number without `.0`, a non-empty string as it is; else `nil`.
+---@param v any
+---@return string?
+function util.id_text(v) end
+
+---A shallow copy.
+---@generic T: table
+---@param t T
+---@return T
+function util.copy(t) end
+
+---The parts a text is sent as: stripped, split on blank lines, blank parts left out.
+---@param text any
+---@return string[]
+function util.text_parts(text) end
+
+---A `reject` hook: 403 `{"error": "forbidden", "message": reason}`.
+---@param req switchboard.Request
+---@param reason string
+---@return switchboard.Response
+function util.forbidden(req, reason) end
+
+---`sb.http.request(opts)`, with the answer's body decoded as JSON into `res.json` whatever its
+---`Content-Type`.
+---@param opts switchboard.HttpOptions
+---@return switchboard.HttpResponse? response
+---@return string? err
+function util.request(opts) end
+
+---Whether `res.status` is 200 to 299.
+---@param res switchboard.HttpResponse
+---@return boolean
+function util.succeeded(res) end
+
+---@class switchboard.DeliverAbout
+---@field channel string The channel's name, first in the log line.
+---@field api string The API's name, e.g. `"the Send API"`.
+---@field what string What is sent, e.g. `"a text"`.
+---@field to string The recipient, as text.
+---@field detail? fun(res: switchboard.HttpResponse): string? The platform's error as text.
+
+---One request that delivers something to a user; a failure is logged at ERROR, not raised.
+---@param opts switchboard.HttpOptions
+---@param about switchboard.DeliverAbout
+---@return switchboard.HttpResponse|false
+function util.deliver(opts, about) end
+
+return util
