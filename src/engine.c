@@ -419,10 +419,12 @@ int engine_files_changed_since(const struct engine *e, const struct timespec *si
         struct stat st;
         if (stat(e->gen->files[i], &st) != 0)
             return 1;
-        /* Strictly later than `since` (a fine clock; file times are at most as fine), so a file
-         * written before loading began never counts. */
+        /* File times come from the kernel's coarse clock, which lags the fine one by up to a
+         * tick: `since` is read from the same coarse clock, and a time equal to it counts (a
+         * save in that tick, just before loading began, costs one needless reload; missing a
+         * save just after it would cost a stale script). */
         if (st.st_mtim.tv_sec > since->tv_sec ||
-            (st.st_mtim.tv_sec == since->tv_sec && st.st_mtim.tv_nsec > since->tv_nsec))
+            (st.st_mtim.tv_sec == since->tv_sec && st.st_mtim.tv_nsec >= since->tv_nsec))
             return 1;
     }
     return 0;

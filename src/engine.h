@@ -64,7 +64,8 @@ void engine_note_reload_error(struct engine *e, const char *error);
  * reload). */
 void engine_watched_files(const struct engine *e, char *const **files, size_t *count);
 unsigned engine_generation(const struct engine *e);
-/* 1 when a file of the current scripts was modified (or removed) at or after `since`. */
+/* 1 when a file of the current scripts was modified (or removed) at or after `since`, a time of
+ * CLOCK_REALTIME_COARSE (the clock file times come from). */
 struct timespec;
 int engine_files_changed_since(const struct engine *e, const struct timespec *since);
 /* "/webhooks/rest/webhook, ..." for the startup line. */

@@ -442,8 +442,9 @@ static int command_run(const struct cli *c)
         script_config_unref(o.config);
         goto fail;
     }
+    /* The clock file modification times are taken from (engine_files_changed_since). */
     struct timespec loaded_at;
-    clock_gettime(CLOCK_REALTIME, &loaded_at);
+    clock_gettime(CLOCK_REALTIME_COARSE, &loaded_at);
     engine = engine_create(&o, err, sizeof err); /* owns o.config from here */
     if (!engine || engine_start(engine, err, sizeof err) != 0)
         goto fail;
