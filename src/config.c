@@ -74,24 +74,44 @@ static int read_channels(struct credentials *c, char *err, size_t errlen)
     return 0;
 }
 
+/* The channels of out->root, once path, dir and root are set. */
+static int credentials_read(struct credentials *out, char *err, size_t errlen)
+{
+    if (out->root->type == CFG_NULL)
+        return 0;
+    if (out->root->type != CFG_MAP)
+        return cfg_value_error(err, errlen, out->path, out->root,
+                               "the top level must be a map of channel names to their parameters");
+    return read_channels(out, err, errlen);
+}
+
 int credentials_load(const char *path, struct credentials *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
-    if (load_root(path, &out->path, &out->dir, &out->root, err, errlen) < 0)
-        goto fail;
-    if (out->root->type == CFG_NULL)
-        return 0;
-    if (out->root->type != CFG_MAP) {
-        cfg_value_error(err, errlen, path, out->root,
-                        "the top level must be a map of channel names to their parameters");
-        goto fail;
+    if (load_root(path, &out->path, &out->dir, &out->root, err, errlen) < 0 ||
+        credentials_read(out, err, errlen) < 0) {
+        credentials_free(out);
+        return -1;
     }
-    if (read_channels(out, err, errlen) < 0)
-        goto fail;
     return 0;
-fail:
-    credentials_free(out);
-    return -1;
+}
+
+int credentials_from_tree(cfg_value *root, const char *name, const char *dir,
+                          struct credentials *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    out->root = root;
+    out->path = strdup(name);
+    out->dir = strdup(dir);
+    if (!out->path || !out->dir) {
+        credentials_free(out);
+        return cfg_error(err, errlen, name, 0, 0, "out of memory");
+    }
+    if (credentials_read(out, err, errlen) < 0) {
+        credentials_free(out);
+        return -1;
+    }
+    return 0;
 }
 
 void credentials_free(struct credentials *c)

@@ -29,6 +29,10 @@ struct credentials {
 /* Load credentials.yml. An empty file means no channels. The top level must be a map; each value a
  * map or empty. Errors: "PATH:LINE:COL: reason" (e.g. "channel 'slack': parameters must be a map"). */
 int credentials_load(const char *path, struct credentials *out, char *err, size_t errlen);
+/* The same from a tree already parsed (a case file's `credentials:`), which `out` takes over;
+ * `name` stands for the file in messages, `dir` is where relative channel keys are found. */
+int credentials_from_tree(cfg_value *root, const char *name, const char *dir,
+                          struct credentials *out, char *err, size_t errlen);
 void credentials_free(struct credentials *c);
 
 /* ---- endpoints.yml -------------------------------------------------------------------------- */

@@ -71,6 +71,13 @@ int engine_files_changed_since(const struct engine *e, const struct timespec *si
 /* "/webhooks/rest/webhook, ..." for the startup line. */
 void engine_describe_channels(const struct engine *e, char *out, size_t size);
 
+/* The contract of an answer handed from Lua (pipeline.run's results, host.answer's arguments):
+ * `count` values at L[base..]: status (an integer 100-599), content type (a string or nil), body
+ * (a string or nil), headers (a table, or nil). Returns NULL when they hold, else what is wrong.
+ * (job.c; offline runs check the same.) */
+struct lua_State;
+const char *job_answer_problem(struct lua_State *L, int base, int count);
+
 /* The number of CPUs this process may run on. */
 unsigned engine_cpu_count(void);
 

@@ -37,6 +37,12 @@ struct http_request {
     const char *remote_addr; /* peer address, no port */
     const char *body;        /* exactly as received; NUL-terminated for convenience */
     size_t body_len;
+    /* A request made without a connection (offline.c) carries its headers (names in lower case)
+     * and query arguments (decoded) here; a served one reads them from its exchange. */
+    const struct http_header *headers;
+    size_t header_count;
+    const struct http_header *query;
+    size_t query_count;
 };
 
 struct http_response {

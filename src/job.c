@@ -8,6 +8,7 @@
 #include "list.h"
 #include "log.h"
 #include "lua_request.h"
+#include "lua_state.h"
 #include "metrics.h"
 #include "outbound.h"
 
@@ -280,19 +281,10 @@ void job_resume_with_turn(struct job *job)
 
 /* ---- pushing into a Lua state from the loop -------------------------------------------------
  * Every push can allocate, and an allocation refused by the memory cap raises. Outside a
- * protected call that would abort the process, so the loop pushes only through push_protected:
- * the values are built on the state's main thread (idle between events) inside lua_pcall, then
- * moved. A failure leaves the error value on the main thread's stack. */
-
-/* Run fn(ud) in a protected call on L (a main thread, idle). Returns LUA_OK with fn's results on
- * L's stack (lua_gettop counts them), or an error code with the error value on top. */
-static int push_protected(lua_State *L, lua_CFunction fn, void *ud)
-{
-    lua_settop(L, 0);
-    lua_pushcfunction(L, fn);
-    lua_pushlightuserdata(L, ud);
-    return lua_pcall(L, 1, LUA_MULTRET, 0);
-}
+ * protected call that would abort the process, so the loop pushes only through
+ * lua_state_push_protected: the values are built on the state's main thread (idle between
+ * events) inside lua_pcall, then moved. A failure leaves the error value on the main thread's
+ * stack. */
 
 /* [-0,+n,m] */
 static int l_push_http_result(lua_State *L)
@@ -330,7 +322,7 @@ static void http_done(void *ctx, const struct outbound_result *result)
     struct job *job = ctx;
     lua_State *L = job->st->L;
     job->call = NULL;
-    if (push_protected(L, l_push_http_result, (void *)result) != LUA_OK) {
+    if (lua_state_push_protected(L, l_push_http_result, (void *)result) != LUA_OK) {
         /* The answer does not fit in the state: the script gets nil and the error (the memory
          * error's message is preallocated, so nothing here allocates). */
         log_msg(LOG_ERROR, job->id, "the answer to an outbound HTTP request (%zu bytes) does not "
@@ -444,7 +436,7 @@ void job_start(struct worker *w, struct http_exchange *x, const struct http_requ
     }
 
     struct job_prepare prepare = {job, m};
-    if (push_protected(L, l_job_prepare, &prepare) != LUA_OK) {
+    if (lua_state_push_protected(L, l_job_prepare, &prepare) != LUA_OK) {
         log_msg(LOG_ERROR, job->id, "%s %s: no memory left in the channel's Lua state for a new "
                                     "request (server.lua_memory_limit): %s",
                 r->method, r->path, lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "");

@@ -11,8 +11,8 @@
 #define REQUEST_MT "switchboard.request"
 
 struct lua_request {
-    struct http_exchange *x; /* NULL once invalidated */
-    const struct http_request *r;
+    struct http_exchange *x;       /* NULL for a request made without a connection */
+    const struct http_request *r;  /* NULL once invalidated */
 };
 
 struct lua_request *lua_request_push(lua_State *L, struct http_exchange *x,
@@ -132,10 +132,18 @@ static void build_field(lua_State *L, struct lua_request *u, const char *key)
         lua_pushfstring(L, "%s://%s%s", r->scheme, r->host, r->raw_uri);
     } else if (strcmp(key, "query") == 0) {
         lua_createtable(L, 0, 2);
-        http_each_query_arg(u->x, add_first_value, L);
+        if (r->query)
+            for (size_t i = 0; i < r->query_count; i++)
+                add_first_value(L, r->query[i].name, r->query[i].value);
+        else
+            http_each_query_arg(u->x, add_first_value, L);
     } else if (strcmp(key, "headers") == 0) {
         lua_createtable(L, 0, 8);
-        http_each_header(u->x, add_header, L);
+        if (r->headers)
+            for (size_t i = 0; i < r->header_count; i++)
+                add_header(L, r->headers[i].name, r->headers[i].value);
+        else
+            http_each_header(u->x, add_header, L);
     } else if (strcmp(key, "json") == 0) {
         push_json(L, r);
     } else if (strcmp(key, "form") == 0) {
@@ -150,7 +158,7 @@ static int l_request_index(lua_State *L)
 {
     struct lua_request *u = luaL_checkudata(L, 1, REQUEST_MT);
     const char *key = luaL_checkstring(L, 2);
-    if (!u->x)
+    if (!u->r)
         return luaL_error(L, "req.%s: the request object is no longer valid (it belongs to a "
                              "call that has finished)", key);
     lua_getiuservalue(L, 1, 1);

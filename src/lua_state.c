@@ -446,6 +446,14 @@ int lua_state_pcall(lua_State *L, int nargs, int nresults, char *err, size_t err
     return -1;
 }
 
+int lua_state_push_protected(lua_State *L, lua_CFunction fn, void *ud)
+{
+    lua_settop(L, 0);
+    lua_pushcfunction(L, fn);
+    lua_pushlightuserdata(L, ud);
+    return lua_pcall(L, 1, LUA_MULTRET, 0);
+}
+
 void lua_error_first_line(char *text)
 {
     char *nl = strchr(text, '\n');

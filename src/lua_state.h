@@ -47,6 +47,11 @@ int lua_state_budget_exceeded(void);
  * as an HTTP error raised by the host, is passed through untouched). On error the message is
  * copied to err (when err is not NULL), the error value stays on the stack, returns -1. */
 int lua_state_pcall(lua_State *L, int nargs, int nresults, char *err, size_t errlen);
+/* Run fn(ud) in a protected call on L, a main thread with nothing running: the way host code
+ * builds values it hands a script (every push may allocate, and an allocation refused by the
+ * memory cap raises). Returns LUA_OK with fn's results alone on L's stack, or an error code with
+ * the error value on top. */
+int lua_state_push_protected(lua_State *L, lua_CFunction fn, void *ud);
 /* Cut an error text from lua_state_pcall or lua_state_dofile at its first line break: the one
  * line "file:line: message", without the traceback that follows (for startup and reload errors). */
 void lua_error_first_line(char *text);

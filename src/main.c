@@ -7,6 +7,7 @@
 #include "engine.h"
 #include "http.h"
 #include "log.h"
+#include "offline.h"
 #include "scripts.h"
 #include "watch.h"
 
@@ -24,7 +25,7 @@
 #define MAX_CORS 32
 
 struct cli {
-    const char *command;          /* "run" or "check" */
+    const char *command;          /* "run", "check" or "test" */
     const char *credentials;
     const char *endpoints;
     unsigned port;
@@ -38,6 +39,8 @@ struct cli {
     int access_log;
     const char *ssl_certificate;
     const char *ssl_keyfile;
+    const char *const *test_paths; /* test: the paths given */
+    int test_count;
 };
 
 static const char usage[] =
@@ -48,11 +51,14 @@ static const char usage[] =
     "                    [--log-format text|json] [--access-log]\n"
     "                    [--ssl-certificate FILE --ssl-keyfile FILE]\n"
     "  switchboard check [--credentials FILE] [--endpoints FILE]\n"
+    "  switchboard test  [PATH ...]\n"
     "  switchboard --version | --help\n"
     "\n"
     "run    serve the channels of credentials.yml and hand their messages to the bot of\n"
     "       endpoints.yml (default: the bundled demo bot)\n"
     "check  load and validate every file and script, then exit (0: all good)\n"
+    "test   run the case files in PATH (files, or folders searched for *.yml, *.yaml and *.json\n"
+    "       files with `cases:`; default: .) offline, one line per case (docs/testing.md)\n"
     "\n"
     "--log-format json writes one JSON object per log line; --access-log logs one line per\n"
     "answer at info level. GET /metrics and GET /status answer local clients, or whoever\n"
@@ -90,7 +96,7 @@ static int parse_cli(int argc, char **argv, struct cli *c)
     c->log_level = "info";
     c->log_format = "text";
     if (argc < 2)
-        return fail_usage("%s", "missing command: run or check");
+        return fail_usage("%s", "missing command: run, check or test");
     if (strcmp(argv[1], "--version") == 0) {
         printf("Switchboard %s\n", SB_VERSION);
         return 1;
@@ -99,8 +105,17 @@ static int parse_cli(int argc, char **argv, struct cli *c)
         fputs(usage, stdout);
         return 1;
     }
+    if (strcmp(argv[1], "test") == 0) {
+        c->command = argv[1];
+        c->test_paths = (const char *const *)argv + 2;
+        c->test_count = argc - 2;
+        for (int i = 2; i < argc; i++)
+            if (argv[i][0] == '-' && strcmp(argv[i], "-") != 0)
+                return fail_usage("unknown option for test: %s", argv[i]);
+        return 0;
+    }
     if (strcmp(argv[1], "run") != 0 && strcmp(argv[1], "check") != 0)
-        return fail_usage("unknown command '%s': expected run or check", argv[1]);
+        return fail_usage("unknown command '%s': expected run, check or test", argv[1]);
     c->command = argv[1];
     int run = strcmp(c->command, "run") == 0;
 
@@ -279,6 +294,21 @@ static int engine_options_init(struct engine_options *o, const struct cli *c, ch
     o->http.trust_forwarded = server->trust_forwarded_headers;
     o->listen_fd = -1;
     return 0;
+}
+
+/* switchboard test [PATH...]: the case files, offline (docs/testing.md). */
+static int command_test(const struct cli *c)
+{
+    char data_dir[PATH_MAX];
+    if (find_data_dir(data_dir, sizeof data_dir) != 0)
+        return 2;
+    struct endpoints defaults;
+    endpoints_defaults(&defaults);
+    struct lua_paths paths = {.data_dir = data_dir};
+    struct lua_limits limits = {.memory_limit = defaults.server.lua_memory_limit,
+                                .cpu_budget = defaults.server.lua_cpu_budget};
+    log_set_level(LOG_ERROR); /* the cases' own lines, not the host's info lines */
+    return offline_test(c->test_paths, c->test_count, &paths, &limits);
 }
 
 static int command_check(const struct cli *c)
@@ -487,5 +517,7 @@ int main(int argc, char **argv)
         return rc;
     if (strcmp(c.command, "check") == 0)
         return command_check(&c);
+    if (strcmp(c.command, "test") == 0)
+        return command_test(&c);
     return command_run(&c);
 }

@@ -52,6 +52,27 @@ fail:
     return NULL;
 }
 
+struct script_config *script_config_new(struct credentials *credentials,
+                                        struct endpoints *endpoints, char *err, size_t errlen)
+{
+    struct script_config_storage *s = calloc(1, sizeof *s);
+    if (!s) {
+        credentials_free(credentials);
+        endpoints_free(endpoints);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    struct script_config *c = &s->config;
+    atomic_init(&c->refs, 1);
+    c->credentials = *credentials;
+    c->have_credentials = 1;
+    c->endpoints = *endpoints;
+    memset(credentials, 0, sizeof *credentials);
+    endpoints_defaults(endpoints);
+    snprintf(s->cwd, sizeof s->cwd, "%s", c->credentials.dir ? c->credentials.dir : ".");
+    return c;
+}
+
 void script_config_ref(struct script_config *c) { atomic_fetch_add(&c->refs, 1); }
 
 void script_config_unref(struct script_config *c)

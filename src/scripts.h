@@ -76,6 +76,9 @@ void script_state_close(struct script_state *s);
  * apply), with one reference for the caller. Returns NULL with err. */
 struct script_config *script_config_read(const char *credentials_path, const char *endpoints_path,
                                          char *err, size_t errlen);
+/* A configuration made of parts already loaded (offline runs), which it takes over. */
+struct script_config *script_config_new(struct credentials *credentials,
+                                        struct endpoints *endpoints, char *err, size_t errlen);
 /* Take another reference / drop one (the last frees the configuration). Any thread. */
 void script_config_ref(struct script_config *c);
 void script_config_unref(struct script_config *c);

@@ -1,0 +1,203 @@
+-- SPDX-License-Identifier: MIT
+-- The case runner of `switchboard test` (docs/testing.md): for each case of a case file, the
+-- request goes through the real channel and pipeline (request(), in offline.c), the platform's
+-- answers come from the case's `platform:` list, and what came out is compared with `expect:`.
+-- One line per case, the differences under a failing one.
+local sb = require "switchboard"
+local take_messages = require("switchboard.case_log").take
+
+local type, pairs, ipairs, tostring, format = type, pairs, ipairs, tostring, string.format
+local encode, decode, null = sb.json.encode, sb.json.decode, sb.json.null
+local urlencode = sb.urlencode
+local write = io.write
+
+local M = {}
+
+-- ---- comparing --------------------------------------------------------------------------------
+
+local function show(v)
+  if type(v) == "table" then
+    local ok, text = pcall(encode, v)
+    return ok and text or tostring(v)
+  end
+  if type(v) == "string" then
+    return format("%q", v)
+  end
+  return tostring(v)
+end
+
+local function is_array(t)
+  return type(t) == "table" and (t[1] ~= nil or next(t) == nil)
+end
+
+-- Differences between what was expected and what came: `exact` compares whole values, else a
+-- table only needs the keys the expectation names (messages, calls, headers). Arrays always
+-- need the same length.
+local function compare(expected, actual, path, exact, out)
+  if type(expected) == "table" and expected ~= null then
+    if type(actual) ~= "table" then
+      out[#out + 1] = format("%s: expected %s, got %s", path, show(expected), show(actual))
+      return
+    end
+    if is_array(expected) and #expected ~= #actual and (exact or #expected > 0) then
+      out[#out + 1] = format("%s: expected %d items, got %d: %s", path, #expected, #actual,
+        show(actual))
+      return
+    end
+    for k, v in pairs(expected) do
+      compare(v, actual[k], path .. "." .. tostring(k), exact, out)
+    end
+    if exact then
+      for k, v in pairs(actual) do
+        if expected[k] == nil then
+          out[#out + 1] = format("%s.%s: not expected, got %s", path, tostring(k), show(v))
+        end
+      end
+    end
+    return
+  end
+  -- Numbers compare by value (1 and 1.0 alike); everything else exactly.
+  if expected ~= actual and not (type(expected) == "number" and type(actual) == "number"
+      and expected == actual) then
+    out[#out + 1] = format("%s: expected %s, got %s", path, show(expected), show(actual))
+  end
+end
+
+-- ---- the platform ---------------------------------------------------------------------------
+
+-- The answer for an outbound call: the first entry of `platform` whose method and URL match
+-- (`url` exactly, or `url_pattern` as a Lua pattern); every call is recorded.
+local function platform_for(entries, calls)
+  return function(call)
+    local recorded = { method = call.method, url = call.url, headers = call.headers,
+      body = call.body }
+    if call.body ~= "" then
+      local ok, value = pcall(decode, call.body)
+      if ok then recorded.json = value end
+    end
+    calls[#calls + 1] = recorded
+    for _, entry in ipairs(entries or {}) do
+      local method_ok = entry.method == nil or entry.method:upper() == call.method
+      local url_ok = (entry.url and entry.url == call.url)
+        or (entry.url_pattern and call.url:match(entry.url_pattern))
+        or (entry.url == nil and entry.url_pattern == nil)
+      if method_ok and url_ok then
+        if entry.error then
+          return entry.error -- no answer: the script gets nil and this message
+        end
+        local body = entry.body
+        local headers = {}
+        for k, v in pairs(entry.headers or {}) do headers[k:lower()] = tostring(v) end
+        if entry.json ~= nil then
+          body = encode(entry.json)
+          headers["content-type"] = headers["content-type"] or "application/json"
+        end
+        return { status = entry.status or 200, body = body or "", headers = headers }
+      end
+    end
+    return format("no answer in the case for %s %s", call.method, call.url)
+  end
+end
+
+-- ---- one case -------------------------------------------------------------------------------
+
+local function request_of(case, platform)
+  local req = case.request or {}
+  local headers = {}
+  for k, v in pairs(req.headers or {}) do headers[k:lower()] = tostring(v) end
+  local body = req.body
+  if req.json ~= nil then
+    body = encode(req.json)
+    headers["content-type"] = headers["content-type"] or "application/json"
+  elseif req.form ~= nil then
+    body = urlencode(req.form)
+    headers["content-type"] = headers["content-type"] or "application/x-www-form-urlencoded"
+  end
+  local query = {}
+  for k, v in pairs(req.query or {}) do query[k] = tostring(v) end
+  return {
+    channel = req.channel or case.channel, method = (req.method or "POST"):upper(),
+    path = req.path or "/webhook", query = query,
+    query_text = next(query) and urlencode(query) or nil, headers = headers,
+    body = body or "", platform = platform,
+  }
+end
+
+local function answer_body(result)
+  local body = result.body
+  if result.lines then
+    body = table.concat(result.lines)
+  end
+  return body
+end
+
+local function check_case(case, request, defaults)
+  local calls = {}
+  take_messages()
+  local result = request(request_of(case, platform_for(case.platform or defaults.platform, calls)))
+  local messages = take_messages()
+  local expect = case.expect or {}
+  local diffs = {}
+  if result.error then
+    diffs[#diffs + 1] = "the request failed: " .. tostring(result.error):match("^[^\n]*")
+  end
+  if expect.status ~= nil then compare(expect.status, result.status, "status", true, diffs) end
+  if expect.content_type ~= nil then
+    compare(expect.content_type, result.content_type, "content_type", true, diffs)
+  end
+  if expect.headers ~= nil then
+    local got = {}
+    for k, v in pairs(result.headers or {}) do got[k:lower()] = v end
+    local want = {}
+    for k, v in pairs(expect.headers) do want[k:lower()] = v end
+    compare(want, got, "headers", false, diffs)
+  end
+  local body = answer_body(result)
+  if expect.body ~= nil then compare(expect.body, body, "body", true, diffs) end
+  if expect.json ~= nil then
+    local ok, value = pcall(decode, body or "")
+    if not ok then
+      diffs[#diffs + 1] = format("json: the answer is not JSON: %s", show(body))
+    else
+      compare(expect.json, value, "json", true, diffs)
+    end
+  end
+  if expect.lines ~= nil then
+    local got = {}
+    for i, line in ipairs(result.lines or {}) do
+      local ok, value = pcall(decode, line)
+      got[i] = ok and value or line
+    end
+    compare(expect.lines, got, "lines", true, diffs)
+  end
+  if expect.messages ~= nil then compare(expect.messages, messages, "messages", false, diffs) end
+  if expect.calls ~= nil then compare(expect.calls, calls, "calls", false, diffs) end
+  return diffs
+end
+
+-- Run every case of a case file; prints a line per case. Returns passed, failed.
+function M.run_file(file_case, path, request)
+  local passed, failed = 0, 0
+  local defaults = { platform = file_case.platform }
+  for i, case in ipairs(file_case.cases or {}) do
+    case.channel = case.channel or file_case.channel
+    local name = case.name or ("case " .. i)
+    local ok, diffs = pcall(check_case, case, request, defaults)
+    if not ok then
+      diffs = { "the case could not run: " .. tostring(diffs):match("^[^\n]*") }
+    end
+    if #diffs == 0 then
+      passed = passed + 1
+      write(format("ok    %s: %s\n", path, name))
+    else
+      failed = failed + 1
+      write(format("FAIL  %s: %s\n", path, name))
+      for _, d in ipairs(diffs) do
+        write("        ", d, "\n")
+      end
+    end
+  end
+  return passed, failed
+end
+
+return M

@@ -1,0 +1,509 @@
+/* SPDX-License-Identifier: MIT */
+/* offline: see offline.h. One case file is one Lua state loaded like a worker's (every channel of
+ * the case's `credentials:`, the case bot, the pipeline), with a host table of its own: no
+ * sender gate, no deadline, answers kept in a table. The Lua side (switchboard.cases) reads the
+ * case, calls request() below for each one, and compares. */
+#include "offline.h"
+
+#include "config.h"
+#include "engine.h"
+#include "lua_request.h"
+#include "lua_sb.h"
+#include "router.h"
+#include "scripts.h"
+
+#include <dirent.h>
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define MAX_WAITS 10000 /* waits one request may make: sb.sleep returns at once offline */
+#define MAX_FIELDS 64   /* headers, query arguments */
+
+enum pending { PENDING_NONE, PENDING_SLEEP, PENDING_HTTP };
+
+/* The request being run (one at a time: the command is single-threaded). */
+struct run {
+    struct lua_task task;
+    enum pending pending;
+    int result_ref;   /* the table request() returns; the host functions fill it */
+    int platform_ref; /* the case's platform(call) -> answer function */
+    int answer_ref;   /* the last platform answer, kept until pushed to the script */
+};
+
+static struct run *current;
+
+/* ---- the host table of an offline run ------------------------------------------------------- */
+
+static void result_set(lua_State *L, const char *field, int value_idx)
+{
+    value_idx = lua_absindex(L, value_idx);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, current->result_ref);
+    lua_pushvalue(L, value_idx);
+    lua_setfield(L, -2, field);
+    lua_pop(L, 1);
+}
+
+/* host.message_begin(sender), host.message_end(): no gate and no deadline offline; each message
+ * still gets a CPU budget of its own.  [-0,+0,-] */
+static int l_message_begin(lua_State *L)
+{
+    (void)L;
+    return 0;
+}
+
+static int l_message_end(lua_State *L)
+{
+    lua_state_budget_end(L);
+    lua_state_budget_begin(L);
+    return 0;
+}
+
+/* host.stream_start(status, content_type)  [-0,+0,e] */
+static int l_stream_start(lua_State *L)
+{
+    luaL_checkinteger(L, 1);
+    luaL_checkstring(L, 2);
+    result_set(L, "status", 1);
+    result_set(L, "content_type", 2);
+    lua_newtable(L);
+    result_set(L, "lines", -1);
+    return 0;
+}
+
+/* host.stream_write(text): one line per call  [-0,+0,e] */
+static int l_stream_write(lua_State *L)
+{
+    luaL_checkstring(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, current->result_ref);
+    if (lua_getfield(L, -1, "lines") == LUA_TTABLE) {
+        lua_pushvalue(L, 1);
+        lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    }
+    return 0;
+}
+
+/* The answer (status, content type, body, headers) at L[base..]. */
+static void keep_answer(lua_State *L, int base)
+{
+    result_set(L, "status", base);
+    result_set(L, "content_type", base + 1);
+    result_set(L, "body", base + 2);
+    result_set(L, "headers", base + 3);
+}
+
+/* host.answer(status, content_type, body, headers)  [-0,+0,e] */
+static int l_answer(lua_State *L)
+{
+    const char *problem = job_answer_problem(L, 1, lua_gettop(L));
+    if (problem)
+        return luaL_error(L, "host.answer: %s", problem);
+    lua_settop(L, 4);
+    keep_answer(L, 1);
+    return 0;
+}
+
+static void push_offline_host(lua_State *L)
+{
+    static const luaL_Reg functions[] = {
+        {"message_begin", l_message_begin}, {"message_end", l_message_end},
+        {"stream_start", l_stream_start},   {"stream_write", l_stream_write},
+        {"answer", l_answer},               {NULL, NULL},
+    };
+    luaL_newlib(L, functions);
+}
+
+/* ---- waits ---------------------------------------------------------------------------------- */
+
+static void offline_sleep(struct lua_task *t, double seconds)
+{
+    (void)t;
+    (void)seconds;
+    current->pending = PENDING_SLEEP;
+}
+
+/* The call goes to the case's platform(call) function, inside the script's own coroutine (the
+ * script then waits as it would for the network). */
+static int offline_http(struct lua_task *t, const struct outbound_request *req, char *err,
+                        size_t errlen)
+{
+    lua_State *L = t->co;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, current->platform_ref);
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, req->method);
+    lua_setfield(L, -2, "method");
+    lua_pushstring(L, req->url);
+    lua_setfield(L, -2, "url");
+    lua_pushlstring(L, req->body ? req->body : "", req->body ? req->body_len : 0);
+    lua_setfield(L, -2, "body");
+    lua_createtable(L, 0, (int)req->header_count);
+    for (size_t i = 0; i < req->header_count; i++) {
+        lua_pushstring(L, req->headers[i].value);
+        lua_setfield(L, -2, req->headers[i].name);
+    }
+    lua_setfield(L, -2, "headers");
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "platform failed");
+        lua_pop(L, 1);
+        return -1;
+    }
+    luaL_unref(L, LUA_REGISTRYINDEX, current->answer_ref);
+    current->answer_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    current->pending = PENDING_HTTP;
+    return 0;
+}
+
+static const struct lua_task_ops offline_ops = {.sleep = offline_sleep, .http = offline_http};
+
+/* What sb.http.request returns for the platform's answer: {status, headers, body} as an
+ * outbound result, or nil and a message when the answer is a string (no answer came).  */
+static int push_platform_answer(lua_State *L, lua_State *co)
+{
+    int top = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, current->answer_ref);
+    struct outbound_result r = {0};
+    struct outbound_header headers[MAX_FIELDS];
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        r.error = lua_tostring(L, -1);
+    } else if (lua_istable(L, -1)) {
+        int answer = lua_gettop(L);
+        r.ok = 1;
+        lua_getfield(L, answer, "status");
+        r.status = lua_isinteger(L, -1) ? (long)lua_tointeger(L, -1) : 200;
+        lua_getfield(L, answer, "body");
+        r.body = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &r.body_len) : "";
+        if (lua_getfield(L, answer, "headers") == LUA_TTABLE) {
+            lua_pushnil(L);
+            while (lua_next(L, -2) && r.header_count < MAX_FIELDS) {
+                if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING)
+                    headers[r.header_count++] =
+                        (struct outbound_header){lua_tostring(L, -2), lua_tostring(L, -1)};
+                lua_pop(L, 1);
+            }
+        }
+        r.headers = headers;
+    } else {
+        r.error = "the case gave no answer for this call";
+    }
+    int n = sb_push_http_result(co, &r);
+    lua_settop(L, top);
+    return n;
+}
+
+/* ---- one request ---------------------------------------------------------------------------- */
+
+/* Fill `out` (at most MAX_FIELDS) with the string pairs of the table at idx; the strings stay
+ * owned by the table. */
+static size_t read_pairs(lua_State *L, int idx, struct http_header *out)
+{
+    size_t n = 0;
+    if (!lua_istable(L, idx))
+        return 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx) && n < MAX_FIELDS) {
+        if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
+            out[n].name = lua_tostring(L, -2);
+            out[n].value = lua_tostring(L, -1);
+            n++;
+        }
+        lua_pop(L, 1);
+    }
+    return n;
+}
+
+/* request{channel=, method=, path=, query=, query_text=, headers= (names in lower case), body=,
+ * platform=function(call) -> answer} -> {status=, content_type=, headers=, body=, lines=, error=}:
+ * one request through the channel, in this state (the upvalue).  [-0,+1,e] */
+static int l_request(lua_State *L)
+{
+    struct script_state *st = lua_touserdata(L, lua_upvalueindex(1));
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    lua_newtable(L); /* 2: strings kept alive for the request */
+    /* Without a channel name, the case file's only channel. */
+    const char *only = st->gen->channels.count == 1 ? st->gen->channels.defs[0].name : "";
+    const char *channel = (lua_getfield(L, 1, "channel"), luaL_optstring(L, -1, only));
+    const char *method = (lua_getfield(L, 1, "method"), luaL_optstring(L, -1, "POST"));
+    const char *path = (lua_getfield(L, 1, "path"), luaL_optstring(L, -1, "/webhook"));
+    size_t body_len = 0;
+    const char *body = (lua_getfield(L, 1, "body"), luaL_optlstring(L, -1, "", &body_len));
+    lua_getfield(L, 1, "headers");    /* 7 */
+    lua_getfield(L, 1, "query");      /* 8 */
+    lua_getfield(L, 1, "query_text"); /* 9: the query as it would be sent, for req.url */
+    const char *full = lua_pushfstring(L, "/webhooks/%s%s", channel, path); /* 10 */
+    const char *raw = lua_isstring(L, 9) ? lua_pushfstring(L, "%s?%s", full, lua_tostring(L, 9))
+                                         : lua_pushstring(L, full); /* 11 */
+
+    struct http_header headers[MAX_FIELDS], query[MAX_FIELDS];
+    struct http_request r = {.id = "offline", .method = method, .path = full, .raw_uri = raw,
+                             .scheme = "https", .host = "localhost", .remote_addr = "127.0.0.1",
+                             .body = body, .body_len = body_len, .headers = headers,
+                             .query = query};
+    r.header_count = read_pairs(L, 7, headers);
+    r.query_count = read_pairs(L, 8, query);
+    for (size_t i = 0; i < r.header_count; i++)
+        if (strcmp(headers[i].name, "host") == 0)
+            r.host = headers[i].value;
+
+    struct route_match m;
+    router_match(&st->gen->routes, method, full, &m);
+    lua_newtable(L);
+    int result = lua_gettop(L);
+    if (m.kind != ROUTE_WEBHOOK && m.kind != ROUTE_CUSTOM) {
+        lua_pushinteger(L, m.kind == ROUTE_HEALTH ? 200 : m.kind == ROUTE_METHOD_NOT_ALLOWED ? 405
+                                                                                             : 404);
+        lua_setfield(L, result, "status");
+        return 1;
+    }
+
+    struct run run = {.task = {.request_id = "offline", .ops = &offline_ops},
+                      .answer_ref = LUA_NOREF};
+    lua_pushvalue(L, result);
+    run.result_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, 1, "platform");
+    run.platform_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    struct run *outer = current;
+    current = &run;
+
+    lua_State *co = lua_newthread(L);
+    int co_idx = lua_gettop(L);
+    run.task.co = co;
+    lua_task_bind(co, &run.task);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, st->run_ref);
+    lua_pushstring(co, m.kind == ROUTE_WEBHOOK ? "webhook" : "route");
+    lua_rawgeti(co, LUA_REGISTRYINDEX, st->channel_refs[m.channel]);
+    struct lua_request *req = lua_request_push(co, NULL, &r);
+    if (m.route)
+        lua_pushstring(co, m.route->spec);
+    else
+        lua_pushnil(co);
+
+    int nargs = 4, rc, nres = 0;
+    for (int waits = 0;; waits++) {
+        run.pending = PENDING_NONE;
+        lua_state_budget_begin(co);
+        rc = lua_resume(co, L, nargs, &nres);
+        lua_state_budget_end(co);
+        if (rc != LUA_YIELD)
+            break;
+        lua_pop(co, nres);
+        if (run.pending == PENDING_NONE || waits == MAX_WAITS) {
+            lua_pushstring(co, run.pending == PENDING_NONE ? "a script yielded outside a coroutine "
+                                                             "of its own"
+                                                           : "the request waited too many times");
+            rc = LUA_ERRRUN;
+            break;
+        }
+        nargs = run.pending == PENDING_HTTP ? push_platform_answer(L, co) : 0;
+    }
+    if (rc == LUA_OK) {
+        int base = lua_gettop(co) - nres + 1;
+        if (nres == 0 || lua_isnil(co, base)) {
+            /* answered already: streamed, or host.answer before the bot (async) */
+        } else if (!job_answer_problem(co, base, nres)) {
+            lua_settop(co, base + 3);
+            keep_answer(co, base);
+        } else {
+            lua_pushstring(co, job_answer_problem(co, base, nres));
+            result_set(co, "error", -1);
+        }
+    } else {
+        lua_pushvalue(co, -1);
+        lua_xmove(co, L, 1);
+        lua_setfield(L, result, "error");
+        lua_pushinteger(L, 500);
+        lua_setfield(L, result, "status");
+    }
+    lua_request_invalidate(req);
+    lua_task_bind(co, NULL);
+    current = outer;
+    luaL_unref(L, LUA_REGISTRYINDEX, run.result_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, run.platform_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, run.answer_ref);
+    lua_remove(L, co_idx);
+    lua_pushvalue(L, result);
+    return 1;
+}
+
+/* ---- case files ----------------------------------------------------------------------------- */
+
+/* Take the value under `key` out of the map (it becomes empty there), or NULL. */
+static cfg_value *detach(cfg_value *map, const char *key)
+{
+    size_t i;
+    if (!map || map->type != CFG_MAP || !cfg_map_find(map, key, &i))
+        return NULL;
+    cfg_value *v = malloc(sizeof *v);
+    if (!v)
+        return NULL;
+    *v = map->items[i];
+    memset(&map->items[i], 0, sizeof map->items[i]);
+    map->items[i].type = CFG_NULL;
+    return v;
+}
+
+/* Load the case's channels and the case bot into one state. */
+static struct script_state *load_case(cfg_value *root, const char *file,
+                                      const struct lua_paths *paths,
+                                      const struct lua_limits *limits, char *err, size_t errlen)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", file);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
+    char *abs = realpath(dir, NULL);
+    if (!abs) {
+        snprintf(err, errlen, "%s: cannot resolve its folder", file);
+        return NULL;
+    }
+    struct credentials cred;
+    cfg_value *channels = detach(root, "credentials");
+    if (!channels) {
+        free(abs);
+        snprintf(err, errlen, "%s: needs `credentials:`, the channels as in credentials.yml", file);
+        return NULL;
+    }
+    if (credentials_from_tree(channels, file, abs, &cred, err, errlen) != 0) {
+        free(abs);
+        return NULL;
+    }
+    struct endpoints ep;
+    endpoints_defaults(&ep);
+    ep.bot.kind = BOT_SCRIPT;
+    size_t len = strlen(paths->data_dir) + 64;
+    ep.bot.script = malloc(len);
+    if (ep.bot.script)
+        snprintf(ep.bot.script, len, "%s/lua/switchboard/case_bot.lua", paths->data_dir);
+    ep.root = detach(root, "bot");
+    ep.bot.params = ep.root;
+    /* bot: {lua: FILE}: a Lua bot of the project, relative to the case file's folder. */
+    size_t i;
+    if (ep.root && ep.root->type == CFG_MAP && cfg_map_find(ep.root, "lua", &i) &&
+        ep.root->items[i].type == CFG_STRING && ep.root->items[i].text[0] != '/') {
+        size_t n = strlen(abs) + strlen(ep.root->items[i].text) + 2;
+        char *full = malloc(n);
+        if (full) {
+            snprintf(full, n, "%s/%s", abs, ep.root->items[i].text);
+            free(ep.root->items[i].text);
+            ep.root->items[i].text = full;
+        }
+    }
+    ep.dir = abs;
+    struct script_config *config = script_config_new(&cred, &ep, err, errlen);
+    if (!config)
+        return NULL;
+    struct script_options so = {.paths = *paths, .limits = *limits, .push_host = push_offline_host};
+    struct script_state *st = NULL;
+    struct generation *gen = generation_load(config, &so, 1, &st, 1, 0, err, errlen);
+    script_config_unref(config);
+    return gen ? st : NULL;
+}
+
+/* 1 when the file looks like a case file: a map with `cases:`. */
+static int is_case_file(const char *path)
+{
+    size_t n = strlen(path);
+    if (!((n > 4 && strcmp(path + n - 4, ".yml") == 0) ||
+          (n > 5 && strcmp(path + n - 5, ".yaml") == 0) ||
+          (n > 5 && strcmp(path + n - 5, ".json") == 0)))
+        return 0;
+    cfg_value *root = NULL;
+    char err[256];
+    int yes = cfg_parse_file(path, &root, err, sizeof err) == 0 && cfg_map_get(root, "cases");
+    cfg_free(root);
+    return yes;
+}
+
+struct totals {
+    long passed, failed, broken;
+};
+
+static void run_file(const char *path, const struct lua_paths *paths,
+                     const struct lua_limits *limits, struct totals *t)
+{
+    char err[4096];
+    cfg_value *root = NULL;
+    if (cfg_parse_file(path, &root, err, sizeof err) != 0) {
+        printf("ERROR %s\n", err);
+        t->broken++;
+        return;
+    }
+    struct script_state *st = load_case(root, path, paths, limits, err, sizeof err);
+    if (!st) {
+        cfg_free(root);
+        lua_error_first_line(err);
+        printf("ERROR %s\n", err);
+        t->broken++;
+        return;
+    }
+    lua_State *L = st->L;
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "switchboard.cases");
+    if (lua_state_pcall(L, 1, 1, err, sizeof err) != 0) {
+        printf("ERROR %s: %s\n", path, err);
+        t->broken++;
+    } else {
+        lua_getfield(L, -1, "run_file");
+        lua_push_cfg(L, root);
+        lua_pushstring(L, path);
+        lua_pushlightuserdata(L, st);
+        lua_pushcclosure(L, l_request, 1);
+        if (lua_state_pcall(L, 3, 2, err, sizeof err) != 0) {
+            printf("ERROR %s: %s\n", path, err);
+            t->broken++;
+        } else {
+            t->passed += (long)lua_tointeger(L, -2);
+            t->failed += (long)lua_tointeger(L, -1);
+        }
+    }
+    fflush(stdout);
+    script_state_close(st);
+    cfg_free(root);
+}
+
+static void run_path(const char *path, const struct lua_paths *paths,
+                     const struct lua_limits *limits, struct totals *t, int named)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        printf("ERROR %s: no such file or folder\n", path);
+        t->broken++;
+        return;
+    }
+    if (!S_ISDIR(sb.st_mode)) {
+        if (named || is_case_file(path))
+            run_file(path, paths, limits, t);
+        return;
+    }
+    struct dirent **names = NULL;
+    int n = scandir(path, &names, NULL, alphasort);
+    for (int i = 0; i < n; i++) {
+        if (names[i]->d_name[0] != '.' && strcmp(names[i]->d_name, "node_modules") != 0) {
+            char child[4096];
+            snprintf(child, sizeof child, "%s/%s", path, names[i]->d_name);
+            run_path(child, paths, limits, t, 0);
+        }
+        free(names[i]);
+    }
+    free(names);
+}
+
+int offline_test(const char *const *paths, int count, const struct lua_paths *lua_paths,
+                 const struct lua_limits *limits)
+{
+    struct totals t = {0, 0, 0};
+    const char *here = ".";
+    if (count == 0) {
+        paths = &here;
+        count = 1;
+    }
+    for (int i = 0; i < count; i++)
+        run_path(paths[i], lua_paths, limits, &t, 1);
+    printf("%ld passed, %ld failed\n", t.passed, t.failed + t.broken);
+    return t.broken ? 2 : t.failed ? 1 : 0;
+}

@@ -1,0 +1,170 @@
+# SPDX-License-Identifier: MIT
+"""`switchboard test` (docs/testing.md): case files run offline through the real binary: the
+request goes through the real channel, pipeline and bot code, the platform's answers come from
+the case, and the answer, the messages the bot got and the outbound calls are compared. One line
+per case, the differences under a failing one, `N passed, M failed` last; exit 0, 1 or 2."""
+import os
+import unittest
+
+from harness import project
+from util import run_to_exit
+
+REST_CASES = """\
+credentials:
+  rest:
+bot:
+  replies:
+    - text: "Hello!"
+cases:
+  - name: a message reaches the bot
+    request:
+      json: {sender: u1, message: "  hi  "}
+    expect:
+      status: 200
+      json: [{recipient_id: u1, text: "Hello!"}]
+      messages: [{sender_id: u1, text: hi, input_channel: rest}]
+"""
+
+TELEGRAM_CASES = """\
+credentials:
+  telegram:
+    access_token: "123:abc"
+bot:
+  replies:
+    - text: "Pick one"
+      buttons: [{title: "Yes", payload: /affirm}]
+platform:
+  - method: POST
+    url_pattern: "/sendMessage$"
+    json: {ok: true, result: {message_id: 1}}
+cases:
+  - name: a text message is answered through sendMessage
+    request:
+      json:
+        update_id: 1
+        message: {message_id: 5, date: 1, chat: {id: 42, type: private},
+                  from: {id: 42, is_bot: false, first_name: A}, text: hello}
+    expect:
+      status: 200
+      body: success
+      messages: [{sender_id: "42", text: hello}]
+      calls:
+        - method: POST
+          url: "https://api.telegram.org/bot123:abc/sendMessage"
+          json: {chat_id: 42, text: "Pick one",
+                 reply_markup: {inline_keyboard: [[{text: "Yes", callback_data: /affirm}]]}}
+"""
+
+MIXED_CASES = """\
+credentials:
+  rest:
+  shout.lua:
+bot:
+  lua: bot.lua
+cases:
+  - name: streamed lines
+    request: {channel: rest, query: {stream: "true"}, json: {sender: s, message: x}}
+    expect:
+      status: 200
+      content_type: text/event-stream
+      lines: [{recipient_id: s, text: "bot got x"}]
+  - name: a custom channel next to the case file
+    request: {channel: shout, json: {sender: s, message: quiet}}
+    expect:
+      json: [{recipient_id: s, text: "bot got QUIET"}]
+      messages: [{text: QUIET}]
+  - name: a channel that raises is a 500
+    request: {channel: shout, json: {sender: s, message: boom}}
+    expect: {status: 500, content_type: application/json}
+  - name: this one fails on purpose
+    request: {channel: rest, json: {sender: s, message: x}}
+    expect:
+      status: 201
+      json: [{recipient_id: s, text: "something else"}]
+"""
+
+SHOUT = """\
+local c = { name = "shout" }
+function c.receive(req)
+  if req.json.message == "boom" then error("boom") end
+  return { { sender_id = req.json.sender, text = req.json.message:upper() } }
+end
+return c
+"""
+
+BOT = """\
+local sb = require "switchboard"
+local bot = {}
+function bot.handle(msg, out)
+  sb.sleep(5)   -- offline, a sleep returns at once
+  out:send_text_message("bot got " .. msg.text)
+end
+return bot
+"""
+
+
+def run_test(folder, *paths):
+    return run_to_exit(["test"] + list(paths), cwd=folder, timeout=60)
+
+
+class CaseRunnerTests(unittest.TestCase):
+    def test_passing_cases_print_one_line_each_and_exit_0(self):
+        folder = project({"rest.cases.yml": REST_CASES, "telegram.cases.yml": TELEGRAM_CASES})
+        result = run_test(folder)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        lines = result.stdout.splitlines()
+        self.assertEqual(lines, [
+            "ok    ./rest.cases.yml: a message reaches the bot",
+            "ok    ./telegram.cases.yml: a text message is answered through sendMessage",
+            "2 passed, 0 failed",
+        ])
+
+    def test_a_failing_case_shows_the_differences_and_exits_1(self):
+        folder = project({"mixed.cases.yml": MIXED_CASES, "shout.lua": SHOUT, "bot.lua": BOT})
+        result = run_test(folder, "mixed.cases.yml")
+        self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+        out = result.stdout
+        self.assertIn("ok    mixed.cases.yml: streamed lines\n", out)
+        self.assertIn("ok    mixed.cases.yml: a custom channel next to the case file\n", out)
+        self.assertIn("ok    mixed.cases.yml: a channel that raises is a 500\n", out)
+        self.assertIn("FAIL  mixed.cases.yml: this one fails on purpose\n"
+                      "        status: expected 201, got 200\n", out)
+        self.assertIn('json.1.text: expected "something else", got "bot got x"', out)
+        self.assertTrue(out.endswith("3 passed, 1 failed\n"), out)
+
+    def test_a_call_the_case_has_no_answer_for_fails_in_the_script(self):
+        # `verify` makes the channel ask getMe first, which the case does not answer: the
+        # script gets nil and the message, as if the platform were unreachable.
+        cases = TELEGRAM_CASES.replace('    access_token: "123:abc"\n',
+                                       '    access_token: "123:abc"\n    verify: mybot\n')
+        folder = project({"telegram.cases.yml": cases})
+        result = run_test(folder)
+        self.assertEqual(result.returncode, 1, result.stdout)
+        self.assertIn("status: expected 200, got 502", result.stdout)
+        self.assertIn("no answer in the case for POST https://api.telegram.org/bot123:abc/getMe",
+                      result.stdout)
+        self.assertIn('calls.1.url: expected "https://api.telegram.org/bot123:abc/sendMessage", '
+                      'got "https://api.telegram.org/bot123:abc/getMe"', result.stdout)
+
+    def test_a_broken_case_file_is_an_error_and_exits_2(self):
+        folder = project({"bad.cases.yml": "cases: [\n", "nochannels.cases.yml": "cases: []\n"})
+        for name, message in (("bad.cases.yml", "bad.cases.yml:2:1"),
+                              ("nochannels.cases.yml", "needs `credentials:`")):
+            result = run_test(folder, name)
+            self.assertEqual(result.returncode, 2, result.stdout)
+            self.assertIn(message, result.stdout)
+            self.assertTrue(result.stdout.endswith("0 passed, 1 failed\n"), result.stdout)
+
+    def test_a_folder_runs_only_files_with_cases(self):
+        folder = project({"suite/rest.cases.yml": REST_CASES,
+                          "suite/credentials.yml": "rest:\n",
+                          "suite/notes.json": "{\"not\": \"cases\"}"})
+        result = run_test(folder, "suite")
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertEqual(result.stdout.splitlines(),
+                         ["ok    suite/rest.cases.yml: a message reaches the bot",
+                          "1 passed, 0 failed"])
+
+
+if __name__ == "__main__":
+    unittest.main()
