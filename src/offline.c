@@ -453,7 +453,18 @@ static void run_file(const char *path, const struct lua_paths *paths,
         lua_pushstring(L, path);
         lua_pushlightuserdata(L, st);
         lua_pushcclosure(L, l_request, 1);
-        if (lua_state_pcall(L, 3, 2, err, sizeof err) != 0) {
+        /* channels: name -> {key =, params =}, for the signing helpers. */
+        const struct channel_set *set = &st->gen->channels;
+        lua_createtable(L, 0, (int)set->count);
+        for (size_t i = 0; i < set->count; i++) {
+            lua_createtable(L, 0, 2);
+            lua_pushstring(L, set->defs[i].key);
+            lua_setfield(L, -2, "key");
+            lua_push_cfg(L, set->defs[i].params);
+            lua_setfield(L, -2, "params");
+            lua_setfield(L, -2, set->defs[i].name);
+        }
+        if (lua_state_pcall(L, 4, 2, err, sizeof err) != 0) {
             printf("ERROR %s: %s\n", path, err);
             t->broken++;
         } else {

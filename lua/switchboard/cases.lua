@@ -99,6 +99,60 @@ local function platform_for(entries, calls)
   end
 end
 
+-- ---- signing ---------------------------------------------------------------------------------
+-- `sign: true` (the scheme of the channel's key) or `sign: <scheme>` signs the request the way
+-- the platform does, with the secret of the channel's own parameters, so a case needs no
+-- precomputed signature.
+
+local hmac, hex, base64 = sb.hmac, sb.hex, sb.base64
+local SIGNERS = {}
+
+function SIGNERS.slack(params, req)
+  local ts = tostring(math.floor(sb.now()))
+  req.headers["x-slack-request-timestamp"] = ts
+  req.headers["x-slack-signature"] =
+    "v0=" .. hex(hmac("sha256", params.slack_signing_secret or "", "v0:" .. ts .. ":" .. req.body))
+end
+
+function SIGNERS.facebook(params, req)
+  req.headers["x-hub-signature-256"] = "sha256=" .. hex(hmac("sha256", params.secret or "", req.body))
+end
+
+-- base64(HMAC-SHA1(auth token, URL .. the form's names and values, sorted by name)).
+function SIGNERS.twilio(params, req, form)
+  local url = "https://" .. (req.headers.host or "localhost") .. "/webhooks/" .. req.channel ..
+    req.path .. (req.query_text and ("?" .. req.query_text) or "")
+  local names = {}
+  for name in pairs(form or {}) do names[#names + 1] = name end
+  table.sort(names)
+  local text = { url }
+  for _, name in ipairs(names) do text[#text + 1] = name .. tostring(form[name]) end
+  req.headers["x-twilio-signature"] = base64(hmac("sha1", params.auth_token or "",
+    table.concat(text)))
+end
+
+function SIGNERS.telegram(params, req)
+  req.headers["x-telegram-bot-api-secret-token"] = params.secret_token
+end
+
+local function sign(case, req, channels)
+  local sign_as = (case.request or {}).sign
+  if not sign_as then
+    return
+  end
+  local channel = channels[req.channel]
+  if not channel then
+    error(format("sign: no channel named %s in the case's credentials", show(req.channel)), 0)
+  end
+  local scheme = sign_as == true and channel.key or sign_as
+  local signer = SIGNERS[scheme]
+  if not signer then
+    error(format("sign: no signing scheme %s (slack, facebook, twilio or telegram)",
+      show(scheme)), 0)
+  end
+  signer(channel.params or {}, req, (case.request or {}).form)
+end
+
 -- ---- one case -------------------------------------------------------------------------------
 
 local function request_of(case, platform)
@@ -134,7 +188,14 @@ end
 local function check_case(case, request, defaults)
   local calls = {}
   take_messages()
-  local result = request(request_of(case, platform_for(case.platform or defaults.platform, calls)))
+  local req = request_of(case, platform_for(case.platform or defaults.platform, calls))
+  if req.channel == nil then
+    local only, count = nil, 0
+    for name in pairs(defaults.channels) do only, count = name, count + 1 end
+    if count == 1 then req.channel = only end
+  end
+  sign(case, req, defaults.channels)
+  local result = request(req)
   local messages = take_messages()
   local expect = case.expect or {}
   local diffs = {}
@@ -175,10 +236,11 @@ local function check_case(case, request, defaults)
   return diffs
 end
 
--- Run every case of a case file; prints a line per case. Returns passed, failed.
-function M.run_file(file_case, path, request)
+-- Run every case of a case file (channels: name -> {key, params}); prints a line per case.
+-- Returns passed, failed.
+function M.run_file(file_case, path, request, channels)
   local passed, failed = 0, 0
-  local defaults = { platform = file_case.platform }
+  local defaults = { platform = file_case.platform, channels = channels or {} }
   for i, case in ipairs(file_case.cases or {}) do
     case.channel = case.channel or file_case.channel
     local name = case.name or ("case " .. i)

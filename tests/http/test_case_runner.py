@@ -83,6 +83,57 @@ cases:
       json: [{recipient_id: s, text: "something else"}]
 """
 
+SIGNED_CASES = """\
+credentials:
+  slack:
+    slack_token: xoxb-1
+    slack_signing_secret: s3cr3t
+    api_url: https://slack.test/api
+  facebook:
+    verify: v
+    secret: fbsecret
+    page-access-token: pat
+    api_url: https://graph.test
+  twilio:
+    account_sid: AC1
+    auth_token: tw
+    twilio_number: "+15550001"
+    api_url: https://twilio.test
+  telegram:
+    access_token: "1:t"
+    secret_token: tgsecret
+platform:
+  - json: {ok: true}
+cases:
+  - name: slack, signed
+    request: {channel: slack, sign: true, json: {type: url_verification, challenge: abc}}
+    expect: {status: 200, json: {challenge: abc}}
+  - name: slack, unsigned, is refused by the channel
+    request: {channel: slack, json: {type: url_verification, challenge: abc}}
+    expect: {status: 400}
+  - name: facebook, signed
+    request:
+      channel: facebook
+      sign: true
+      json: {object: page, entry: [{id: "1", time: 1, messaging: [{sender: {id: u},
+             recipient: {id: p}, timestamp: 1, message: {mid: m1, text: hi}}]}]}
+    expect: {status: 200, messages: [{sender_id: u, text: hi}]}
+  - name: twilio, signed over the URL and the sorted form
+    request:
+      channel: twilio
+      sign: true
+      query: {tenant: a}
+      form: {From: "+15551234", Body: hello, MessageSid: SM1}
+    expect: {status: 204, messages: [{sender_id: "+15551234", text: hello}]}
+  - name: telegram, with its secret token
+    request:
+      channel: telegram
+      sign: true
+      json: {update_id: 1, message: {message_id: 5, date: 1, chat: {id: 42, type: private},
+             text: hello}}
+    expect: {status: 200, messages: [{sender_id: "42", text: hello}]}
+"""
+
 SHOUT = """\
 local c = { name = "shout" }
 function c.receive(req)
@@ -145,6 +196,14 @@ class CaseRunnerTests(unittest.TestCase):
                       result.stdout)
         self.assertIn('calls.1.url: expected "https://api.telegram.org/bot123:abc/sendMessage", '
                       'got "https://api.telegram.org/bot123:abc/getMe"', result.stdout)
+
+    def test_signed_requests_pass_the_bundled_channels_checks(self):
+        # `sign: true` signs as the platform does, with the channel's own secret: each bundled
+        # channel's verify accepts it, and an unsigned request is still refused.
+        folder = project({"signed.cases.yml": SIGNED_CASES})
+        result = run_test(folder)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertTrue(result.stdout.endswith("5 passed, 0 failed\n"), result.stdout)
 
     def test_a_broken_case_file_is_an_error_and_exits_2(self):
         folder = project({"bad.cases.yml": "cases: [\n", "nochannels.cases.yml": "cases: []\n"})
