@@ -108,6 +108,18 @@ void json_null(struct json_writer *w)
     put(w, "null", 4);
 }
 
+void json_boolean(struct json_writer *w, int v)
+{
+    separate(w);
+    put(w, v ? "true" : "false", v ? 4 : 5);
+}
+
+void json_number_text(struct json_writer *w, const char *text)
+{
+    separate(w);
+    put(w, text, strlen(text));
+}
+
 char *json_writer_finish(struct json_writer *w, size_t *len)
 {
     if (w->failed || !w->text.data) {

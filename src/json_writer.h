@@ -26,6 +26,9 @@ void json_key(struct json_writer *w, const char *key);
 void json_string(struct json_writer *w, const char *s);
 void json_integer(struct json_writer *w, long long v);
 void json_null(struct json_writer *w);
+void json_boolean(struct json_writer *w, int v);
+/* A number already written as JSON text (e.g. "%.17g" of a double). */
+void json_number_text(struct json_writer *w, const char *text);
 /* The text, NUL-terminated, owned by the caller (free it); NULL when out of memory. */
 char *json_writer_finish(struct json_writer *w, size_t *len);
 

@@ -41,6 +41,10 @@ struct cli {
     const char *ssl_keyfile;
     const char *const *test_paths; /* test: the paths given */
     int test_count;
+    /* try */
+    const char *try_channel, *try_method, *try_path, *try_data;
+    const char *try_headers[MAX_CORS + 1], *try_query[MAX_CORS + 1];
+    int try_header_count, try_query_count, try_echo, try_sign;
 };
 
 static const char usage[] =
@@ -52,6 +56,9 @@ static const char usage[] =
     "                    [--ssl-certificate FILE --ssl-keyfile FILE]\n"
     "  switchboard check [--credentials FILE] [--endpoints FILE]\n"
     "  switchboard test  [PATH ...]\n"
+    "  switchboard try   CHANNEL [--data BODY|@FILE] [-H 'Name: value'] [--query k=v]\n"
+    "                    [--method M] [--path P] [--echo] [--sign]\n"
+    "                    [--credentials FILE] [--endpoints FILE]\n"
     "  switchboard --version | --help\n"
     "\n"
     "run    serve the channels of credentials.yml and hand their messages to the bot of\n"
@@ -59,6 +66,9 @@ static const char usage[] =
     "check  load and validate every file and script, then exit (0: all good)\n"
     "test   run the case files in PATH (files, or folders searched for *.yml, *.yaml and *.json\n"
     "       files with `cases:`; default: .) offline, one line per case (docs/testing.md)\n"
+    "try    send one request to a channel offline and print the messages the bot got, the\n"
+    "       outbound calls (each answered 200 {\"ok\":true}) and the answer (--echo: an echo\n"
+    "       bot instead of the configured one; --sign: signed as the platform would)\n"
     "\n"
     "--log-format json writes one JSON object per log line; --access-log logs one line per\n"
     "answer at info level. GET /metrics and GET /status answer local clients, or whoever\n"
@@ -86,6 +96,60 @@ static int parse_number(const char *text, double min, double max, double *out)
     return 0;
 }
 
+/* switchboard try CHANNEL [--data BODY|@FILE] [-H 'Name: value']... [--query k=v]...
+ * [--method M] [--path P] [--echo] [--sign] [--credentials F] [--endpoints F] */
+static int parse_try(int argc, char **argv, struct cli *c)
+{
+    c->command = argv[1];
+    c->try_method = "POST";
+    c->try_path = "/webhook";
+    c->try_data = "";
+    for (int i = 2; i < argc; i++) {
+        const char *opt = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(opt, "--echo") == 0) {
+            c->try_echo = 1;
+            continue;
+        }
+        if (strcmp(opt, "--sign") == 0) {
+            c->try_sign = 1;
+            continue;
+        }
+        if (opt[0] != '-') {
+            if (c->try_channel)
+                return fail_usage("try takes one channel, not also '%s'", opt);
+            c->try_channel = opt;
+            continue;
+        }
+        if (!value)
+            return fail_usage("%s needs a value", opt);
+        i++;
+        if (strcmp(opt, "--data") == 0 || strcmp(opt, "-d") == 0) {
+            c->try_data = value;
+        } else if (strcmp(opt, "-H") == 0 || strcmp(opt, "--header") == 0) {
+            if (c->try_header_count == MAX_CORS)
+                return fail_usage("%s", "too many -H headers");
+            c->try_headers[c->try_header_count++] = value;
+        } else if (strcmp(opt, "--query") == 0) {
+            if (c->try_query_count == MAX_CORS)
+                return fail_usage("%s", "too many --query arguments");
+            c->try_query[c->try_query_count++] = value;
+        } else if (strcmp(opt, "--method") == 0 || strcmp(opt, "-X") == 0) {
+            c->try_method = value;
+        } else if (strcmp(opt, "--path") == 0) {
+            c->try_path = value;
+        } else if (strcmp(opt, "--credentials") == 0) {
+            c->credentials = value;
+        } else if (strcmp(opt, "--endpoints") == 0) {
+            c->endpoints = value;
+        } else {
+            return fail_usage("unknown option for try: %s", opt);
+        }
+    }
+    if (!c->try_channel)
+        return fail_usage("%s", "try needs a channel: switchboard try CHANNEL [--data BODY]");
+    return 0;
+}
+
 /* Returns 0, 1 when the program should exit 0 (help, version), or 2 for a usage error. */
 static int parse_cli(int argc, char **argv, struct cli *c)
 {
@@ -96,7 +160,7 @@ static int parse_cli(int argc, char **argv, struct cli *c)
     c->log_level = "info";
     c->log_format = "text";
     if (argc < 2)
-        return fail_usage("%s", "missing command: run, check or test");
+        return fail_usage("%s", "missing command: run, check, test or try");
     if (strcmp(argv[1], "--version") == 0) {
         printf("Switchboard %s\n", SB_VERSION);
         return 1;
@@ -114,8 +178,10 @@ static int parse_cli(int argc, char **argv, struct cli *c)
                 return fail_usage("unknown option for test: %s", argv[i]);
         return 0;
     }
+    if (strcmp(argv[1], "try") == 0)
+        return parse_try(argc, argv, c);
     if (strcmp(argv[1], "run") != 0 && strcmp(argv[1], "check") != 0)
-        return fail_usage("unknown command '%s': expected run, check or test", argv[1]);
+        return fail_usage("unknown command '%s': expected run, check, test or try", argv[1]);
     c->command = argv[1];
     int run = strcmp(c->command, "run") == 0;
 
@@ -309,6 +375,38 @@ static int command_test(const struct cli *c)
                                 .cpu_budget = defaults.server.lua_cpu_budget};
     log_set_level(LOG_ERROR); /* the cases' own lines, not the host's info lines */
     return offline_test(c->test_paths, c->test_count, &paths, &limits);
+}
+
+/* switchboard try CHANNEL ...: one request offline (docs/testing.md). */
+static int command_try(const struct cli *c)
+{
+    char data_dir[PATH_MAX];
+    if (find_data_dir(data_dir, sizeof data_dir) != 0)
+        return 2;
+    char *body = NULL;
+    struct offline_request t = {
+        .credentials = credentials_path(c), .endpoints = endpoints_path(c),
+        .channel = c->try_channel, .method = c->try_method, .path = c->try_path,
+        .body = c->try_data, .body_len = strlen(c->try_data),
+        .headers = c->try_headers, .header_count = c->try_header_count,
+        .query = c->try_query, .query_count = c->try_query_count,
+        .echo = c->try_echo, .sign = c->try_sign};
+    if (c->try_data[0] == '@') {
+        body = read_whole_file(c->try_data + 1, "--data");
+        if (!body)
+            return 2;
+        t.body = body;
+        t.body_len = strlen(body);
+    }
+    struct endpoints defaults;
+    endpoints_defaults(&defaults);
+    struct lua_paths paths = {.data_dir = data_dir};
+    struct lua_limits limits = {.memory_limit = defaults.server.lua_memory_limit,
+                                .cpu_budget = defaults.server.lua_cpu_budget};
+    log_set_level(LOG_ERROR);
+    int rc = offline_try(&t, &paths, &limits);
+    free(body);
+    return rc;
 }
 
 static int command_check(const struct cli *c)
@@ -519,5 +617,7 @@ int main(int argc, char **argv)
         return command_check(&c);
     if (strcmp(c.command, "test") == 0)
         return command_test(&c);
+    if (strcmp(c.command, "try") == 0)
+        return command_try(&c);
     return command_run(&c);
 }

@@ -7,12 +7,14 @@
 
 #include "config.h"
 #include "engine.h"
+#include "json_writer.h"
 #include "lua_request.h"
 #include "lua_sb.h"
 #include "router.h"
 #include "scripts.h"
 
 #include <dirent.h>
+#include <math.h>
 #include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -329,6 +331,18 @@ static int l_request(lua_State *L)
 
 /* ---- case files ----------------------------------------------------------------------------- */
 
+/* Endpoints whose bot is the case bot (lua/switchboard/case_bot.lua); its parameters are set
+ * by the caller (ep->root, ep->bot.params). */
+static void case_bot_endpoints(struct endpoints *ep, const char *data_dir)
+{
+    endpoints_defaults(ep);
+    ep->bot.kind = BOT_SCRIPT;
+    size_t len = strlen(data_dir) + 64;
+    ep->bot.script = malloc(len);
+    if (ep->bot.script)
+        snprintf(ep->bot.script, len, "%s/lua/switchboard/case_bot.lua", data_dir);
+}
+
 /* Take the value under `key` out of the map (it becomes empty there), or NULL. */
 static cfg_value *detach(cfg_value *map, const char *key)
 {
@@ -342,6 +356,35 @@ static cfg_value *detach(cfg_value *map, const char *key)
     memset(&map->items[i], 0, sizeof map->items[i]);
     map->items[i].type = CFG_NULL;
     return v;
+}
+
+/* One state with the channels and the bot (both taken over), set up for offline runs. */
+static struct script_state *load_state(struct credentials *cred, struct endpoints *ep,
+                                       const struct lua_paths *paths,
+                                       const struct lua_limits *limits, char *err, size_t errlen)
+{
+    struct script_config *config = script_config_new(cred, ep, err, errlen);
+    if (!config)
+        return NULL;
+    struct script_options so = {.paths = *paths, .limits = *limits, .push_host = push_offline_host};
+    struct script_state *st = NULL;
+    struct generation *gen = generation_load(config, &so, 1, &st, 1, 0, err, errlen);
+    script_config_unref(config);
+    return gen ? st : NULL;
+}
+
+/* channels: name -> {key =, params =}, for the signing helpers.  [-0,+1,m] */
+static void push_channels(lua_State *L, const struct channel_set *set)
+{
+    lua_createtable(L, 0, (int)set->count);
+    for (size_t i = 0; i < set->count; i++) {
+        lua_createtable(L, 0, 2);
+        lua_pushstring(L, set->defs[i].key);
+        lua_setfield(L, -2, "key");
+        lua_push_cfg(L, set->defs[i].params);
+        lua_setfield(L, -2, "params");
+        lua_setfield(L, -2, set->defs[i].name);
+    }
 }
 
 /* Load the case's channels and the case bot into one state. */
@@ -373,12 +416,7 @@ static struct script_state *load_case(cfg_value *root, const char *file,
         return NULL;
     }
     struct endpoints ep;
-    endpoints_defaults(&ep);
-    ep.bot.kind = BOT_SCRIPT;
-    size_t len = strlen(paths->data_dir) + 64;
-    ep.bot.script = malloc(len);
-    if (ep.bot.script)
-        snprintf(ep.bot.script, len, "%s/lua/switchboard/case_bot.lua", paths->data_dir);
+    case_bot_endpoints(&ep, paths->data_dir);
     ep.root = detach(root, "bot");
     ep.bot.params = ep.root;
     /* bot: {lua: FILE}: a Lua bot of the project, relative to the case file's folder. */
@@ -394,14 +432,7 @@ static struct script_state *load_case(cfg_value *root, const char *file,
         }
     }
     ep.dir = abs;
-    struct script_config *config = script_config_new(&cred, &ep, err, errlen);
-    if (!config)
-        return NULL;
-    struct script_options so = {.paths = *paths, .limits = *limits, .push_host = push_offline_host};
-    struct script_state *st = NULL;
-    struct generation *gen = generation_load(config, &so, 1, &st, 1, 0, err, errlen);
-    script_config_unref(config);
-    return gen ? st : NULL;
+    return load_state(&cred, &ep, paths, limits, err, errlen);
 }
 
 /* 1 when the file looks like a case file: a map with `cases:`. */
@@ -453,17 +484,7 @@ static void run_file(const char *path, const struct lua_paths *paths,
         lua_pushstring(L, path);
         lua_pushlightuserdata(L, st);
         lua_pushcclosure(L, l_request, 1);
-        /* channels: name -> {key =, params =}, for the signing helpers. */
-        const struct channel_set *set = &st->gen->channels;
-        lua_createtable(L, 0, (int)set->count);
-        for (size_t i = 0; i < set->count; i++) {
-            lua_createtable(L, 0, 2);
-            lua_pushstring(L, set->defs[i].key);
-            lua_setfield(L, -2, "key");
-            lua_push_cfg(L, set->defs[i].params);
-            lua_setfield(L, -2, "params");
-            lua_setfield(L, -2, set->defs[i].name);
-        }
+        push_channels(L, &st->gen->channels);
         if (lua_state_pcall(L, 4, 2, err, sizeof err) != 0) {
             printf("ERROR %s: %s\n", path, err);
             t->broken++;
@@ -517,4 +538,142 @@ int offline_test(const char *const *paths, int count, const struct lua_paths *lu
         run_path(paths[i], lua_paths, limits, &t, 1);
     printf("%ld passed, %ld failed\n", t.passed, t.failed + t.broken);
     return t.broken ? 2 : t.failed ? 1 : 0;
+}
+
+/* ---- switchboard try ------------------------------------------------------------------------ */
+
+/* The case bot's parameters for `try`, as JSON: echo, or the project's bot run inside the case
+ * bot (its file, and its scalar parameters for its init). */
+static char *try_bot_config(const char *endpoints_path, int echo, const char *data_dir, char *err,
+                            size_t errlen)
+{
+    struct endpoints e;
+    endpoints_defaults(&e);
+    if (!echo && endpoints_path && endpoints_load(endpoints_path, &e, err, errlen) != 0)
+        return NULL;
+    struct json_writer j;
+    json_writer_init(&j);
+    json_object_begin(&j);
+    char path[4200];
+    if (!echo) {
+        if (e.bot.kind == BOT_SCRIPT)
+            snprintf(path, sizeof path, "%s", e.bot.script);
+        else
+            snprintf(path, sizeof path, "%s/lua/switchboard/%s", data_dir,
+                     e.bot.kind == BOT_HTTP ? "http_bot.lua" : "demo_bot.lua");
+        json_key(&j, "lua");
+        json_string(&j, path);
+        const cfg_value *bot = e.bot.params;
+        for (size_t i = 0; bot && bot->type == CFG_MAP && i < bot->count; i++) {
+            const cfg_value *v = &bot->items[i];
+            if (strcmp(bot->keys[i], "script") == 0 || strcmp(bot->keys[i], "lua") == 0)
+                continue;
+            if (v->type == CFG_STRING) {
+                json_key(&j, bot->keys[i]);
+                json_string(&j, v->text);
+            } else if (v->type == CFG_BOOL) {
+                json_key(&j, bot->keys[i]);
+                json_boolean(&j, v->boolean);
+            } else if (v->type == CFG_INT) {
+                json_key(&j, bot->keys[i]);
+                json_integer(&j, v->integer);
+            } else if (v->type == CFG_FLOAT && isfinite(v->number)) {
+                char number[64];
+                snprintf(number, sizeof number, "%.17g", v->number);
+                json_key(&j, bot->keys[i]);
+                json_number_text(&j, number);
+            }
+        }
+    }
+    json_object_end(&j);
+    endpoints_free(&e);
+    char *text = json_writer_finish(&j, NULL);
+    if (!text)
+        snprintf(err, errlen, "out of memory");
+    return text;
+}
+
+int offline_try(const struct offline_request *t, const struct lua_paths *paths,
+                const struct lua_limits *limits)
+{
+    char err[4096];
+    if (!t->credentials) {
+        fprintf(stderr, "switchboard: try needs a credentials.yml (here, or --credentials FILE)\n");
+        return 2;
+    }
+    cfg_value *root = NULL;
+    if (cfg_parse_file(t->credentials, &root, err, sizeof err) != 0) {
+        fprintf(stderr, "switchboard: %s\n", err);
+        return 2;
+    }
+    char *abs = realpath(t->credentials, NULL);
+    char *slash = abs ? strrchr(abs, '/') : NULL;
+    if (slash)
+        *slash = '\0';
+    struct credentials cred;
+    if (!abs || credentials_from_tree(root, t->credentials, abs, &cred, err, sizeof err) != 0) {
+        fprintf(stderr, "switchboard: %s\n", abs ? err : "cannot resolve the credentials' folder");
+        free(abs);
+        return 2;
+    }
+    char *bot_json = try_bot_config(t->endpoints, t->echo, paths->data_dir, err, sizeof err);
+    struct endpoints ep;
+    case_bot_endpoints(&ep, paths->data_dir);
+    ep.dir = abs;
+    if (!bot_json || cfg_parse_string("the bot", bot_json, strlen(bot_json), &ep.root, err,
+                                      sizeof err) != 0) {
+        fprintf(stderr, "switchboard: %s\n", err);
+        free(bot_json);
+        credentials_free(&cred);
+        endpoints_free(&ep);
+        return 2;
+    }
+    free(bot_json);
+    ep.bot.params = ep.root;
+    struct script_state *st = load_state(&cred, &ep, paths, limits, err, sizeof err);
+    if (!st) {
+        lua_error_first_line(err);
+        fprintf(stderr, "switchboard: %s\n", err);
+        return 2;
+    }
+    lua_State *L = st->L;
+    int rc = 2;
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "switchboard.cases");
+    if (lua_state_pcall(L, 1, 1, err, sizeof err) == 0) {
+        lua_getfield(L, -1, "try");
+        lua_createtable(L, 0, 8);
+        lua_pushstring(L, t->channel);
+        lua_setfield(L, -2, "channel");
+        lua_pushstring(L, t->method);
+        lua_setfield(L, -2, "method");
+        lua_pushstring(L, t->path);
+        lua_setfield(L, -2, "path");
+        lua_pushlstring(L, t->body, t->body_len);
+        lua_setfield(L, -2, "body");
+        lua_pushboolean(L, t->sign);
+        lua_setfield(L, -2, "sign");
+        lua_createtable(L, t->header_count, 0);
+        for (int i = 0; i < t->header_count; i++) {
+            lua_pushstring(L, t->headers[i]);
+            lua_rawseti(L, -2, i + 1);
+        }
+        lua_setfield(L, -2, "header_lines");
+        lua_createtable(L, t->query_count, 0);
+        for (int i = 0; i < t->query_count; i++) {
+            lua_pushstring(L, t->query[i]);
+            lua_rawseti(L, -2, i + 1);
+        }
+        lua_setfield(L, -2, "query_pairs");
+        lua_pushlightuserdata(L, st);
+        lua_pushcclosure(L, l_request, 1);
+        push_channels(L, &st->gen->channels);
+        if (lua_state_pcall(L, 3, 1, err, sizeof err) == 0)
+            rc = (int)lua_tointeger(L, -1);
+    }
+    if (rc == 2 && err[0])
+        fprintf(stderr, "switchboard: %s\n", err);
+    fflush(stdout);
+    script_state_close(st);
+    return rc;
 }

@@ -17,4 +17,24 @@
 int offline_test(const char *const *paths, int count, const struct lua_paths *lua_paths,
                  const struct lua_limits *limits);
 
+/* One request for `switchboard try`, from the command line. */
+struct offline_request {
+    const char *credentials, *endpoints; /* the project's files (endpoints may be NULL) */
+    const char *channel;                 /* the channel's name or key */
+    const char *method, *path;           /* default POST /webhook */
+    const char *body;
+    size_t body_len;
+    const char *const *headers;          /* "Name: value" */
+    int header_count;
+    const char *const *query;            /* "name=value" */
+    int query_count;
+    int echo, sign;                      /* an echo bot; sign as the platform would */
+};
+
+/* `switchboard try`: the request through the channel offline, printing the messages the bot
+ * got, the outbound calls (answered 200 {"ok":true}) and the answer. Returns 0, or 2 when it could not
+ * run. */
+int offline_try(const struct offline_request *t, const struct lua_paths *paths,
+                const struct lua_limits *limits);
+
 #endif

@@ -262,4 +262,80 @@ function M.run_file(file_case, path, request, channels)
   return passed, failed
 end
 
+-- ---- switchboard try --------------------------------------------------------------------------
+
+local function print_json(prefix, v)
+  write(prefix, type(v) == "string" and v or show(v), "\n")
+end
+
+-- One request from the command line (offline.c); prints the UserMessages the bot got, the
+-- outbound calls (each answered 200 {"ok":true}) and the answer. Returns the exit status.
+function M.try(spec, request, channels)
+  local headers, query = {}, {}
+  for _, line in ipairs(spec.header_lines) do
+    local name, value = line:match("^%s*([^:]+):%s*(.-)%s*$")
+    if not name then
+      write("switchboard: -H wants 'Name: value', not ", show(line), "\n")
+      return 2
+    end
+    headers[name] = value
+  end
+  for _, pair in ipairs(spec.query_pairs) do
+    local name, value = pair:match("^([^=]+)=(.*)$")
+    query[name or pair] = value or ""
+  end
+  -- The channel by name or by its credentials key.
+  local name = spec.channel
+  if not channels[name] then
+    for n, c in pairs(channels) do
+      if c.key == name then name = n end
+    end
+  end
+  if not channels[name] then
+    local names = {}
+    for n in pairs(channels) do names[#names + 1] = n end
+    table.sort(names)
+    write(format("switchboard: no channel %s in the credentials (channels: %s)\n", show(name),
+      table.concat(names, ", ")))
+    return 2
+  end
+  local case = { request = { channel = name, method = spec.method, path = spec.path,
+    headers = headers, query = query, body = spec.body, sign = spec.sign or nil } }
+  local calls = {}
+  take_messages()
+  local req = request_of(case, platform_for({ { json = { ok = true } } }, calls))
+  sign(case, req, channels)
+  local result = request(req)
+  local messages = take_messages()
+
+  write(format("%s /webhooks/%s%s\n", req.method, req.channel, req.path))
+  write(format("\nUserMessages the bot got (%d):\n", #messages))
+  for i, msg in ipairs(messages) do
+    msg.headers = nil -- the request's headers, shown above
+    print_json(format("  %d. ", i), msg)
+  end
+  write(format("\nOutbound calls (%d, each answered 200 {\"ok\":true}):\n", #calls))
+  for i, call in ipairs(calls) do
+    write(format("  %d. %s %s\n", i, call.method, call.url))
+    if call.body ~= "" then
+      print_json("     ", call.json ~= nil and call.json or call.body)
+    end
+  end
+  write(format("\nAnswer: %s %s\n", tostring(result.status), result.content_type or ""))
+  local names = {}
+  for k in pairs(result.headers or {}) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do
+    write(format("  %s: %s\n", k, tostring(result.headers[k])))
+  end
+  local body = answer_body(result)
+  if body and body ~= "" then
+    write("  ", (body:gsub("\n", "\n  ")), "\n")
+  end
+  if result.error then
+    write("  (", tostring(result.error):match("^[^\n]*"), ")\n")
+  end
+  return 0
+end
+
 return M

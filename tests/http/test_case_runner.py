@@ -225,5 +225,51 @@ class CaseRunnerTests(unittest.TestCase):
                           "1 passed, 0 failed"])
 
 
+class TryTests(unittest.TestCase):
+    CREDENTIALS = 'rest:\ntelegram:\n  access_token: "1:t"\n  secret_token: tgsecret\n'
+    BOT = ('local bot = {}\n'
+           'function bot.handle(m, out) out:send_text_message("you said " .. tostring(m.text)) end\n'
+           'return bot\n')
+    UPDATE = ('{"update_id": 1, "message": {"message_id": 5, "date": 1, '
+              '"chat": {"id": 42, "type": "private"}, "text": "hello"}}')
+
+    def folder(self):
+        return project({"credentials.yml": self.CREDENTIALS, "bot.lua": self.BOT,
+                        "endpoints.yml": "bot:\n  script: bot.lua\n", "update.json": self.UPDATE})
+
+    def test_try_with_the_configured_bot(self):
+        result = run_to_exit(["try", "rest", "--data", '{"sender": "u1", "message": "hi"}'],
+                             cwd=self.folder())
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        out = result.stdout
+        self.assertTrue(out.startswith("POST /webhooks/rest/webhook\n"), out)
+        self.assertRegex(out, r'UserMessages the bot got \(1\):\n  1\. \{[^\n]*"sender_id":"u1"'
+                              r'[^\n]*"text":"hi"')
+        self.assertIn("Outbound calls (0", out)
+        self.assertIn('Answer: 200 application/json\n', out)
+        self.assertIn('[{"recipient_id":"u1","text":"you said hi"}]', out)
+
+    def test_try_a_push_channel_signed_with_an_echo_bot_from_a_file(self):
+        result = run_to_exit(["try", "telegram", "--sign", "--echo", "--data", "@update.json",
+                              "-H", "X-Extra: 1", "--query", "a=b"], cwd=self.folder())
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        out = result.stdout
+        self.assertIn('"sender_id":"42"', out)
+        self.assertIn("1. POST https://api.telegram.org/bot1:t/sendMessage\n"
+                      '     {"chat_id":42,"text":"hello"}\n', out)
+        self.assertIn("Answer: 200 text/plain", out)
+        self.assertIn("success", out)
+        # Without --sign the channel refuses: the secret token is missing.
+        result = run_to_exit(["try", "telegram", "--echo", "--data", "@update.json"],
+                             cwd=self.folder())
+        self.assertIn("Answer: 403", result.stdout)
+
+    def test_try_names_the_channels_when_it_does_not_know_one(self):
+        result = run_to_exit(["try", "slak"], cwd=self.folder())
+        self.assertEqual(result.returncode, 2, result.stdout)
+        self.assertIn("no channel \"slak\" in the credentials (channels: rest, telegram)",
+                      result.stdout)
+
+
 if __name__ == "__main__":
     unittest.main()
