@@ -10,6 +10,7 @@
 #include "log.h"
 #include "lua_budget.h"
 #include "metrics.h"
+#include "offline.h"
 #include "outbound.h"
 
 #include <errno.h>
@@ -197,6 +198,10 @@ int engine_check(const struct engine_options *opt, char *summary, size_t size, c
     struct generation *gen = generation_load(opt->config, &so, 1, &state, 1, 0, err, errlen);
     if (!gen)
         return -1;
+    if (offline_self_test(&gen->channels, &so.paths, &so.limits, err, errlen) != 0) {
+        script_state_close(state);
+        return -1;
+    }
     size_t n = (size_t)snprintf(summary, size, "%zu channel%s (", gen->channels.count,
                                 gen->channels.count == 1 ? "" : "s");
     for (size_t i = 0; i < gen->channels.count && n < size; i++)
@@ -363,6 +368,14 @@ int engine_reload(struct engine *e, struct script_config *config, char *err, siz
     struct script_config *source = config ? config : e->config;
     struct generation *gen = generation_load(source, &e->scripts, e->generation + 1, states,
                                              e->worker_count, 1, err, errlen);
+    /* A channel with cases beside it (X.cases/ next to X.lua) passes them before the new
+     * generation is adopted: a failing case rejects the reload like a syntax error. */
+    if (gen && offline_self_test(&gen->channels, &e->scripts.paths, &e->scripts.limits, err,
+                                 errlen) != 0) {
+        for (unsigned i = 0; i < e->worker_count; i++)
+            script_state_close(states[i]); /* the last one frees the generation */
+        gen = NULL;
+    }
     metrics_reload(config ? RELOAD_SIGHUP : RELOAD_FILE_CHANGE, gen != NULL);
     pthread_mutex_lock(&e->reload_lock);
     if (gen) {

@@ -452,7 +452,23 @@ static int is_case_file(const char *path)
 
 struct totals {
     long passed, failed, broken;
+    int quiet;              /* no output (a reload's self-test) */
+    char first_failure[2048]; /* the first failing case or broken file, one line */
 };
+
+static void broken(struct totals *t, const char *fmt, const char *a, const char *b)
+{
+    char line[4096];
+    snprintf(line, sizeof line, fmt, a, b);
+    if (!t->quiet)
+        printf("ERROR %s\n", line);
+    if (!t->first_failure[0]) {
+        size_t n = strnlen(line, sizeof t->first_failure - 1);
+        memcpy(t->first_failure, line, n);
+        t->first_failure[n] = '\0';
+    }
+    t->broken++;
+}
 
 static void run_file(const char *path, const struct lua_paths *paths,
                      const struct lua_limits *limits, struct totals *t)
@@ -460,24 +476,21 @@ static void run_file(const char *path, const struct lua_paths *paths,
     char err[4096];
     cfg_value *root = NULL;
     if (cfg_parse_file(path, &root, err, sizeof err) != 0) {
-        printf("ERROR %s\n", err);
-        t->broken++;
+        broken(t, "%s%s", err, "");
         return;
     }
     struct script_state *st = load_case(root, path, paths, limits, err, sizeof err);
     if (!st) {
         cfg_free(root);
         lua_error_first_line(err);
-        printf("ERROR %s\n", err);
-        t->broken++;
+        broken(t, "%s%s", err, "");
         return;
     }
     lua_State *L = st->L;
     lua_getglobal(L, "require");
     lua_pushliteral(L, "switchboard.cases");
     if (lua_state_pcall(L, 1, 1, err, sizeof err) != 0) {
-        printf("ERROR %s: %s\n", path, err);
-        t->broken++;
+        broken(t, "%s: %s", path, err);
     } else {
         lua_getfield(L, -1, "run_file");
         lua_push_cfg(L, root);
@@ -485,12 +498,15 @@ static void run_file(const char *path, const struct lua_paths *paths,
         lua_pushlightuserdata(L, st);
         lua_pushcclosure(L, l_request, 1);
         push_channels(L, &st->gen->channels);
-        if (lua_state_pcall(L, 4, 2, err, sizeof err) != 0) {
-            printf("ERROR %s: %s\n", path, err);
-            t->broken++;
+        lua_pushboolean(L, t->quiet);
+        if (lua_state_pcall(L, 5, 3, err, sizeof err) != 0) {
+            broken(t, "%s: %s", path, err);
         } else {
-            t->passed += (long)lua_tointeger(L, -2);
-            t->failed += (long)lua_tointeger(L, -1);
+            t->passed += (long)lua_tointeger(L, -3);
+            t->failed += (long)lua_tointeger(L, -2);
+            if (lua_isstring(L, -1) && !t->first_failure[0])
+                snprintf(t->first_failure, sizeof t->first_failure, "%s: %s", path,
+                         lua_tostring(L, -1));
         }
     }
     fflush(stdout);
@@ -503,8 +519,7 @@ static void run_path(const char *path, const struct lua_paths *paths,
 {
     struct stat sb;
     if (stat(path, &sb) != 0) {
-        printf("ERROR %s: no such file or folder\n", path);
-        t->broken++;
+        broken(t, "%s: %s", path, "no such file or folder");
         return;
     }
     if (!S_ISDIR(sb.st_mode)) {
@@ -525,10 +540,35 @@ static void run_path(const char *path, const struct lua_paths *paths,
     free(names);
 }
 
+int offline_self_test(const struct channel_set *set, const struct lua_paths *paths,
+                      const struct lua_limits *limits, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < set->count; i++) {
+        const char *script = set->defs[i].script;
+        size_t len = strlen(script);
+        if (len < 4 || strcmp(script + len - 4, ".lua") != 0)
+            continue;
+        char folder[4200];
+        snprintf(folder, sizeof folder, "%.*s.cases", (int)(len - 4), script);
+        struct stat sb;
+        if (stat(folder, &sb) != 0 || !S_ISDIR(sb.st_mode))
+            continue;
+        struct totals t = {.quiet = 1};
+        run_path(folder, paths, limits, &t, 0);
+        if (t.failed || t.broken) {
+            snprintf(err, errlen, "channel '%s': its cases failed (%ld of %ld): %s",
+                     set->defs[i].key, t.failed + t.broken, t.passed + t.failed + t.broken,
+                     t.first_failure);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int offline_test(const char *const *paths, int count, const struct lua_paths *lua_paths,
                  const struct lua_limits *limits)
 {
-    struct totals t = {0, 0, 0};
+    struct totals t = {0};
     const char *here = ".";
     if (count == 0) {
         paths = &here;

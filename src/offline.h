@@ -17,6 +17,13 @@
 int offline_test(const char *const *paths, int count, const struct lua_paths *lua_paths,
                  const struct lua_limits *limits);
 
+struct channel_set;
+/* A reload's self-test: every channel whose script X.lua has a folder X.cases/ beside it runs
+ * those cases (quietly). Returns 0, or -1 with the channel, the count and the first failing case
+ * in err. */
+int offline_self_test(const struct channel_set *set, const struct lua_paths *paths,
+                      const struct lua_limits *limits, char *err, size_t errlen);
+
 /* One request for `switchboard try`, from the command line. */
 struct offline_request {
     const char *credentials, *endpoints; /* the project's files (endpoints may be NULL) */

@@ -236,10 +236,11 @@ local function check_case(case, request, defaults)
   return diffs
 end
 
--- Run every case of a case file (channels: name -> {key, params}); prints a line per case.
--- Returns passed, failed.
-function M.run_file(file_case, path, request, channels)
-  local passed, failed = 0, 0
+-- Run every case of a case file (channels: name -> {key, params}); prints a line per case
+-- unless quiet. Returns passed, failed, and the first failure as one line (or nil).
+function M.run_file(file_case, path, request, channels, quiet)
+  local passed, failed, first_failure = 0, 0, nil
+  local write = quiet and function() end or write
   local defaults = { platform = file_case.platform, channels = channels or {} }
   for i, case in ipairs(file_case.cases or {}) do
     case.channel = case.channel or file_case.channel
@@ -253,13 +254,15 @@ function M.run_file(file_case, path, request, channels)
       write(format("ok    %s: %s\n", path, name))
     else
       failed = failed + 1
+      first_failure = first_failure or format("case '%s' failed: %s", name,
+        table.concat(diffs, "; "))
       write(format("FAIL  %s: %s\n", path, name))
       for _, d in ipairs(diffs) do
         write("        ", d, "\n")
       end
     end
   end
-  return passed, failed
+  return passed, failed, first_failure
 end
 
 -- ---- switchboard try --------------------------------------------------------------------------
