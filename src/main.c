@@ -8,6 +8,7 @@
 #include "http.h"
 #include "log.h"
 #include "offline.h"
+#include "scaffold.h"
 #include "scripts.h"
 #include "watch.h"
 
@@ -45,6 +46,7 @@ struct cli {
     const char *try_channel, *try_method, *try_path, *try_data;
     const char *try_headers[MAX_CORS + 1], *try_query[MAX_CORS + 1];
     int try_header_count, try_query_count, try_echo, try_sign;
+    const char *new_name, *new_dir; /* new channel NAME [--dir DIR] */
 };
 
 static const char usage[] =
@@ -59,6 +61,7 @@ static const char usage[] =
     "  switchboard try   CHANNEL [--data BODY|@FILE] [-H 'Name: value'] [--query k=v]\n"
     "                    [--method M] [--path P] [--echo] [--sign]\n"
     "                    [--credentials FILE] [--endpoints FILE]\n"
+    "  switchboard new channel NAME [--dir DIR]\n"
     "  switchboard --version | --help\n"
     "\n"
     "run    serve the channels of credentials.yml and hand their messages to the bot of\n"
@@ -69,6 +72,7 @@ static const char usage[] =
     "try    send one request to a channel offline and print the messages the bot got, the\n"
     "       outbound calls (each answered 200 {\"ok\":true}) and the answer (--echo: an echo\n"
     "       bot instead of the configured one; --sign: signed as the platform would)\n"
+    "new    write NAME.lua, NAME.cases/basic.yml and .luarc.json to start a channel from\n"
     "\n"
     "--log-format json writes one JSON object per log line; --access-log logs one line per\n"
     "answer at info level. GET /metrics and GET /status answer local clients, or whoever\n"
@@ -160,7 +164,7 @@ static int parse_cli(int argc, char **argv, struct cli *c)
     c->log_level = "info";
     c->log_format = "text";
     if (argc < 2)
-        return fail_usage("%s", "missing command: run, check, test or try");
+        return fail_usage("%s", "missing command: run, check, test, try or new");
     if (strcmp(argv[1], "--version") == 0) {
         printf("Switchboard %s\n", SB_VERSION);
         return 1;
@@ -180,8 +184,22 @@ static int parse_cli(int argc, char **argv, struct cli *c)
     }
     if (strcmp(argv[1], "try") == 0)
         return parse_try(argc, argv, c);
+    if (strcmp(argv[1], "new") == 0) {
+        c->command = argv[1];
+        if (argc < 4 || strcmp(argv[2], "channel") != 0)
+            return fail_usage("%s", "usage: switchboard new channel NAME [--dir DIR]");
+        c->new_name = argv[3];
+        c->new_dir = ".";
+        for (int i = 4; i < argc; i++) {
+            if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc)
+                c->new_dir = argv[++i];
+            else
+                return fail_usage("unknown option for new: %s", argv[i]);
+        }
+        return 0;
+    }
     if (strcmp(argv[1], "run") != 0 && strcmp(argv[1], "check") != 0)
-        return fail_usage("unknown command '%s': expected run, check, test or try", argv[1]);
+        return fail_usage("unknown command '%s': expected run, check, test, try or new", argv[1]);
     c->command = argv[1];
     int run = strcmp(c->command, "run") == 0;
 
@@ -409,6 +427,19 @@ static int command_try(const struct cli *c)
     return rc;
 }
 
+/* switchboard new channel NAME [--dir DIR]: files to start a channel from. */
+static int command_new(const struct cli *c)
+{
+    char data_dir[PATH_MAX], err[8600];
+    if (find_data_dir(data_dir, sizeof data_dir) != 0)
+        return 1;
+    if (scaffold_channel(c->new_name, c->new_dir, data_dir, err, sizeof err) != 0) {
+        fprintf(stderr, "switchboard: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
+
 static int command_check(const struct cli *c)
 {
     char data_dir[PATH_MAX], err[4096];
@@ -619,5 +650,7 @@ int main(int argc, char **argv)
         return command_test(&c);
     if (strcmp(c.command, "try") == 0)
         return command_try(&c);
+    if (strcmp(c.command, "new") == 0)
+        return command_new(&c);
     return command_run(&c);
 }

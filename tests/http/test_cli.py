@@ -69,7 +69,7 @@ class UsageTests(unittest.TestCase):
     def test_no_command_exits_2_with_a_message(self):
         result = run_command([])
         self.assertEqual(result.returncode, 2)
-        self.assertIn("run, check, test or try", result.stderr)
+        self.assertIn("run, check, test, try or new", result.stderr)
 
     def test_unknown_command_exits_2_and_names_it(self):
         result = run_command(["serve"])

@@ -75,5 +75,35 @@ class SelfTestTests(unittest.TestCase):
             self.assertEqual(version(), "v3")
 
 
+class NewChannelTests(unittest.TestCase):
+    def test_a_new_channel_passes_its_cases_checks_and_answers(self):
+        folder = project({})
+        result = run_to_exit(["new", "channel", "mattermost"], cwd=folder)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        for name in ("mattermost.lua", "mattermost.cases/basic.yml", ".luarc.json"):
+            self.assertTrue(os.path.exists(os.path.join(folder, name)), name)
+        self.assertIn("switchboard test ./mattermost.cases\n", result.stdout)
+        # The .luarc.json points editors at the annotations the host ships.
+        with open(os.path.join(folder, ".luarc.json")) as f:
+            library = json.load(f)["workspace.library"][0]
+        self.assertTrue(os.path.exists(os.path.join(library, "switchboard.lua")), library)
+        result = run_to_exit(["test", "mattermost.cases"], cwd=folder)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertTrue(result.stdout.endswith("1 passed, 0 failed\n"), result.stdout)
+        write(folder, "credentials.yml", "mattermost.lua:\n")
+        result = run_to_exit(["check"], cwd=folder)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        result = run_to_exit(["try", "mattermost", "--echo", "--data",
+                              '{"sender": "u1", "message": "hi"}'], cwd=folder)
+        self.assertIn('[{"recipient_id":"u1","text":"hi"}]', result.stdout)
+        # Nothing is overwritten, and a name that cannot be a URL prefix is refused.
+        result = run_to_exit(["new", "channel", "mattermost"], cwd=folder)
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("already exists: nothing was written", result.stderr)
+        result = run_to_exit(["new", "channel", "Bad Name"], cwd=folder)
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("is not a channel name", result.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()
