@@ -150,7 +150,17 @@ local function sign(case, req, channels)
     error(format("sign: no signing scheme %s (slack, facebook, twilio or telegram)",
       show(scheme)), 0)
   end
-  signer(channel.params or {}, req, (case.request or {}).form)
+  local form = (case.request or {}).form
+  if form == nil and (req.headers["content-type"] or ""):find("x-www-form-urlencoded", 1, true) then
+    -- A form given as text (switchboard try --data 'a=1&b=2'): its pairs are what is signed.
+    form = {}
+    for pair in req.body:gmatch("[^&]+") do
+      local name, value = pair:match("^([^=]*)=?(.*)$")
+      name = sb.urldecode(name)
+      if form[name] == nil then form[name] = sb.urldecode(value) end
+    end
+  end
+  signer(channel.params or {}, req, form)
 end
 
 -- ---- one case -------------------------------------------------------------------------------

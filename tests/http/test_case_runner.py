@@ -264,6 +264,18 @@ class TryTests(unittest.TestCase):
                              cwd=self.folder())
         self.assertIn("Answer: 403", result.stdout)
 
+    def test_try_signs_a_form_given_as_text(self):
+        folder = project({"credentials.yml": 'twilio:\n  account_sid: AC1\n  auth_token: tw\n'
+                                             '  twilio_number: "+15550001"\n'})
+        args = ["try", "twilio", "--echo", "-H", "Content-Type: application/x-www-form-urlencoded",
+                "--data", "From=%2B15551234&Body=hello&MessageSid=SM1"]
+        result = run_to_exit(args + ["--sign"], cwd=folder)
+        self.assertIn("Answer: 204", result.stdout)
+        self.assertIn('"sender_id":"+15551234"', result.stdout)
+        self.assertIn("Body=hello&From=%2B15550001&To=%2B15551234", result.stdout)
+        result = run_to_exit(args, cwd=folder)
+        self.assertIn("Answer: 403", result.stdout)
+
     def test_try_names_the_channels_when_it_does_not_know_one(self):
         result = run_to_exit(["try", "slak"], cwd=self.folder())
         self.assertEqual(result.returncode, 2, result.stdout)
