@@ -651,8 +651,13 @@ int offline_try(const struct offline_request *t, const struct lua_paths *paths,
     if (slash)
         *slash = '\0';
     struct credentials cred;
-    if (!abs || credentials_from_tree(root, t->credentials, abs, &cred, err, sizeof err) != 0) {
-        fprintf(stderr, "switchboard: %s\n", abs ? err : "cannot resolve the credentials' folder");
+    if (!abs) {
+        fprintf(stderr, "switchboard: %s: cannot resolve its folder\n", t->credentials);
+        cfg_free(root);
+        return 2;
+    }
+    if (credentials_from_tree(root, t->credentials, abs, &cred, err, sizeof err) != 0) {
+        fprintf(stderr, "switchboard: %s\n", err); /* root was freed with the credentials */
         free(abs);
         return 2;
     }
