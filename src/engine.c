@@ -433,9 +433,8 @@ int engine_files_changed_since(const struct engine *e, const struct timespec *si
         if (stat(e->gen->files[i], &st) != 0)
             return 1;
         /* File times come from the kernel's coarse clock, which lags the fine one by up to a
-         * tick: `since` is read from the same coarse clock, and a time equal to it counts (a
-         * save in that tick, just before loading began, costs one needless reload; missing a
-         * save just after it would cost a stale script). */
+         * tick: `since` is the start of a tick of that clock, taken before loading, so a time
+         * equal to it is a save made after (main.c, start_of_next_tick). */
         if (st.st_mtim.tv_sec > since->tv_sec ||
             (st.st_mtim.tv_sec == since->tv_sec && st.st_mtim.tv_nsec >= since->tv_nsec))
             return 1;

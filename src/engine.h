@@ -65,7 +65,7 @@ void engine_note_reload_error(struct engine *e, const char *error);
 void engine_watched_files(const struct engine *e, char *const **files, size_t *count);
 unsigned engine_generation(const struct engine *e);
 /* 1 when a file of the current scripts was modified (or removed) at or after `since`, a time of
- * CLOCK_REALTIME_COARSE (the clock file times come from). */
+ * CLOCK_REALTIME_COARSE (the clock file times come from) at the start of one of its ticks. */
 struct timespec;
 int engine_files_changed_since(const struct engine *e, const struct timespec *since);
 /* "/webhooks/rest/webhook, ..." for the startup line. */

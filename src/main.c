@@ -504,6 +504,22 @@ static void watch_current_files(struct watch *watch, const struct engine *engine
     watch_set(watch, files, count);
 }
 
+/* File modification times come from the kernel's coarse clock (engine_files_changed_since).
+ * Loading starts on a fresh tick of it: every file written before then has an earlier time,
+ * every file written after has this tick's time or a later one, so a time equal to `at` means
+ * "after" without doubt. Waits a tick at most (a few milliseconds). */
+static void start_of_next_tick(struct timespec *at)
+{
+    struct timespec first, pause = {0, 200000};
+    clock_gettime(CLOCK_REALTIME_COARSE, &first);
+    for (int i = 0; i < 250; i++) {
+        clock_gettime(CLOCK_REALTIME_COARSE, at);
+        if (at->tv_sec != first.tv_sec || at->tv_nsec != first.tv_nsec)
+            return;
+        nanosleep(&pause, NULL);
+    }
+}
+
 /* The main thread's loop: signals and script changes, until SIGINT or SIGTERM. Returns the
  * number of workers the drain left behind (see engine_drain). */
 static unsigned control_loop(struct engine *engine, const struct cli *c, int signal_fd,
@@ -601,9 +617,8 @@ static int command_run(const struct cli *c)
         script_config_unref(o.config);
         goto fail;
     }
-    /* The clock file modification times are taken from (engine_files_changed_since). */
     struct timespec loaded_at;
-    clock_gettime(CLOCK_REALTIME_COARSE, &loaded_at);
+    start_of_next_tick(&loaded_at);
     engine = engine_create(&o, err, sizeof err); /* owns o.config from here */
     if (!engine || engine_start(engine, err, sizeof err) != 0)
         goto fail;
