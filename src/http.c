@@ -825,17 +825,9 @@ static void fill_remote_addr(struct http_exchange *x)
 static void adopt_client_request_id(struct http_exchange *x)
 {
     const char *id = MHD_lookup_connection_value(x->conn, MHD_HEADER_KIND, "X-Request-Id");
-    if (!id)
+    if (!id || !http_request_id_acceptable(id, sizeof x->id - 1))
         return;
     size_t len = strlen(id);
-    if (len == 0 || len >= sizeof x->id)
-        return;
-    for (size_t i = 0; i < len; i++) {
-        char c = id[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_' || c == '.' || c == ':'))
-            return;
-    }
     memcpy(x->id, id, len + 1);
 }
 

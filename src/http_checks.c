@@ -204,3 +204,17 @@ struct http_verdict http_check_head_size(size_t head_bytes, size_t fields)
                        "the request has more than 128 header fields, query arguments and cookies");
     return OK;
 }
+
+int http_request_id_acceptable(const char *id, size_t max_len)
+{
+    size_t len = strlen(id);
+    if (len == 0 || len > max_len)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = id[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.' || c == ':'))
+            return 0;
+    }
+    return 1;
+}

@@ -6,7 +6,7 @@
  * names; the framing a head's fields announce taken together (Content-Length twice, with
  * Transfer-Encoding, a field name that is not a token, such as "Transfer-Encoding " with a space
  * before the colon); the request target (length, NUL bytes, %00 in the path, spaces and control
- * bytes); the size of the head and its number of fields.
+ * bytes); the size of the head and its number of fields; a client's own request id.
  * Uses: nothing (no libmicrohttpd), so it can be unit-tested and fuzzed. */
 #ifndef SB_HTTP_CHECKS_H
 #define SB_HTTP_CHECKS_H
@@ -48,6 +48,10 @@ struct http_framing {
     struct http_verdict bad_length; /* the first Content-Length value that is refused */
     struct http_verdict bad_coding; /* the first Transfer-Encoding value that is refused */
 };
+
+/* A request id a client may choose (X-Request-Id): 1 to max_len bytes of letters, digits and
+ * - _ . : (anything else could forge log lines). */
+int http_request_id_acceptable(const char *id, size_t max_len);
 
 void http_framing_init(struct http_framing *f);
 /* One header field: its name exactly as received (before the colon) and its value. */

@@ -877,6 +877,14 @@ static int l_decode(lua_State *L)
 }
 
 /* sb.json.array([t]) -> t marked as a JSON array (a new empty one without argument)  [-0,+1,-] */
+void sb_json_mark_array(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_array_mt);
+    lua_setmetatable(L, idx);
+}
+
+/* sb.json.array([t]) -> t marked as an array  [-0,+1,-] */
 static int l_array(lua_State *L)
 {
     if (lua_isnoneornil(L, 1))
@@ -884,8 +892,7 @@ static int l_array(lua_State *L)
     else
         luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_array_mt);
-    lua_setmetatable(L, 1);
+    sb_json_mark_array(L, 1);
     return 1;
 }
 

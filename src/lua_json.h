@@ -20,6 +20,8 @@ void lua_json_open(lua_State *L);
 /* Push the JSON text of the value at idx; raises a Lua error on values JSON cannot hold (and
  * may raise memory errors). */
 void sb_json_encode(lua_State *L, int idx);
+/* Mark the table at idx as a JSON array (what sb.json.array does).  [-0,+0,-] */
+void sb_json_mark_array(lua_State *L, int idx);
 /* Decode JSON text: pushes the value and returns 0, or pushes an error message and returns -1.
  * May raise memory errors. */
 int sb_json_decode(lua_State *L, const char *text, size_t len);

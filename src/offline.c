@@ -7,7 +7,9 @@
 
 #include "config.h"
 #include "engine.h"
+#include "http_checks.h"
 #include "json_writer.h"
+#include "lua_json.h"
 #include "lua_request.h"
 #include "lua_sb.h"
 #include "router.h"
@@ -245,9 +247,14 @@ static int l_request(lua_State *L)
                              .query = query};
     r.header_count = read_pairs(L, 7, headers);
     r.query_count = read_pairs(L, 8, query);
-    for (size_t i = 0; i < r.header_count; i++)
+    for (size_t i = 0; i < r.header_count; i++) {
         if (strcmp(headers[i].name, "host") == 0)
             r.host = headers[i].value;
+        /* As the live host does: a recorded request replays with the id it had. */
+        if (strcmp(headers[i].name, "x-request-id") == 0 &&
+            http_request_id_acceptable(headers[i].value, 64))
+            r.id = headers[i].value;
+    }
 
     struct route_match m;
     router_match(&st->gen->routes, method, full, &m);
@@ -260,7 +267,7 @@ static int l_request(lua_State *L)
         return 1;
     }
 
-    struct run run = {.task = {.request_id = "offline", .ops = &offline_ops},
+    struct run run = {.task = {.request_id = r.id, .ops = &offline_ops},
                       .answer_ref = LUA_NOREF};
     lua_pushvalue(L, result);
     run.result_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -371,6 +378,31 @@ static struct script_state *load_state(struct credentials *cred, struct endpoint
     struct generation *gen = generation_load(config, &so, 1, &st, 1, 0, err, errlen);
     script_config_unref(config);
     return gen ? st : NULL;
+}
+
+/* A case file's data as the JSON it stands for: YAML null is sb.json.null (a case can expect
+ * `text: null`) and a sequence is a marked array (`[]` stays an array).  [-0,+1,m] */
+static void push_case_data(lua_State *L, const cfg_value *v)
+{
+    luaL_checkstack(L, 4, "case file nested too deeply");
+    if (v && v->type == CFG_NULL) {
+        lua_pushlightuserdata(L, NULL);
+    } else if (v && v->type == CFG_MAP) {
+        lua_createtable(L, 0, (int)v->count);
+        for (size_t i = 0; i < v->count; i++) {
+            push_case_data(L, &v->items[i]);
+            lua_setfield(L, -2, v->keys[i]);
+        }
+    } else if (v && v->type == CFG_SEQ) {
+        lua_createtable(L, (int)v->count, 0);
+        for (size_t i = 0; i < v->count; i++) {
+            push_case_data(L, &v->items[i]);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        sb_json_mark_array(L, -1);
+    } else {
+        lua_push_cfg(L, v);
+    }
 }
 
 /* channels: name -> {key =, params =}, for the signing helpers.  [-0,+1,m] */
@@ -493,7 +525,7 @@ static void run_file(const char *path, const struct lua_paths *paths,
         broken(t, "%s: %s", path, err);
     } else {
         lua_getfield(L, -1, "run_file");
-        lua_push_cfg(L, root);
+        push_case_data(L, root);
         lua_pushstring(L, path);
         lua_pushlightuserdata(L, st);
         lua_pushcclosure(L, l_request, 1);

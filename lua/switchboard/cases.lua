@@ -16,6 +16,9 @@ local M = {}
 -- ---- comparing --------------------------------------------------------------------------------
 
 local function show(v)
+  if v == null then
+    return "null"
+  end
   if type(v) == "table" then
     local ok, text = pcall(encode, v)
     return ok and text or tostring(v)
@@ -66,8 +69,10 @@ end
 -- ---- the platform ---------------------------------------------------------------------------
 
 -- The answer for an outbound call: the first entry of `platform` whose method and URL match
--- (`url` exactly, or `url_pattern` as a Lua pattern); every call is recorded.
+-- (`url` exactly, or `url_pattern` as a Lua pattern) and that is not used up (an entry with
+-- `once: true` answers one call of the case); every call is recorded.
 local function platform_for(entries, calls)
+  local used = {}
   return function(call)
     local recorded = { method = call.method, url = call.url, headers = call.headers,
       body = call.body }
@@ -81,7 +86,8 @@ local function platform_for(entries, calls)
       local url_ok = (entry.url and entry.url == call.url)
         or (entry.url_pattern and call.url:match(entry.url_pattern))
         or (entry.url == nil and entry.url_pattern == nil)
-      if method_ok and url_ok then
+      if method_ok and url_ok and not used[entry] then
+        if entry.once == true then used[entry] = true end
         if entry.error then
           return entry.error -- no answer: the script gets nil and this message
         end

@@ -224,6 +224,41 @@ class CaseRunnerTests(unittest.TestCase):
                          ["ok    suite/rest.cases.yml: a message reaches the bot",
                           "1 passed, 0 failed"])
 
+    def test_nulls_empty_arrays_once_answers_and_the_request_id(self):
+        # `text: null` expects JSON null, `[]` stays an array, `once: true` answers one call, and
+        # an X-Request-Id header is the request's id, as it is in the live host.
+        channel = ('local sb = require "switchboard"\n'
+                   'local c = { name = "twice" }\n'
+                   'function c.receive(req)\n'
+                   '  local a = sb.http.request{url = "https://p.test/n"}\n'
+                   '  local b = sb.http.request{url = "https://p.test/n"}\n'
+                   '  return {}, { status = 200, json = { a = a.json.n, b = b.json.n, id = req.id,\n'
+                   '    none = sb.json.null, empty = sb.json.array() } }\n'
+                   'end\n'
+                   'return c\n')
+        cases = """\
+credentials:
+  twice.lua:
+platform:
+  - {url: "https://p.test/n", once: true, json: {n: 1}}
+  - {url: "https://p.test/n", json: {n: 2}}
+cases:
+  - name: in order, with nulls and arrays
+    request: {headers: {X-Request-Id: rec-123}, json: {}}
+    expect:
+      json: {a: 1, b: 2, id: rec-123, none: null, empty: []}
+  - name: a null is not an absent key
+    request: {json: {}}
+    expect:
+      json: {a: 1, b: 2, id: offline, empty: []}
+"""
+        folder = project({"twice.lua": channel, "twice.cases.yml": cases})
+        result = run_test(folder)
+        self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+        self.assertIn("ok    ./twice.cases.yml: in order, with nulls and arrays\n", result.stdout)
+        self.assertIn("FAIL  ./twice.cases.yml: a null is not an absent key\n"
+                      "        json.none: not expected, got null\n", result.stdout)
+
 
 class TryTests(unittest.TestCase):
     CREDENTIALS = 'rest:\ntelegram:\n  access_token: "1:t"\n  secret_token: tgsecret\n'
