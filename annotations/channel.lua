@@ -21,6 +21,7 @@
 ---@field form table<string, string> The body decoded as `application/x-www-form-urlencoded`; never raises.
 ---@field remote_addr string The peer's IP address, without the port.
 ---@field id string The request id: in the log and in the `X-Request-Id` answer header.
+---@field params table<string, string> The `{name}` segments of the route the request matched, percent-decoded; `{}` for other requests.
 
 ---An HTTP answer a script returns (`reject`, `receive`'s second result, `respond`, `ack`, routes).
 ---@class switchboard.Response
@@ -39,8 +40,8 @@
 ---@field metadata? any
 ---@field parse_data? any
 
----A route handler of `channel.routes`.
----@alias switchboard.RouteHandler fun(req: switchboard.Request): switchboard.Response
+---A route handler of `channel.routes`: a response, or messages for the bot (as `receive` returns them) and optionally the response.
+---@alias switchboard.RouteHandler fun(req: switchboard.Request): (switchboard.Response|switchboard.IncomingMessage[]), switchboard.Response?
 
 ---@alias switchboard.BotErrorKind
 ---| "script_error" # the Lua bot raised (its CPU budget and memory cap too)
@@ -66,6 +67,29 @@
 ---@field hint? string Added to the error when a required value is missing.
 ---@field number_as_text? boolean A string parameter accepts a number, written as text.
 
+---An open WebSocket connection, in `on_open`, `on_message` and `on_close`.
+---@class switchboard.Connection
+---@field id string 32 hex digits, unique.
+---@field data table The channel's own values for this connection, kept from `on_open` to `on_close` (and across a reload when they are JSON values).
+local Connection = {}
+
+---Send a message on this connection.
+---@param data string Text (UTF-8), or bytes with `binary`.
+---@param binary? boolean
+---@return true|nil ok
+---@return string? err "the connection is closed"
+function Connection:send(data, binary) end
+
+---Start the close handshake; `on_close` follows.
+---@param code? integer 1000 (the default), or 3000-4999 for the application's own.
+---@param reason? string
+function Connection:close(code, reason) end
+
+---Sends to `sender_id` (`sb.connections.send`, the channel's senders) reach this connection until it closes.
+---@param sender_id string
+---@return boolean ok
+function Connection:bind(sender_id) end
+
 ---A channel script returns this table. Only `name` is required; every hook left out behaves like
 ---the `rest` channel's. Hooks are plain functions: define them with a dot, not a colon. Other
 ---fields are free for the channel's own state.
@@ -90,6 +114,10 @@
 ---@field ack? fun(req: switchboard.Request): switchboard.Response Push channels: the answer (default 200 `success`).
 ---@field async? boolean Push channels: answer before the bot runs (default `false`).
 ---@field routes? table<string, switchboard.RouteHandler> Extra routes below `/webhooks/<name>`, keyed `"METHOD /path"`.
+---@field websocket? string A WebSocket route below `/webhooks/<name>`, such as `"/ws"`; needs `on_message`.
+---@field on_open? fun(conn: switchboard.Connection, req: switchboard.Request): switchboard.Response? A client opens the WebSocket: return a response to refuse it (nothing accepts).
+---@field on_message? fun(conn: switchboard.Connection, data: string, binary: boolean): switchboard.IncomingMessage[]? A message on the connection; returns the messages for the bot, as `receive` does.
+---@field on_close? fun(conn: switchboard.Connection, code: integer, reason: string) The connection closed (1006: without a close handshake).
 ---@field send_response? fun(recipient_id: string, message: switchboard.BotMessage, msg: switchboard.UserMessage) Push: a whole bot message, and every kind the channel has no sender for.
 ---@field send_text_message? fun(recipient_id: string, text: string, extras: table, msg: switchboard.UserMessage) Push: a text.
 ---@field send_image_url? fun(recipient_id: string, url: string, extras: table, msg: switchboard.UserMessage) Push: an image.

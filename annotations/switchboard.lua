@@ -71,6 +71,84 @@ function sb.log.warning(fmt, ...) end
 ---@param ... any
 function sb.log.error(fmt, ...) end
 
+-- ---- sb.store -----------------------------------------------------------------------------------
+
+---A key-value store shared by every worker of the host (docs/lua-api.md, "sb.store"). Each call
+---waits for the next turn of the worker's loop (it never blocks the worker). Failures return
+---`nil` and a message. Values: strings as they are; tables, numbers and booleans as JSON.
+---@class switchboard.store
+sb.store = {}
+
+---@param key string At most 1024 bytes.
+---@return any value The value, or `nil` when the key is absent or expired.
+---@return string? err
+function sb.store.get(key) end
+
+---@param key string
+---@param value string|table|number|boolean
+---@param ttl? number Seconds until the key expires; 0 or nil: never.
+---@return true|nil ok
+---@return string? err
+function sb.store.set(key, value, ttl) end
+
+---Set only when the key is absent: `true` when added, `false` when it existed (a retry seen before).
+---@param key string
+---@param value string|table|number|boolean
+---@param ttl? number
+---@return boolean|nil added
+---@return string? err
+function sb.store.add(key, value, ttl) end
+
+---Add `by` (default 1) to the integer at key (absent counts as 0); the TTL is kept.
+---@param key string
+---@param by? integer
+---@return integer|nil value
+---@return string? err
+function sb.store.incr(key, by) end
+
+---@param key string
+---@return boolean|nil existed
+---@return string? err
+function sb.store.del(key) end
+
+---@param key string
+---@param ttl number Seconds; 0 removes the expiry.
+---@return boolean|nil exists
+---@return string? err
+function sb.store.expire(key, ttl) end
+
+---Append to the list at key.
+---@param key string
+---@param value string|table|number|boolean
+---@return integer|nil length The list's length after (0 when a waiting pop took the value).
+---@return string? err
+function sb.store.push(key, value) end
+
+---Take the first value of the list at key; with `wait`, an empty list waits that many seconds for a push (from any worker).
+---@param key string
+---@param wait? number Seconds, at most the response timeout.
+---@return any value The value, or `nil` (empty, or nothing came in time).
+---@return string? err
+function sb.store.pop(key, wait) end
+
+---@param key string
+---@return integer|nil length
+---@return string? err
+function sb.store.length(key) end
+
+-- ---- sb.connections -----------------------------------------------------------------------------
+
+---Open connections (WebSocket), by the sender they are bound to (`conn:bind`).
+---@class switchboard.connections
+sb.connections = {}
+
+---Send `data` to every open connection bound to `sender_id`, on whichever worker holds it.
+---@param sender_id string
+---@param data string Text (UTF-8), or bytes with `binary`.
+---@param binary? boolean Send a binary message instead of a text one.
+---@return integer count How many connections it was handed to (0: none is open).
+function sb.connections.send(sender_id, data, binary) end
+
 -- ---- sb.http ------------------------------------------------------------------------------------
 
 ---@class switchboard.http

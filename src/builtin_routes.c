@@ -3,7 +3,9 @@
  * the status page, the metrics, each channel's health check, 404 and 405. Webhooks and the
  * routes channels declare become jobs. The admin routes (/status, /metrics) answer loopback
  * clients only, or with server.admin_token set, only requests that carry it
- * (docs/operations.md#admin-access). */
+ * (docs/operations.md#admin-access). The proactive messages route (POST
+ * /conversations/<sender>/messages, docs/contract.md §2) exists only with server.push_token: its
+ * token, channel and content type are checked here, the rest is a job (pipeline.lua's "push"). */
 #include "engine_internal.h"
 
 #include "bot.h"
@@ -63,6 +65,30 @@ static int token_equals(const char *expected, const char *given, size_t given_le
     return diff == 0;
 }
 
+/* 1 when the request carries `Authorization: Bearer <token>`; else it was answered 401 with a
+ * challenge. `key` names the setting in the message. */
+static int bearer_allowed(struct http_exchange *x, const char *token, const char *key)
+{
+    const char *auth = http_header_value(x, "Authorization");
+    if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
+        const char *given = auth + 7;
+        while (*given == ' ')
+            given++;
+        size_t len = strlen(given);
+        while (len && given[len - 1] == ' ')
+            len--;
+        if (token_equals(token, given, len))
+            return 1;
+    }
+    char message[160];
+    snprintf(message, sizeof message,
+             "this route needs a bearer token (Authorization: Bearer <%s>)", key);
+    struct http_header challenge = {"WWW-Authenticate", "Bearer"};
+    respond_error(x, 401, "unauthorized", auth ? "the bearer token is not valid" : message,
+                  &challenge, 1);
+    return 0;
+}
+
 /* 1 when the request may see an admin route; else it was answered 401 or 403. */
 static int admin_allowed(struct worker *w, struct http_exchange *x, const struct http_request *r)
 {
@@ -75,22 +101,7 @@ static int admin_allowed(struct worker *w, struct http_exchange *x, const struct
                       "endpoints.yml to allow others with a bearer token", NULL, 0);
         return 0;
     }
-    const char *auth = http_header_value(x, "Authorization");
-    if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
-        const char *given = auth + 7;
-        while (*given == ' ')
-            given++;
-        size_t len = strlen(given);
-        while (len && given[len - 1] == ' ')
-            len--;
-        if (token_equals(token, given, len))
-            return 1;
-    }
-    struct http_header challenge = {"WWW-Authenticate", "Bearer"};
-    respond_error(x, 401, "unauthorized",
-                  auth ? "the bearer token is not valid" : "this route needs a bearer token "
-                  "(Authorization: Bearer <server.admin_token>)", &challenge, 1);
-    return 0;
+    return bearer_allowed(x, token, "server.admin_token");
 }
 
 /* ---- paths without the machine's folders ---------------------------------------------------- */
@@ -257,9 +268,12 @@ static void respond_status(struct worker *w, struct http_exchange *x)
 /* GET /metrics: the Prometheus text format (docs/operations.md#metrics). */
 static void respond_metrics(struct worker *w, struct http_exchange *x)
 {
-    (void)w;
     struct buffer text = {0};
-    if (metrics_write(&text) != 0) {
+    struct store_stats stats;
+    store_stats(w->engine->store, &stats);
+    struct metrics_store store = {stats.keys, stats.bytes, stats.max_bytes, stats.evictions,
+                                  stats.expirations};
+    if (metrics_write(&text) != 0 || metrics_write_store(&text, &store) != 0) {
         buffer_free(&text);
         respond_error(x, 503, "overloaded", "out of memory", NULL, 0);
         return;
@@ -271,15 +285,137 @@ static void respond_metrics(struct worker *w, struct http_exchange *x)
     buffer_free(&text);
 }
 
+/* ---- proactive messages --------------------------------------------------------------------- */
+
+struct first_arg {
+    const char *name;
+    const char *value;
+};
+
+static void find_first_arg(void *ctx, const char *name, const char *value)
+{
+    struct first_arg *a = ctx;
+    if (!a->value && strcmp(name, a->name) == 0)
+        a->value = value;
+}
+
+/* "rest, slack, myio (key mypackage.myio)": the channels a request may name. */
+static void channel_list(const struct generation *gen, char *out, size_t size)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < gen->channels.count && used + 1 < size; i++) {
+        const struct channel_def *d = &gen->channels.defs[i];
+        const char *name = d->name ? d->name : d->key;
+        int same = strcmp(name, d->key) == 0;
+        int n = snprintf(out + used, size - used, "%s%s%s%s%s", i ? ", " : "", name,
+                         same ? "" : " (key ", same ? "" : d->key, same ? "" : ")");
+        if (n < 0)
+            break;
+        used += (size_t)n;
+    }
+}
+
+/* JSON or no Content-Type at all: application/json, or any type ending in +json. */
+static int json_content_type(const char *value)
+{
+    if (!value)
+        return 1;
+    while (*value == ' ' || *value == '\t')
+        value++;
+    size_t len = strcspn(value, ";");
+    while (len && (value[len - 1] == ' ' || value[len - 1] == '\t'))
+        len--;
+    return (len == 16 && strncasecmp(value, "application/json", 16) == 0) ||
+           (len > 5 && strncasecmp(value + len - 5, "+json", 5) == 0);
+}
+
+/* POST /conversations/<sender>/messages?channel=<key or name> with the push token: the checks
+ * that need no script, then a job (pipeline.lua checks the body and that the channel pushes,
+ * answers 202 and sends the messages in the sender's turn). */
+static void proactive(struct worker *w, struct http_exchange *x, const struct http_request *r,
+                      struct route_match *m)
+{
+    const struct generation *gen = w->lua->gen;
+    if (!bearer_allowed(x, w->engine->push_token, "server.push_token"))
+        return;
+    struct first_arg arg = {"channel", NULL};
+    if (r->query)
+        for (size_t i = 0; i < r->query_count; i++)
+            find_first_arg(&arg, r->query[i].name, r->query[i].value);
+    else
+        http_each_query_arg(x, find_first_arg, &arg);
+    char channels[1024], message[1400];
+    channel_list(gen, channels, sizeof channels);
+    if (!arg.value || !arg.value[0]) {
+        snprintf(message, sizeof message, "name the channel that sends the messages: "
+                 "?channel=<key or name>; the channels are: %s", channels);
+        respond_error(x, 400, "missing_channel", message, NULL, 0);
+        return;
+    }
+    int found = -1;
+    for (size_t i = 0; i < gen->channels.count && found < 0; i++)
+        if (strcmp(gen->channels.defs[i].key, arg.value) == 0)
+            found = (int)i;
+    for (size_t i = 0; i < gen->channels.count && found < 0; i++)
+        if (gen->channels.defs[i].name && strcmp(gen->channels.defs[i].name, arg.value) == 0)
+            found = (int)i;
+    if (found < 0 || (size_t)found >= gen->routes.count) {
+        snprintf(message, sizeof message, "no channel '%.200s'; the channels are: %s", arg.value,
+                 channels);
+        respond_error(x, 404, "unknown_channel", message, NULL, 0);
+        return;
+    }
+    const char *channel = gen->routes.channels[found].name;
+    http_set_channel(x, channel);
+    log_set_channel(channel);
+    const char *type = http_header_value(x, "Content-Type");
+    if (!json_content_type(type)) {
+        snprintf(message, sizeof message, "the body must be JSON (Content-Type: "
+                 "application/json), not %.200s", type);
+        respond_error(x, 415, "unsupported_media_type", message, NULL, 0);
+        return;
+    }
+    m->channel = found;
+    job_start(w, x, r, m);
+}
+
+/* The 405 of the proactive messages route's path (the router leaves its existence to us). */
+static int proactive_path(const struct route_match *m)
+{
+    return m->kind == ROUTE_METHOD_NOT_ALLOWED && m->channel < 0 && m->param_count == 1;
+}
+
+/* ---- dispatch --------------------------------------------------------------------------------- */
+
 static void answer(struct worker *w, struct http_exchange *x, const struct http_request *r,
                    const struct route_match *m);
+
+/* The path as sent (percent-encoded), so that the router decodes each segment itself and an
+ * encoded '/' stays inside its parameter. A target that is not a path (absolute form) falls back
+ * to the decoded path. */
+static const char *raw_path(const struct http_request *r, char *buf, size_t size)
+{
+    const char *raw = r->raw_uri;
+    if (!raw || raw[0] != '/')
+        return r->path;
+    size_t len = strcspn(raw, "?#");
+    if (len >= size)
+        return r->path;
+    memcpy(buf, raw, len);
+    buf[len] = '\0';
+    return buf;
+}
 
 void builtin_routes_on_request(void *ctx, struct http_exchange *x, const struct http_request *r)
 {
     struct worker *w = ctx;
     struct route_match m;
     const struct route_table *routes = &w->lua->gen->routes;
-    router_match(routes, r->method, r->path, &m);
+    char path[8200]; /* a request target is at most 8192 bytes (http_checks) */
+    router_match(routes, r->method, raw_path(r, path, sizeof path), &m);
+    if ((m.kind == ROUTE_PROACTIVE || proactive_path(&m)) && !w->engine->push_token[0])
+        m.kind = ROUTE_NOT_FOUND; /* no push token: the route does not exist */
     /* The channel labels the request's metrics and log lines (a job keeps its own copy). */
     const char *channel = m.channel >= 0 ? routes->channels[m.channel].name : NULL;
     http_set_channel(x, channel);
@@ -317,6 +453,9 @@ static void answer(struct worker *w, struct http_exchange *x, const struct http_
     case ROUTE_WEBHOOK:
     case ROUTE_CUSTOM:
         job_start(w, x, r, &m);
+        return;
+    case ROUTE_PROACTIVE:
+        proactive(w, x, r, &m);
         return;
     case ROUTE_METHOD_NOT_ALLOWED: {
         char message[512];

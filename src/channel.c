@@ -412,6 +412,13 @@ static void key_where(const struct channel_set *set, const struct channel_def *d
     snprintf(out, size, "%s:%d:%d: channel '%s'", set->source, line, column, d->key);
 }
 
+/* Keys the host reads itself, valid under every channel and not passed to its init: `cases`,
+ * the folder of case files a reload runs first (docs/testing.md). */
+static int host_parameter(const char *key)
+{
+    return strcmp(key, "cases") == 0;
+}
+
 static int has_parameters(const struct channel_def *d)
 {
     return d->params && d->params->type == CFG_MAP && d->params->count > 0;
@@ -433,7 +440,7 @@ static int check_declared_keys(lua_State *L, const struct channel_set *set,
     for (size_t i = 0; i < p->count && rc == 0; i++) {
         int declared = lua_getfield(L, -1, p->keys[i]) != LUA_TNIL;
         lua_pop(L, 1);
-        if (declared)
+        if (declared || host_parameter(p->keys[i]))
             continue;
         enum { CAP = 256 };
         const char *names[CAP];
@@ -491,6 +498,8 @@ static void warn_undeclared_keys(lua_State *L, const struct channel_set *set,
     if (!has_init) {
         size_t shown = p->count < 10 ? p->count : 10;
         for (size_t i = 0; i < shown; i++) {
+            if (host_parameter(p->keys[i]))
+                continue;
             key_where(set, d, i, where, sizeof where);
             log_msg(LOG_WARNING, NULL,
                     "%s: parameter '%s' is not used (the channel has no init and declares no "
@@ -537,10 +546,12 @@ static int load_routes(lua_State *L, const char *where, struct route_channel *rc
     lua_pushnil(L);
     while (lua_next(L, -2)) {
         struct route r;
+        char why[160] = "";
         const char *spec = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-        if (!spec || route_parse(spec, &r) != 0) {
-            snprintf(err, errlen, "%s: channel.routes keys must look like \"GET /path\", not %s",
-                     where, spec ? spec : luaL_typename(L, -2));
+        if (!spec || route_parse_why(spec, &r, why, sizeof why) != 0) {
+            snprintf(err, errlen, "%s: channel.routes keys must look like \"GET /path\", not %s%s%s%s",
+                     where, spec ? spec : luaL_typename(L, -2), why[0] ? " (" : "", why,
+                     why[0] ? ")" : "");
             lua_pop(L, 2);
             rc_status = -1;
             break;
@@ -572,6 +583,53 @@ static int load_routes(lua_State *L, const char *where, struct route_channel *rc
     return rc_status;
 }
 
+/* channel.websocket = "/path": a WebSocket route below /webhooks/<name> (docs/lua-api.md,
+ * "Connections"); its connections need on_message. Added to rc as a GET route whose spec is
+ * CHANNEL_WEBSOCKET_ROUTE, which the engine knows. */
+static int load_websocket(lua_State *L, const char *where, struct route_channel *rc, char *err,
+                          size_t errlen)
+{
+    int type = lua_getfield(L, -1, "websocket");
+    if (type == LUA_TNIL) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    char spec[512];
+    struct route r;
+    const char *path = type == LUA_TSTRING ? lua_tostring(L, -1) : "";
+    snprintf(spec, sizeof spec, "GET %s", path);
+    if (type != LUA_TSTRING || path[0] != '/' || route_parse(spec, &r) != 0) {
+        snprintf(err, errlen, "%s: channel.websocket must be a path below the channel's URL, such "
+                              "as \"/ws\"", where);
+        lua_pop(L, 1);
+        return -1;
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, -1, "on_message") != LUA_TFUNCTION) {
+        lua_pop(L, 1);
+        route_free(&r);
+        snprintf(err, errlen, "%s: a channel with a websocket route needs on_message(conn, data, "
+                              "binary)", where);
+        return -1;
+    }
+    lua_pop(L, 1);
+    char *marker = strdup(CHANNEL_WEBSOCKET_ROUTE);
+    struct route *grown = rc && marker ? realloc(rc->routes, (rc->count + 1) * sizeof *grown) : NULL;
+    if (!rc || !marker || !grown) {
+        route_free(&r);
+        free(marker);
+        if (!rc)
+            return 0;
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    free(r.spec);
+    r.spec = marker;
+    rc->routes = grown;
+    rc->routes[rc->count++] = r;
+    return 0;
+}
+
 /* Load channel `d` into L and leave its table on the stack. */
 static int load_one(lua_State *L, const struct channel_set *set, struct channel_def *d,
                     struct route_channel *rc, char *err, size_t errlen)
@@ -586,7 +644,8 @@ static int load_one(lua_State *L, const struct channel_set *set, struct channel_
                  d->line, d->column);
         return -1;
     }
-    if (check_table(L, where, err, errlen) != 0 || load_routes(L, where, rc, err, errlen) != 0)
+    if (check_table(L, where, err, errlen) != 0 || load_routes(L, where, rc, err, errlen) != 0 ||
+        load_websocket(L, where, rc, err, errlen) != 0)
         goto fail;
     lua_getfield(L, -1, "name");
     const char *name = lua_tostring(L, -1);
@@ -615,6 +674,10 @@ static int load_one(lua_State *L, const struct channel_set *set, struct channel_
         return 0;
     }
     lua_push_cfg(L, d->params);
+    if (lua_istable(L, -1)) {
+        lua_pushnil(L);
+        lua_setfield(L, -2, "cases");
+    }
     if (track) {
         /* [chan, init, config] -> [chan, missing, metatable, config, init, config] */
         lua_newtable(L);

@@ -29,6 +29,10 @@ struct channel_def {
     int line, column;                /* position of the key in credentials.yml */
 };
 
+/* The spec of the route a channel's `websocket` path declares (never "METHOD /path", so no
+ * channel.routes key can be it). */
+#define CHANNEL_WEBSOCKET_ROUTE "websocket"
+
 struct channel_set {
     char *source;                    /* credentials file as given, or "(no credentials)" */
     size_t count;

@@ -23,6 +23,9 @@ const struct channel_hook channel_hooks[] = {
     {"respond", LUA_TFUNCTION, HOOK_REQUEST},
     {"stream", LUA_TFUNCTION, HOOK_REQUEST},
     {"ack", LUA_TFUNCTION, HOOK_REQUEST},
+    {"on_open", LUA_TFUNCTION, HOOK_REQUEST},
+    {"on_message", LUA_TFUNCTION, HOOK_REQUEST},
+    {"on_close", LUA_TFUNCTION, HOOK_REQUEST},
     {"send_response", LUA_TFUNCTION, HOOK_SENDER},
     {"send_text_message", LUA_TFUNCTION, HOOK_SENDER},
     {"send_image_url", LUA_TFUNCTION, HOOK_SENDER},
@@ -32,6 +35,7 @@ const struct channel_hook channel_hooks[] = {
     {"send_elements", LUA_TFUNCTION, HOOK_SENDER},
     {"send_custom_json", LUA_TFUNCTION, HOOK_SENDER},
     {"routes", LUA_TTABLE, HOOK_SETTING},
+    {"websocket", LUA_TSTRING, HOOK_SETTING},
     {"async", LUA_TBOOLEAN, HOOK_SETTING},
     {"parameters", LUA_TTABLE, HOOK_SETTING},
 };

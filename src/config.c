@@ -140,6 +140,10 @@ void endpoints_defaults(struct endpoints *e)
     e->server.lua_cpu_budget = 1.0;
     e->server.lua_memory_limit = 268435456;
     e->server.workers = 0;
+    e->server.store_max_bytes = 64u * 1024 * 1024;
+    e->server.websocket_max_message = 1048576;
+    e->server.websocket_send_queue = 4194304;
+    e->server.websocket_ping_interval = 25;
 }
 
 /* The value as a number. A string whose text reads as a number counts as one, because ${VAR}
@@ -286,6 +290,18 @@ static const struct server_key {
      offsetof(struct server_limits, trust_forwarded_headers), "true or false"},
     {"admin_token", LIMIT_TOKEN, 0, sizeof(((struct server_limits *)0)->admin_token) - 1,
      offsetof(struct server_limits, admin_token), "a string"},
+    {"push_token", LIMIT_TOKEN, 0, sizeof(((struct server_limits *)0)->push_token) - 1,
+     offsetof(struct server_limits, push_token), "a string"},
+    {"store_max_bytes", LIMIT_SIZE, 65536, SIZE_MAX,
+     offsetof(struct server_limits, store_max_bytes), "an integer of at least 65536 (bytes)"},
+    {"websocket_max_message", LIMIT_SIZE, 125, SIZE_MAX,
+     offsetof(struct server_limits, websocket_max_message), "an integer of at least 125 (bytes)"},
+    {"websocket_send_queue", LIMIT_SIZE, 65536, SIZE_MAX,
+     offsetof(struct server_limits, websocket_send_queue),
+     "an integer of at least 65536 (bytes)"},
+    {"websocket_ping_interval", LIMIT_SECONDS, 0, 3600,
+     offsetof(struct server_limits, websocket_ping_interval),
+     "a number of seconds greater than 0 and at most 3600"},
 };
 
 #define N_SERVER_KEYS (sizeof server_keys / sizeof server_keys[0])

@@ -51,6 +51,16 @@ struct server_limits {
                                     for hosts behind a TLS proxy: true */
     char admin_token[256];       /* admin_token: the bearer token /status and /metrics ask for;
                                     "" (the default): they answer loopback clients only */
+    size_t store_max_bytes;      /* store_max_bytes, what sb.store may hold (embedded): 64 MiB */
+    size_t websocket_max_message; /* websocket_max_message, bytes of one message from a client:
+                                     1048576 (over it: close 1009) */
+    size_t websocket_send_queue; /* websocket_send_queue, bytes waiting to be written to one
+                                    client before it is cut: 4194304 */
+    double websocket_ping_interval; /* websocket_ping_interval, seconds of silence before a ping
+                                       (and again before the client is dropped): 25 */
+    char push_token[256];        /* push_token: the bearer token of POST
+                                    /conversations/<sender>/messages (proactive messages);
+                                    "" (the default): that route does not exist */
 };
 
 enum bot_kind { BOT_DEMO, BOT_SCRIPT, BOT_HTTP };

@@ -64,6 +64,7 @@ void worker_state_released(struct worker *w, struct script_state *st)
 static void adopt_scripts(struct worker *w, struct script_state *fresh)
 {
     struct script_state *old = w->lua;
+    connections_adopt(w, old, fresh);
     w->lua = fresh;
     if (old->jobs == 0) {
         script_state_close(old);
@@ -92,7 +93,10 @@ void worker_post(struct worker *w, struct job *job)
     wake_worker(w);
 }
 
-/* Adopt a reload's scripts, and resume the jobs other messages handed their sender's turn to. */
+void worker_wake(struct worker *w) { wake_worker(w); }
+
+/* Adopt a reload's scripts, deliver sends for this worker's connections, and resume the jobs
+ * other messages handed their sender's turn to. */
 static void drain_inbox(struct worker *w)
 {
     uint64_t ignored;
@@ -103,13 +107,16 @@ static void drain_inbox(struct worker *w)
     w->woken_head = w->woken_tail = NULL;
     struct script_state *fresh = w->incoming;
     w->incoming = NULL;
+    struct conn_mail *mail = w->mail_head;
+    w->mail_head = w->mail_tail = NULL;
     pthread_mutex_unlock(&w->inbox_lock);
     if (fresh)
         adopt_scripts(w, fresh);
+    connection_deliver_mail(w, mail);
     while (job) {
         struct job *next = job->woken_next;
         job->woken_next = NULL;
-        job_resume_with_turn(job);
+        job_resume_from_inbox(job);
         job = next;
     }
 }
@@ -127,6 +134,8 @@ static long earliest(long a, long b)
 
 static int loop_timeout(struct worker *w)
 {
+    if (w->conn_ready || w->soon)
+        return 0;
     if (atomic_load(&w->draining))
         return 50; /* look at the drain condition regularly */
     long timeout = earliest(http_server_timeout_ms(w->http), outbound_timeout_ms(w->outbound));
@@ -151,11 +160,18 @@ static void *worker_main(void *arg)
     struct epoll_event events[64];
     metrics_bind_worker(w->index);
     publish_memory(w);
+    int going_away = 0;
+    uint64_t next_sweep = 0;
     while (!atomic_load(&w->stopping)) {
         if (atomic_load(&w->draining)) {
             http_server_stop_accepting(w->http);
             atomic_store(&w->accepting_stopped, 1);
-            if ((!w->jobs && !http_server_busy(w->http)) || timers_now_ms() >= w->drain_until_ms)
+            if (!going_away) {
+                connections_going_away(w); /* 1001 to every client; their close ends them */
+                going_away = 1;
+            }
+            if ((!w->jobs && !http_server_busy(w->http) && !w->connection_count) ||
+                timers_now_ms() >= w->drain_until_ms)
                 break;
         }
         int n = epoll_wait(w->epfd, events, 64, loop_timeout(w));
@@ -168,12 +184,22 @@ static void *worker_main(void *arg)
             if (tag == OUTBOUND_EPOLL_TAG)
                 outbound_on_socket(w->outbound, (int)(uint32_t)events[i].data.u64,
                                    events[i].events);
+            else if (tag == CONN_EPOLL_TAG)
+                connection_on_socket(w, (int)(uint32_t)events[i].data.u64, events[i].events);
             else if (events[i].data.u64 == EV_WAKE)
                 drain_inbox(w);
         }
         outbound_on_timer(w->outbound);
         timers_run(&w->timers);
+        /* Before the server runs: what they answer is sent in this turn. What parks while the
+         * server runs (new requests) makes the next wait return at once (loop_timeout). */
+        connections_run_ready(w);
+        jobs_run_soon(w);
         http_server_run(w->http);
+        if (w->index == 0 && timers_now_ms() >= next_sweep) {
+            store_sweep(w->engine->store, timers_now_ms(), 1000); /* expired keys nobody reads */
+            next_sweep = timers_now_ms() + 1000;
+        }
         publish_memory(w);
     }
     lua_budget_thread_exit();
@@ -186,6 +212,7 @@ static void scripts_options_init(struct script_options *so, const struct engine_
     so->paths = opt->paths;
     so->limits = opt->limits;
     so->connector = opt->connector;
+    so->record_dir = opt->record_dir;
     so->push_host = host_api_push;
 }
 
@@ -246,6 +273,13 @@ static int worker_init(struct engine *e, struct worker *w, unsigned index,
 
 static void worker_cleanup(struct worker *w)
 {
+    /* Connections first: libmicrohttpd stops only once every socket it handed over is back. */
+    if (w->lua)
+        connections_free_all(w);
+    pthread_mutex_lock(&w->inbox_lock);
+    connection_deliver_mail(w, w->mail_head); /* to connections that are gone: freed */
+    w->mail_head = w->mail_tail = NULL;
+    pthread_mutex_unlock(&w->inbox_lock);
     if (w->http)
         http_server_destroy(w->http); /* answers exchanges still waiting */
     w->http = NULL;
@@ -285,6 +319,13 @@ struct engine *engine_create(const struct engine_options *opt, char *err, size_t
     e->generation = 1;
     snprintf(e->admin_token, sizeof e->admin_token, "%s",
              opt->config->endpoints.server.admin_token);
+    e->store = store_create(&(struct store_limits){opt->config->endpoints.server.store_max_bytes});
+    if (!e->store) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    snprintf(e->push_token, sizeof e->push_token, "%s",
+             opt->config->endpoints.server.push_token);
     pthread_mutex_init(&e->reload_lock, NULL);
     scripts_options_init(&e->scripts, opt);
     e->workers = calloc(e->worker_count, sizeof *e->workers);
@@ -351,6 +392,7 @@ void engine_destroy(struct engine *e)
     if (stuck)
         return;
     free(e->workers);
+    store_destroy(e->store);
     script_config_unref(e->config);
     e->config = NULL;
     pthread_mutex_destroy(&e->reload_lock);
@@ -442,18 +484,25 @@ int engine_files_changed_since(const struct engine *e, const struct timespec *si
     return 0;
 }
 
-static void describe_channels(const struct channel_set *set, char *out, size_t size)
+/* Each channel's webhook, and its WebSocket route when it has one. */
+static void describe_channels(const struct generation *gen, char *out, size_t size)
 {
     size_t used = 0;
     out[0] = '\0';
-    for (size_t i = 0; i < set->count && used < size; i++)
+    for (size_t i = 0; i < gen->channels.count && used < size; i++) {
         used += (size_t)snprintf(out + used, size - used, "%s/webhooks/%s/webhook", i ? ", " : "",
-                                 set->defs[i].name);
+                                 gen->channels.defs[i].name);
+        const struct route_channel *rc = i < gen->routes.count ? &gen->routes.channels[i] : NULL;
+        for (size_t k = 0; rc && k < rc->count && used < size; k++)
+            if (strcmp(rc->routes[k].spec, CHANNEL_WEBSOCKET_ROUTE) == 0)
+                used += (size_t)snprintf(out + used, size - used, " (WebSocket /webhooks/%s%s)",
+                                         gen->channels.defs[i].name, rc->routes[k].path);
+    }
 }
 
 void engine_describe_channels(const struct engine *e, char *out, size_t size)
 {
-    describe_channels(&e->gen->channels, out, size);
+    describe_channels(e->gen, out, size);
 }
 
 unsigned engine_drain(struct engine *e, double seconds)

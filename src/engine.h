@@ -13,6 +13,7 @@
 #define SB_ENGINE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "http.h"
 #include "lua_state.h"
@@ -24,9 +25,15 @@ struct engine_options {
     struct lua_limits limits;
     struct script_config *config;     /* engine_create takes ownership (also when it fails) */
     const char *connector;            /* --connector, or NULL */
+    const char *record_dir;           /* --record: absolute folder for case files, or NULL */
     unsigned workers;                 /* 0: one per CPU the process may run on */
     double response_timeout;          /* seconds one message may take (--response-timeout) */
     struct http_options http;         /* borrowed pointers inside must outlive the engine */
+    struct websocket_options {
+        size_t max_message;           /* bytes of one message from a client: over it, 1009 */
+        size_t send_queue;            /* bytes waiting to be written: over it, the client is cut */
+        uint64_t ping_interval_ms;    /* keep-alive: ping after this much silence; 0: never */
+    } websocket;
     int listen_fd;
 };
 

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* engine_internal: what the engine's own files share; no other module includes it.
  *
- * The engine is four files: engine.c (workers, their event loops and inboxes, reloads, the
+ * The engine is five files: engine.c (workers, their event loops and inboxes, reloads, the
  * graceful stop), job.c (a request that runs a script: its coroutine, its waits and their
- * cancellation, its deadline), host_api.c (the `host` table pipeline.lua is given) and
- * builtin_routes.c (the routes answered in C: root, status, metrics, health, 404, 405).
+ * cancellation, its deadline), host_api.c (the `host` table pipeline.lua is given),
+ * builtin_routes.c (the routes answered in C: root, status, metrics, health, 404, 405) and
+ * connections.c (WebSocket connections: their sockets, frames and events for Lua).
  * Uses: http, outbound, timers, scripts, lua_sb (struct lua_task), sender_gate, metrics. */
 #ifndef SB_ENGINE_INTERNAL_H
 #define SB_ENGINE_INTERNAL_H
@@ -15,6 +16,7 @@
 #include "router.h"
 #include "scripts.h"
 #include "sender_gate.h"
+#include "store.h"
 #include "timers.h"
 
 #include <pthread.h>
@@ -25,6 +27,11 @@
 struct job;
 struct lua_request;
 struct outbound_call;
+struct connection;
+struct conn_mail;
+
+#define CONN_ID_SIZE 33            /* 32 hex digits and a NUL */
+#define CONN_EPOLL_TAG 0x5357u     /* epoll data: this tag in the high 32 bits, the fd below */
 
 /* What a parked job waits for. Each kind knows how to stop waiting (a deadline fired, or the job
  * ends early): cancel returns 1 when the job may be resumed now, 0 when something else will
@@ -57,8 +64,17 @@ struct job {
     unsigned gate_held : 1;
     unsigned streaming : 1;
     unsigned in_message : 1;      /* between host.message_begin and message_end */
+    unsigned opening : 1;         /* the upgrade request of a WebSocket: on_open runs */
+    unsigned upgraded : 1;        /* ... and it accepted: the 101 is on its way */
+    struct connection *conn;      /* the connection whose event (or opening) this job runs */
     struct job *prev, *next;      /* the worker's live jobs */
     struct job *woken_next;       /* the worker's inbox */
+    unsigned woken_by_store : 1;  /* in the inbox with a value for its sb.store.pop */
+    struct job *soon_prev, *soon_next; /* resumed at the next turn of the loop (sb.store) */
+    struct store_waiter store_waiter;  /* sb.store.pop waiting for a push */
+    struct timer store_timer;     /* ... for at most this long */
+    struct buffer store_value;    /* the value a push handed it */
+    char *store_key;              /* the key it waits on */
 };
 
 struct worker {
@@ -81,6 +97,16 @@ struct worker {
     pthread_mutex_t inbox_lock;
     struct job *woken_head, *woken_tail;
     struct script_state *incoming; /* a reload's scripts, adopted between jobs */
+    struct conn_mail *mail_head, *mail_tail; /* sends for this worker's connections */
+
+    /* WebSocket connections (connections.c). */
+    struct connection *connections;
+    unsigned connection_count;
+    struct connection **conn_buckets; /* by id */
+    struct connection **conn_by_fd;   /* by socket, for epoll */
+    size_t conn_by_fd_size;
+    struct connection *conn_ready;    /* to look at between events */
+    struct job *soon;                 /* jobs to resume at the next turn (sb.store answers) */
 
     struct timer_heap timers;
     struct job *jobs;
@@ -95,6 +121,9 @@ struct engine {
     struct worker *workers;
     time_t started;
     char admin_token[256];         /* server.admin_token at startup ("" when not set) */
+    struct store *store;           /* sb.store, shared by every worker */
+    char push_token[256];          /* server.push_token at startup ("" when not set: no
+                                      proactive messages route) */
     pthread_mutex_t reload_lock;   /* guards the two fields below (read by /status) */
     unsigned generation;
     char last_reload_error[2048];
@@ -105,8 +134,15 @@ struct engine {
 /* Start a job for a webhook or a declared route: its coroutine runs pipeline.run. */
 void job_start(struct worker *w, struct http_exchange *x, const struct http_request *r,
                const struct route_match *m);
-/* Resume a job whose sender's turn came (from the worker's inbox). */
-void job_resume_with_turn(struct job *job);
+/* Start a job without an HTTP exchange, for a connection's event: push (run protected on the
+ * state's main thread) pushes the function to run and its nargs arguments. The connection is
+ * told the job started and ended (connection_job_started, connection_job_done). */
+void job_start_call(struct worker *w, struct connection *conn, const char *channel,
+                    lua_CFunction push, void *ctx, int nargs);
+/* Resume a job from the worker's inbox: its sender's turn came, or a value for its pop. */
+void job_resume_from_inbox(struct job *job);
+/* Resume the jobs whose store answer waits for this turn of the loop. */
+void jobs_run_soon(struct worker *w);
 /* End a job that will not be resumed (the worker stops): frees it. */
 void job_free(struct job *job);
 /* The job whose own coroutine L is, or NULL. */
@@ -128,6 +164,8 @@ void job_answer(struct job *job, lua_State *L, int base);
 
 /* Put a job in its worker's inbox and wake the worker (any thread). */
 void worker_post(struct worker *w, struct job *job);
+/* Wake the worker's loop (any thread): it drains its inbox. */
+void worker_wake(struct worker *w);
 /* A job of state st ended: a retired state whose last job this was is closed. */
 void worker_state_released(struct worker *w, struct script_state *st);
 
@@ -138,5 +176,41 @@ void host_api_push(lua_State *L);
 /* The server's request handler: built-in routes answered here, webhooks and declared routes
  * become jobs. ctx is the worker. */
 void builtin_routes_on_request(void *ctx, struct http_exchange *x, const struct http_request *r);
+
+/* ---- connections.c -------------------------------------------------------------------------- */
+
+/* A new connection of this worker for the channel's WebSocket route, before its 101. */
+struct connection *connection_new(struct worker *w, const char *channel, const char *remote_addr);
+const char *connection_id(const struct connection *c);
+/* The handshake of a WebSocket request, checked before on_open runs: NULL when it is one, else
+ * the status (400, 403, 426) and message to answer with. */
+const char *connection_handshake_problem(struct worker *w, struct http_exchange *x,
+                                         const struct http_request *r, int *status);
+/* on_open accepted: answer 101 and take the socket over. Returns -1 when the key is invalid. */
+int connection_accept(struct connection *c, struct http_exchange *x, const char *client_key);
+/* on_open refused (the HTTP answer went): the connection never opens. */
+void connection_discard(struct connection *c);
+void connection_job_started(struct connection *c, struct job *job);
+void connection_job_done(struct connection *c);
+/* An epoll event for a connection's socket. */
+void connection_on_socket(struct worker *w, int fd, uint32_t events);
+/* Start pending events and free finished connections; the worker's loop calls it each turn. */
+void connections_run_ready(struct worker *w);
+/* Sends from other workers, in order. */
+void connection_deliver_mail(struct worker *w, struct conn_mail *m);
+/* What scripts ask, on the connection's own worker. Each returns -1 when the connection is gone
+ * (or closing, for a send). */
+int connection_send(struct worker *w, const char *id, int binary, const char *data, size_t len);
+int connection_close(struct worker *w, const char *id, uint16_t code, const char *reason);
+int connection_bind(struct worker *w, const char *id, const char *sender);
+/* Send to every connection bound to sender, on any worker: the number it was handed to. */
+int connections_send_to_sender(struct worker *self, const char *sender, int binary,
+                               const char *data, size_t len);
+/* The worker adopts a reload's scripts: each connection's conn.data goes along (as JSON). */
+void connections_adopt(struct worker *w, struct script_state *old, struct script_state *fresh);
+/* Graceful stop: close every open connection with 1001. */
+void connections_going_away(struct worker *w);
+/* The worker stops: every connection goes at once. */
+void connections_free_all(struct worker *w);
 
 #endif

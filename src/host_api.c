@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* host_api: the `host` table pipeline.lua receives in pipeline.setup (see engine_internal.h).
  * These are the only calls from the pipeline into the engine: a message's turn and deadline,
- * streaming, answering before processing ends, and counting a bot failure. Each but the last
- * belongs to the request's own coroutine. */
+ * streaming, answering before processing ends, counting a bot failure, and the recording of a
+ * request. Each but bot_failure belongs to the request's own coroutine. */
 #include "engine_internal.h"
 
 #include "lua_state.h"
@@ -93,6 +93,19 @@ static int l_host_bot_failure(lua_State *L)
     return 0;
 }
 
+/* host.record_calls(rec): the request's recording (switchboard run --record), whose `calls`
+ * sb.http.request fills; the job lets it go when it ends  [-0,+0,e] */
+static int l_host_record_calls(lua_State *L)
+{
+    struct job *job = running_job(L);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    if (job->task.record_ref > 0)
+        luaL_unref(L, LUA_REGISTRYINDEX, job->task.record_ref);
+    lua_settop(L, 1);
+    job->task.record_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
 void host_api_push(lua_State *L)
 {
     static const luaL_Reg functions[] = {
@@ -102,6 +115,7 @@ void host_api_push(lua_State *L)
         {"stream_write", l_host_stream_write},
         {"answer", l_host_answer},
         {"bot_failure", l_host_bot_failure},
+        {"record_calls", l_host_record_calls},
         {NULL, NULL},
     };
     luaL_newlib(L, functions);

@@ -68,6 +68,18 @@ struct http_conn {
     unsigned waiting : 1;
     unsigned touched : 1;
     unsigned cut : 1; /* shut down by us: libmicrohttpd closes it at its next run */
+    unsigned upgraded : 1; /* switched protocols: its socket belongs to the engine */
+};
+
+/* A 101 answer on its way, then the socket it handed over (http_upgrade). */
+struct http_upgraded {
+    http_upgrade_fn fn;
+    void *ctx;
+    struct http_server *s;
+    struct http_conn *c;
+    struct MHD_UpgradeResponseHandle *urh; /* NULL until the 101 is sent, or once given back */
+    int own_fd;                    /* plain HTTP: our duplicate of the socket (-1: MHD's) */
+    unsigned closed : 1;
 };
 
 struct http_server {
@@ -116,6 +128,7 @@ struct http_exchange {
 
     struct MHD_Response *pending; /* answer built, not yet queued */
     unsigned pending_status;
+    struct http_upgraded *upgrade; /* a 101 answer queued: not yet handed over */
 
     /* Streaming: chunks wait in `stream` until MHD's reader takes them. */
     unsigned streaming : 1;
@@ -191,7 +204,7 @@ static void waiting_remove(struct http_server *s, struct http_conn *c)
 static void waiting_add(struct http_server *s, struct http_conn *c)
 {
     waiting_remove(s, c);
-    if (c->cut)
+    if (c->cut || c->upgraded)
         return;
     c->waiting_since_ms = timers_now_ms();
     LIST_APPEND(s->waiting_head, s->waiting_tail, c, prev, next);
@@ -220,6 +233,8 @@ static void untouch(struct http_server *s, struct http_conn *c)
 static void conn_cut(struct http_server *s, struct http_conn *c)
 {
     waiting_remove(s, c);
+    if (c->upgraded)
+        return; /* the engine owns its socket now */
     if (!c->cut && c->fd >= 0)
         shutdown(c->fd, SHUT_RDWR);
     c->cut = 1;
@@ -774,6 +789,77 @@ void http_stream_finish(struct http_exchange *x)
     engine_finished(x);
 }
 
+/* ---- switching protocols ---------------------------------------------------------------- */
+
+/* libmicrohttpd sent the 101: the socket is the engine's from now on. */
+static void on_upgraded(void *cls, struct MHD_Connection *conn, void *con_cls,
+                        const char *extra_in, size_t extra_in_size, MHD_socket sock,
+                        struct MHD_UpgradeResponseHandle *urh)
+{
+    (void)conn;
+    struct http_upgraded *u = cls;
+    struct http_exchange *x = con_cls;
+    if (x && x->upgrade == u)
+        x->upgrade = NULL; /* handed over: the exchange no longer reports a failure */
+    u->urh = urh;
+    if (u->c) {
+        u->c->upgraded = 1;
+        waiting_remove(u->s, u->c);
+    }
+    /* Over plain HTTP the socket is the client's own: keep a duplicate and let libmicrohttpd
+     * end its connection now, which frees its per-connection memory (32 KiB of pool), the larger
+     * part of an idle WebSocket's cost. Over TLS libmicrohttpd must stay: it forwards the bytes
+     * through a socket pair. */
+    u->own_fd = -1;
+    if (!u->s->opt->tls_cert_pem) {
+        int mine = fcntl((int)sock, F_DUPFD_CLOEXEC, 0);
+        if (mine >= 0) {
+            u->own_fd = mine;
+            MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+            u->urh = NULL;
+            sock = mine;
+        }
+    }
+    u->fn(u->ctx, u, (int)sock, extra_in, extra_in_size);
+}
+
+void http_upgrade(struct http_exchange *x, const struct http_header *headers, size_t count,
+                  http_upgrade_fn fn, void *ctx)
+{
+    struct http_upgraded *u = x->mhd_done ? NULL : calloc(1, sizeof *u);
+    struct MHD_Response *resp = u ? MHD_create_response_for_upgrade(on_upgraded, u) : NULL;
+    if (!resp) {
+        free(u);
+        if (!x->mhd_done)
+            log_msg(LOG_ERROR, x->id, "out of memory switching protocols");
+        engine_finished(x);
+        fn(ctx, NULL, -1, NULL, 0);
+        return;
+    }
+    for (size_t i = 0; i < count; i++)
+        MHD_add_response_header(resp, headers[i].name, headers[i].value);
+    add_common_headers(x, resp);
+    u->fn = fn;
+    u->ctx = ctx;
+    u->s = x->server;
+    u->c = conn_of(x->conn);
+    x->upgrade = u;
+    set_pending(x, MHD_HTTP_SWITCHING_PROTOCOLS, resp);
+    engine_finished(x);
+}
+
+void http_upgraded_close(struct http_upgraded *u)
+{
+    if (!u || u->closed)
+        return;
+    u->closed = 1;
+    if (u->own_fd >= 0)
+        close(u->own_fd);
+    else if (u->urh)
+        MHD_upgrade_action(u->urh, MHD_UPGRADE_ACTION_CLOSE);
+    free(u);
+}
+
 /* ---- libmicrohttpd callbacks ---------------------------------------------------------------- */
 
 /* Runs before the request line is parsed: the only place the raw request target is available.
@@ -981,6 +1067,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
     x->mhd_done = 1;
     x->conn = NULL;
+    if (x->upgrade && toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) {
+        /* The 101 never went out (the client left first): the engine learns it has no socket. */
+        struct http_upgraded *u = x->upgrade;
+        x->upgrade = NULL;
+        u->fn(u->ctx, NULL, -1, NULL, 0);
+        free(u);
+    }
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && x->delivered && !x->engine_done)
         log_msg(LOG_INFO, x->id, "client went away before the answer was complete");
     if (!x->delivered || x->engine_done)
@@ -1065,7 +1158,8 @@ struct http_server *http_server_create(int listen_fd, const struct http_options 
     s->id_base = ((uint64_t)now.tv_nsec * 2654435761u) ^ (uint64_t)(uintptr_t)s ^
                  ((uint64_t)getpid() << 16);
 
-    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE |
+                     MHD_USE_ERROR_LOG;
     if (opt->tls_cert_pem && opt->tls_key_pem)
         flags |= MHD_USE_TLS;
     struct MHD_OptionItem tls_options[] = {

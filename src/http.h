@@ -117,6 +117,18 @@ void http_stream_start(struct http_exchange *x, int status, const char *content_
 void http_stream_write(struct http_exchange *x, const char *data, size_t len);
 void http_stream_finish(struct http_exchange *x);
 
+/* Switching protocols (WebSocket): answer 101 with these headers (copied; Upgrade and
+ * Connection included by the caller) and hand the socket over once the answer is sent. fn runs on
+ * this server's thread: with the socket, and any bytes the client sent after its request (treat
+ * them as read from the socket); or with u NULL and fd -1 when the answer could not be sent. The
+ * socket may be read, written and shut down, never closed: http_upgraded_close ends it. */
+struct http_upgraded;
+typedef void (*http_upgrade_fn)(void *ctx, struct http_upgraded *u, int fd, const char *extra,
+                                size_t extra_len);
+void http_upgrade(struct http_exchange *x, const struct http_header *headers, size_t count,
+                  http_upgrade_fn fn, void *ctx);
+void http_upgraded_close(struct http_upgraded *u);
+
 /* A JSON error body {"error": code, "message": message} (message JSON-escaped) as an answer. */
 void http_respond_error(struct http_exchange *x, int status, const char *code,
                         const char *message);

@@ -5,9 +5,11 @@
  * itself, which the message's deadline and the end of the job use. */
 #include "engine_internal.h"
 
+#include "json_writer.h"
 #include "list.h"
 #include "log.h"
 #include "lua_request.h"
+#include "lua_sb.h"
 #include "lua_state.h"
 #include "metrics.h"
 #include "outbound.h"
@@ -51,9 +53,25 @@ static int cancel_turn(struct job *job)
     return 1;
 }
 
+static int cancel_soon(struct job *job)
+{
+    LIST_UNLINK(job->w->soon, job, soon_prev, soon_next);
+    return 1;
+}
+
+/* A pop waiting for a push: when a push handed the value over meanwhile, the inbox resumes the
+ * job; a job resumed into a cancellation puts the value back (resume_with_store_value). */
+static int cancel_store_pop(struct job *job)
+{
+    timer_stop(&job->w->timers, &job->store_timer);
+    return store_cancel_wait(job->w->engine->store, &job->store_waiter);
+}
+
 static const struct job_wait wait_sleep = {"sb.sleep", cancel_sleep};
 static const struct job_wait wait_http = {"an outbound request", cancel_http};
 static const struct job_wait wait_turn = {"the sender's turn", cancel_turn};
+static const struct job_wait wait_soon = {"the store's answer", cancel_soon};
+static const struct job_wait wait_store_pop = {"sb.store.pop", cancel_store_pop};
 
 /* ---- the sender's turn ---------------------------------------------------------------------- */
 
@@ -190,6 +208,20 @@ void job_answer(struct job *job, lua_State *L, int base)
     lua_request_invalidate(job->req);
 }
 
+/* on_open accepted the connection: 101, and the socket becomes the connection's. */
+static void open_connection(struct job *job)
+{
+    const char *key = http_header_value(job->x, "Sec-WebSocket-Key");
+    if (connection_accept(job->conn, job->x, key) != 0) {
+        http_respond_error(job->x, 400, "bad_request",
+                           "Sec-WebSocket-Key must be the base64 of 16 bytes");
+    } else {
+        job->upgraded = 1;
+    }
+    job->x = NULL;
+    lua_request_invalidate(job->req);
+}
+
 /* ---- running -------------------------------------------------------------------------------- */
 
 void job_free(struct job *job)
@@ -199,12 +231,15 @@ void job_free(struct job *job)
     lua_State *L = st->L;
     message_done(job, 0);
     timer_stop(&w->timers, &job->deadline);
+    timer_stop(&w->timers, &job->store_timer);
     if (job->wait && job->wait != &wait_turn)
         job->wait->cancel(job);
     if (job->gate_sender)
         release_gate(job);
     lua_request_invalidate(job->req);
     luaL_unref(L, LUA_REGISTRYINDEX, job->req_ref);
+    if (job->task.record_ref > 0)
+        luaL_unref(L, LUA_REGISTRYINDEX, job->task.record_ref);
     if (job->co) {
         lua_task_bind(job->co, NULL);
         /* A coroutine that ended normally is reset and kept for the next job: creating one per
@@ -216,7 +251,12 @@ void job_free(struct job *job)
             luaL_unref(L, LUA_REGISTRYINDEX, job->co_ref);
     }
     LIST_UNLINK(w->jobs, job, prev, next);
+    struct connection *conn = job->conn;
+    buffer_free(&job->store_value);
+    free(job->store_key);
     free(job);
+    if (conn)
+        connection_job_done(conn);
     /* Buffers Lua's string functions allocate are not covered by its emergency collection: when
      * the state grew by a quarter of its cap since the last full collection, collect now so the
      * next request has room (memory a script keeps on purpose does not trigger it again). */
@@ -252,6 +292,8 @@ static void job_resume(struct job *job, int nargs)
         const char *problem = job_answer_problem(co, base, nres);
         if (problem)
             log_msg(LOG_ERROR, job->id, "pipeline.run returned no valid answer: %s", problem);
+        else if (job->opening && lua_tointeger(co, base) == 101)
+            open_connection(job);
         else
             job_answer(job, co, base);
     } else if (rc != LUA_OK) {
@@ -269,12 +311,22 @@ static void job_resume(struct job *job, int nargs)
                                "the request could not be processed; see the log");
         job->x = NULL;
     }
+    if (job->opening && !job->upgraded)
+        connection_discard(job->conn); /* refused, or on_open failed: it never opens */
     job_free(job);
     log_set_channel(NULL);
 }
 
-void job_resume_with_turn(struct job *job)
+static void resume_with_store_value(struct job *job);
+static void store_pop_timed_out(struct timer *t);
+
+void job_resume_from_inbox(struct job *job)
 {
+    if (job->woken_by_store) {
+        job->woken_by_store = 0;
+        resume_with_store_value(job);
+        return;
+    }
     job->gate_held = 1;
     job_resume(job, 0);
 }
@@ -366,7 +418,171 @@ static void deadline_fired(struct timer *t)
         job_resume(job, 0);
 }
 
-static const struct lua_task_ops task_ops = {.sleep = task_sleep, .http = task_http};
+/* ---- connections: what conn and sb.connections ask ------------------------------------------ */
+
+static int task_conn_send(struct lua_task *t, const char *id, int binary, const char *data,
+                          size_t len)
+{
+    return connection_send(((struct job *)t)->w, id, binary, data, len);
+}
+
+static int task_conn_close(struct lua_task *t, const char *id, int code, const char *reason)
+{
+    return connection_close(((struct job *)t)->w, id, (uint16_t)code, reason);
+}
+
+static int task_conn_bind(struct lua_task *t, const char *id, const char *sender)
+{
+    return connection_bind(((struct job *)t)->w, id, sender);
+}
+
+static int task_send_to_sender(struct lua_task *t, const char *sender, int binary,
+                               const char *data, size_t len)
+{
+    return connections_send_to_sender(((struct job *)t)->w, sender, binary, data, len);
+}
+
+/* ---- sb.store ----------------------------------------------------------------------------- */
+
+static struct store *task_store(struct lua_task *t)
+{
+    return ((struct job *)t)->w->engine->store;
+}
+
+static void task_next_turn(struct lua_task *t)
+{
+    struct job *job = (struct job *)t;
+    LIST_PUSH(job->w->soon, job, soon_prev, soon_next);
+    job->wait = &wait_soon;
+}
+
+void jobs_run_soon(struct worker *w)
+{
+    /* Jobs parked during this pass wait for the next one. */
+    struct job *batch = w->soon;
+    w->soon = NULL;
+    while (batch) {
+        struct job *job = batch;
+        batch = job->soon_next;
+        if (batch)
+            batch->soon_prev = NULL;
+        job->soon_prev = job->soon_next = NULL;
+        job_resume(job, 0);
+    }
+}
+
+/* A push handed this waiting pop its value: on the pushing thread (maybe another worker), the
+ * job parked. Keep the value and let the job's own worker resume it. */
+static void store_woken(struct store_waiter *sw, const char *value, size_t len)
+{
+    struct job *job = (struct job *)((char *)sw - offsetof(struct job, store_waiter));
+    job->store_value.len = 0;
+    if (buffer_append(&job->store_value, value, len) != 0)
+        job->store_value.len = (size_t)-1; /* out of memory: the pop answers nil */
+    job->woken_by_store = 1;
+    if (!atomic_load(&job->w->stopping))
+        worker_post(job->w, job);
+}
+
+/* The pushed value into the coroutine, as a string.  [-0,+1,m] */
+static int l_push_store_value(lua_State *L)
+{
+    struct job *job = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    lua_pushlstring(L, job->store_value.data, job->store_value.len);
+    return 1;
+}
+
+static void resume_with_store_value(struct job *job)
+{
+    timer_stop(&job->w->timers, &job->store_timer);
+    lua_State *L = job->st->L;
+    if (job->task.cancelled) {
+        /* The job is going (its deadline): the value goes back to the list, not lost. */
+        if (job->store_value.len != (size_t)-1)
+            store_push(job->w->engine->store, job->store_key, job->store_value.data,
+                       job->store_value.len, timers_now_ms());
+        job_resume(job, 0);
+        return;
+    }
+    if (job->store_value.len == (size_t)-1 ||
+        lua_state_push_protected(L, l_push_store_value, job) != LUA_OK) {
+        lua_settop(L, 0);
+        log_msg(LOG_ERROR, job->id, "a value sb.store.pop received does not fit in the script's "
+                                    "Lua state: it is back at the end of the list");
+        store_push(job->w->engine->store, job->store_key, job->store_value.data,
+                   job->store_value.len, timers_now_ms());
+        job_resume(job, 0);
+        return;
+    }
+    lua_xmove(L, job->co, 1);
+    job_resume(job, 1);
+}
+
+static void store_pop_timed_out(struct timer *t)
+{
+    struct job *job = JOB_OF(t, store_timer);
+    if (store_cancel_wait(job->w->engine->store, &job->store_waiter) == 1)
+        job_resume(job, 0); /* nothing came: nil */
+    /* else a push handed a value meanwhile: the inbox resumes the job with it */
+}
+
+static int task_store_wait(struct lua_task *t, const char *key, double seconds, char *err,
+                           size_t errlen)
+{
+    struct job *job = (struct job *)t;
+    free(job->store_key);
+    job->store_key = strdup(key);
+    if (!job->store_key) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    job->store_waiter.wake = store_woken;
+    job->store_value.len = 0;
+    /* The waiter is ready before the pop: a push may hand it a value at once, on any thread. */
+    job->wait = &wait_store_pop;
+    job->store_timer = TIMER_INIT(store_pop_timed_out);
+    struct buffer now = {0};
+    int rc = store_pop(job->w->engine->store, key, timers_now_ms(), &now, &job->store_waiter);
+    if (rc == 1) {
+        /* A value came between the first look and the wait: answer with it next turn. */
+        buffer_free(&job->store_value);
+        job->store_value = now;
+        job->wait = NULL;
+        job->woken_by_store = 1;
+        worker_post(job->w, job);
+        job->wait = &wait_store_pop;
+        return 0;
+    }
+    buffer_free(&now);
+    if (rc < 0) {
+        job->wait = NULL;
+        snprintf(err, errlen, "the key holds another type of value");
+        return -1;
+    }
+    /* Bounded like sb.sleep: inside a message its deadline ends the wait first; outside one
+     * (a route: a long poll) the wait is at most the response timeout. */
+    double longest = job->w->engine->opt.response_timeout;
+    if (job->deadline.slot != TIMER_IDLE)
+        longest += 1;
+    if (!(seconds <= longest))
+        seconds = longest;
+    uint64_t due = timers_now_ms() + (uint64_t)(seconds * 1000.0 + 0.5);
+    timer_start(&job->w->timers, &job->store_timer, due);
+    return 0;
+}
+
+static const struct lua_task_ops task_ops = {
+    .sleep = task_sleep,
+    .http = task_http,
+    .conn_send = task_conn_send,
+    .conn_close = task_conn_close,
+    .conn_bind = task_conn_bind,
+    .send_to_sender = task_send_to_sender,
+    .store = task_store,
+    .next_turn = task_next_turn,
+    .store_wait = task_store_wait,
+};
 
 /* ---- starting ------------------------------------------------------------------------------- */
 
@@ -377,7 +593,9 @@ struct job_prepare {
 
 /* What pipeline.run gets, built on the state's main thread: the job's coroutine (a new one
  * unless one was reused), then run, kind, channel, req and, for a declared route, the key it was
- * declared with (the router matched it; Lua looks the handler up by it).  [-0,+5,m] */
+ * declared with (the router matched it; Lua looks the handler up by it; its {name} segments
+ * become req.params); for the proactive messages route, kind "push" and the sender id, decoded.
+ * [-0,+5,m] */
 static int l_job_prepare(lua_State *L)
 {
     struct job_prepare *p = lua_touserdata(L, 1);
@@ -391,49 +609,115 @@ static int l_job_prepare(lua_State *L)
         job->co = co;
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, st->run_ref);
-    lua_pushstring(L, m->kind == ROUTE_WEBHOOK ? "webhook" : "route");
+    lua_pushstring(L, job->opening                 ? "websocket"
+                      : m->kind == ROUTE_WEBHOOK   ? "webhook"
+                      : m->kind == ROUTE_PROACTIVE ? "push"
+                                                   : "route");
     lua_rawgeti(L, LUA_REGISTRYINDEX, st->channel_refs[m->channel]);
     struct lua_request *req = lua_request_push(L, job->x, job->r);
     lua_pushvalue(L, -1);
     job->req_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     job->req = req;
-    if (m->route)
+    if (m->kind == ROUTE_CUSTOM && m->param_count) /* the route's {name} segments */
+        lua_request_set_params(L, -1, m);
+    if (m->kind == ROUTE_PROACTIVE) { /* the sender, decoded */
+        luaL_Buffer b;
+        char *out = luaL_buffinitsize(L, &b, m->params[0].value_len);
+        luaL_pushresultsize(&b, route_decode(m->params[0].value, m->params[0].value_len, out));
+    } else if (m->route) {
         lua_pushstring(L, m->route->spec);
-    else
+    } else {
         lua_pushnil(L);
-    return 5;
+    }
+    if (!job->opening)
+        return 5;
+    lua_sb_push_connection(L, connection_id(job->conn));
+    return 6;
 }
 
-void job_start(struct worker *w, struct http_exchange *x, const struct http_request *r,
-               const struct route_match *m)
+/* A new job on the worker's current scripts, with its timers and task set; not yet on the
+ * worker's list. NULL when out of memory. */
+static struct job *job_new(struct worker *w, const char *id)
 {
     struct job *job = calloc(1, sizeof *job);
-    if (!job) {
-        http_respond_error(x, 503, "overloaded", "out of memory");
-        return;
-    }
-    struct script_state *st = w->lua;
-    lua_State *L = st->L;
+    if (!job)
+        return NULL;
     job->w = w;
-    job->st = st;
-    st->jobs++;
-    job->x = x;
-    job->r = r;
+    job->st = w->lua;
+    job->st->jobs++;
     job->co_ref = job->req_ref = LUA_NOREF;
     job->sleep_timer = TIMER_INIT(sleep_fired);
     job->deadline = TIMER_INIT(deadline_fired);
+    job->store_timer = TIMER_INIT(store_pop_timed_out);
     job->gate.wake = job_gate_wake;
-    snprintf(job->id, sizeof job->id, "%s", r->id);
-    if (m->channel >= 0 && (size_t)m->channel < st->gen->routes.count)
-        job->channel = st->gen->routes.channels[m->channel].name;
+    snprintf(job->id, sizeof job->id, "%s", id);
     job->task.request_id = job->id;
     job->task.ops = &task_ops;
-    LIST_PUSH(w->jobs, job, prev, next);
+    return job;
+}
+
+/* Put the job on the worker's list, with a finished coroutine to reuse when there is one. */
+static void job_enlist(struct job *job)
+{
+    struct script_state *st = job->st;
+    LIST_PUSH(job->w->jobs, job, prev, next);
     if (st->idle_count > 0) {
         st->idle_count--;
         job->co = st->idle[st->idle_count].co;
         job->co_ref = st->idle[st->idle_count].ref;
     }
+}
+
+/* A request to a channel's WebSocket route that is not a handshake gets the error and the
+ * headers RFC 6455 asks for. Returns 1 when it was answered. */
+static int refuse_handshake(struct worker *w, struct http_exchange *x, const struct http_request *r)
+{
+    int status;
+    const char *problem = connection_handshake_problem(w, x, r, &status);
+    if (!problem)
+        return 0;
+    char body[512];
+    json_error_body(body, sizeof body, status == 403 ? "forbidden" : "websocket_required",
+                    problem);
+    struct http_header headers[] = {{"Upgrade", "websocket"}, {"Sec-WebSocket-Version", "13"}};
+    struct http_response resp = {.status = status, .content_type = "application/json",
+                                 .body = body, .body_len = strlen(body), .headers = headers,
+                                 .header_count = status == 426 ? 2 : 0};
+    log_msg(LOG_INFO, r->id, "%s %s: %d %s", r->method, r->path, status, problem);
+    http_respond(x, &resp);
+    return 1;
+}
+
+void job_start(struct worker *w, struct http_exchange *x, const struct http_request *r,
+               const struct route_match *m)
+{
+    int websocket = m->kind == ROUTE_CUSTOM && m->route && 
+                    strcmp(m->route->spec, CHANNEL_WEBSOCKET_ROUTE) == 0;
+    if (websocket && refuse_handshake(w, x, r))
+        return;
+    struct job *job = job_new(w, r->id);
+    if (!job) {
+        http_respond_error(x, 503, "overloaded", "out of memory");
+        return;
+    }
+    struct script_state *st = job->st;
+    lua_State *L = st->L;
+    job->x = x;
+    job->r = r;
+    if (m->channel >= 0 && (size_t)m->channel < st->gen->routes.count)
+        job->channel = st->gen->routes.channels[m->channel].name;
+    if (websocket) {
+        job->conn = connection_new(w, job->channel, r->remote_addr);
+        if (!job->conn) {
+            free(job);
+            st->jobs--;
+            http_respond_error(x, 503, "overloaded", "out of memory");
+            return;
+        }
+        job->opening = 1;
+        connection_job_started(job->conn, job); /* its events wait for on_open */
+    }
+    job_enlist(job);
 
     struct job_prepare prepare = {job, m};
     if (lua_state_push_protected(L, l_job_prepare, &prepare) != LUA_OK) {
@@ -445,11 +729,67 @@ void job_start(struct worker *w, struct http_exchange *x, const struct http_requ
                            "the channel's Lua state has no memory left for this request; "
                            "try again later");
         job->x = NULL;
+        if (job->conn)
+            connection_discard(job->conn);
         job_free(job);
         return;
     }
     job->task.co = job->co;
     lua_task_bind(job->co, &job->task);
-    lua_xmove(L, job->co, 5); /* a new or reset coroutine has room for them */
-    job_resume(job, 4);
+    int values = job->opening ? 6 : 5;
+    lua_xmove(L, job->co, values); /* a new or reset coroutine has room for them */
+    job_resume(job, values - 1);
+}
+
+struct call_prepare {
+    struct job *job;
+    lua_CFunction push;
+    void *ctx;
+    int nargs;
+};
+
+/* The coroutine (a new one unless one was reused), then what push pushes.  [-0,+1+n,m] */
+static int l_call_prepare(lua_State *L)
+{
+    struct call_prepare *p = lua_touserdata(L, 1);
+    struct job *job = p->job;
+    lua_settop(L, 0);
+    if (!job->co) {
+        lua_State *co = lua_newthread(L);
+        job->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        job->co = co;
+    }
+    lua_pushcfunction(L, p->push);
+    lua_pushlightuserdata(L, p->ctx);
+    lua_call(L, 1, p->nargs + 1);
+    return p->nargs + 1;
+}
+
+void job_start_call(struct worker *w, struct connection *conn, const char *channel,
+                    lua_CFunction push, void *ctx, int nargs)
+{
+    struct job *job = job_new(w, connection_id(conn));
+    if (!job) {
+        log_msg(LOG_ERROR, NULL, "connection %s: out of memory for an event", connection_id(conn));
+        return;
+    }
+    lua_State *L = job->st->L;
+    job->channel = channel;
+    job->conn = conn;
+    job_enlist(job);
+    struct call_prepare prepare = {job, push, ctx, nargs};
+    if (lua_state_push_protected(L, l_call_prepare, &prepare) != LUA_OK) {
+        log_msg(LOG_ERROR, job->id, "no memory left in the channel's Lua state for a connection "
+                                    "event (server.lua_memory_limit): %s",
+                lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "");
+        lua_settop(L, 0);
+        job->conn = NULL;
+        job_free(job);
+        return;
+    }
+    connection_job_started(conn, job);
+    job->task.co = job->co;
+    lua_task_bind(job->co, &job->task);
+    lua_xmove(L, job->co, nargs + 1);
+    job_resume(job, nargs);
 }

@@ -12,6 +12,8 @@
 static enum log_level min_level = LOG_INFO;
 static enum log_format format = LOG_TEXT;
 static _Thread_local const char *thread_channel;
+static _Thread_local log_capture_fn capture_fn; /* NULL but in `switchboard test` */
+static _Thread_local void *capture_ctx;
 static const char *const level_names[] = {"DEBUG", "INFO", "WARNING", "ERROR"};
 static const char *const json_level_names[] = {"debug", "info", "warning", "error"};
 
@@ -25,6 +27,12 @@ int log_enabled(enum log_level level) { return level >= min_level; }
 void log_set_format(enum log_format f) { format = f; }
 
 void log_set_channel(const char *channel) { thread_channel = channel; }
+
+void log_set_capture(log_capture_fn fn, void *ctx)
+{
+    capture_fn = fn;
+    capture_ctx = ctx;
+}
 
 int log_parse_level(const char *name, enum log_level *out)
 {
@@ -199,6 +207,8 @@ static void emit(enum log_level level, const char *request_id, const char *chann
         }
         put_text_message(&l, message);
     }
+    if (capture_fn)
+        capture_fn(capture_ctx, l.text, l.used);
     l.text[l.used++] = '\n';
     /* One write per event keeps events from concurrent workers whole. */
     ssize_t ignored = write(STDERR_FILENO, l.text, l.used);

@@ -7,6 +7,8 @@
 #ifndef SB_LOG_H
 #define SB_LOG_H
 
+#include <stddef.h>
+
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERROR };
 enum log_format { LOG_TEXT, LOG_JSON };
 
@@ -26,5 +28,10 @@ void log_msg(enum log_level level, const char *request_id, const char *fmt, ...)
 /* The same with the channel given (NULL: this thread's). */
 void log_msg_in(enum log_level level, const char *request_id, const char *channel,
                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* A capture of this thread's events (`switchboard test` checks what a case logged): while one is
+ * set, every event this thread logs is also handed to fn as its line, as written but without the
+ * newline; the event still goes to stderr. fn NULL ends it. fn must not log. */
+typedef void (*log_capture_fn)(void *ctx, const char *line, size_t len);
+void log_set_capture(log_capture_fn fn, void *ctx);
 
 #endif

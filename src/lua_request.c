@@ -4,6 +4,7 @@
 
 #include "http.h"
 #include "lua_sb.h"
+#include "router.h"
 
 #include <lauxlib.h>
 #include <string.h>
@@ -27,6 +28,24 @@ struct lua_request *lua_request_push(lua_State *L, struct http_exchange *x,
     u->x = x;
     u->r = r;
     return u;
+}
+
+void lua_request_set_params(lua_State *L, int idx, const struct route_match *m)
+{
+    idx = lua_absindex(L, idx);
+    lua_createtable(L, 0, (int)m->param_count);
+    for (size_t i = 0; i < m->param_count; i++) {
+        const struct route_param *p = &m->params[i];
+        luaL_Buffer b;
+        lua_pushlstring(L, p->name, p->name_len);
+        char *out = luaL_buffinitsize(L, &b, p->value_len);
+        luaL_pushresultsize(&b, route_decode(p->value, p->value_len, out));
+        lua_rawset(L, -3);
+    }
+    lua_getiuservalue(L, idx, 1);
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "params");
+    lua_pop(L, 1);
 }
 
 void lua_request_invalidate(struct lua_request *u)
@@ -148,6 +167,8 @@ static void build_field(lua_State *L, struct lua_request *u, const char *key)
         push_json(L, r);
     } else if (strcmp(key, "form") == 0) {
         push_form(L, r->body, r->body_len);
+    } else if (strcmp(key, "params") == 0) {
+        lua_createtable(L, 0, 0); /* no parameters: set by lua_request_set_params otherwise */
     } else {
         lua_pushnil(L);
     }

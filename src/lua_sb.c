@@ -238,6 +238,10 @@ int luaopen_switchboard(lua_State *L)
     lua_sb_text_register(L);
     lua_sb_http_open(L);
     lua_setfield(L, -2, "http");
+    lua_sb_conn_open(L);
+    lua_setfield(L, -2, "connections");
+    lua_sb_store_open(L);
+    lua_setfield(L, -2, "store");
     lua_json_open(L);
     lua_setfield(L, -2, "json");
     open_log(L);

@@ -26,6 +26,23 @@ struct lua_task_ops {
     /* Start an outbound request; resume with the values of sb_push_http_result. Returns 0, or -1
      * with err (nothing started, no resume). */
     int (*http)(struct lua_task *t, const struct outbound_request *req, char *err, size_t errlen);
+    /* Connections (docs/lua-api.md, "Connections"); NULL where there are none (offline). The
+     * first three act on a connection of the task's worker by id and return -1 when it is gone;
+     * send_to_sender returns how many connections bound to sender it was handed to. */
+    int (*conn_send)(struct lua_task *t, const char *id, int binary, const char *data,
+                     size_t len);
+    int (*conn_close)(struct lua_task *t, const char *id, int code, const char *reason);
+    int (*conn_bind)(struct lua_task *t, const char *id, const char *sender);
+    int (*send_to_sender)(struct lua_task *t, const char *sender, int binary, const char *data,
+                          size_t len);
+    /* sb.store (docs/lua-api.md, "sb.store"): the host's store (NULL: none); a call's answer
+     * waits for the next turn of the loop (resume with no values: the answer is on the stack);
+     * a pop of an empty list waits for a push (resume with the value as a string, or with
+     * nothing after `seconds`). store_wait returns 0, or -1 with err. */
+    struct store *(*store)(struct lua_task *t);
+    void (*next_turn)(struct lua_task *t);
+    int (*store_wait)(struct lua_task *t, const char *key, double seconds, char *err,
+                      size_t errlen);
 };
 
 /* What the module knows of the request a coroutine works for. */
@@ -34,6 +51,8 @@ struct lua_task {
     lua_State *co;                 /* the task's own coroutine */
     const struct lua_task_ops *ops;
     const char *cancelled;         /* set by the engine (deadline): every wait raises this */
+    int record_ref;                /* > 0: registry ref of the request's recording (recorder.lua),
+                                    * whose `calls` sb.http.request appends to */
 };
 
 /* The task of the running coroutine, or NULL outside requests (init, scripts' own coroutines). */
@@ -67,6 +86,19 @@ struct lua_task *sb_waiting_task(lua_State *L, const char *what);
  * push the sb.http table; add sb.strip, sb.urlencode and sb.urldecode to the table on top. */
 void lua_sb_http_open(lua_State *L);
 void lua_sb_text_register(lua_State *L);
+/* Push the sb.store table. */
+void lua_sb_store_open(lua_State *L);
+/* Push the sb.connections table. */
+void lua_sb_conn_open(lua_State *L);
+/* The `conn` object of connection id in this state: the same object (and conn.data) for every
+ * event of the connection.  [-0,+1,m] */
+void lua_sb_push_connection(lua_State *L, const char *id);
+/* The connection is gone: this state lets its object go. Never raises.  [-0,+0,-] */
+void lua_sb_forget_connection(lua_State *L, const char *id);
+/* A reload: conn.data of connection id is copied from one state to the other as JSON (a value
+ * JSON cannot hold fails the copy: -1 with err). Never raises. */
+int lua_sb_carry_connection_data(lua_State *from, lua_State *to, const char *id, char *err,
+                                 size_t errlen);
 /* Push sb.urlencode(value at idx).  [-0,+1,e] */
 void sb_push_urlencoded(lua_State *L, int idx);
 

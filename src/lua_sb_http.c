@@ -45,6 +45,71 @@ static int has_header(const struct outbound_header *hs, size_t n, const char *na
     return 0;
 }
 
+/* ---- recording (switchboard run --record, lua/switchboard/recorder.lua) ------------------------ */
+
+/* Append {method, url, body} to the recording's calls unless it is paused (the bot's own calls
+ * are not the channel's). Returns the call's index, or 0 when it is not recorded.  [-0,+0,m] */
+static lua_Integer record_call(lua_State *L, const struct lua_task *t,
+                               const struct outbound_request *req)
+{
+    int top = lua_gettop(L);
+    lua_Integer n = 0;
+    luaL_checkstack(L, 4, "recording an outbound call");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->record_ref); /* top + 1: the recording */
+    if (!lua_istable(L, top + 1))
+        goto done;
+    lua_getfield(L, top + 1, "paused");
+    if (lua_toboolean(L, -1) || lua_getfield(L, top + 1, "calls") != LUA_TTABLE)
+        goto done;
+    n = (lua_Integer)lua_rawlen(L, -1) + 1;
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, req->method);
+    lua_setfield(L, -2, "method");
+    lua_pushstring(L, req->url);
+    lua_setfield(L, -2, "url");
+    lua_pushlstring(L, req->body ? req->body : "", req->body ? req->body_len : 0);
+    lua_setfield(L, -2, "body");
+    lua_rawseti(L, -2, n);
+done:
+    lua_settop(L, top);
+    return n;
+}
+
+/* The answer to recorded call n, from the results at stack slots 1 and 2: the result table as
+ * `answer`, or the error message as `error`.  [-0,+0,m] */
+static void record_answer(lua_State *L, const struct lua_task *t, lua_Integer n)
+{
+    int top = lua_gettop(L);
+    luaL_checkstack(L, 4, "recording an outbound answer");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->record_ref);
+    if (lua_istable(L, -1) && lua_getfield(L, -1, "calls") == LUA_TTABLE &&
+        lua_rawgeti(L, -1, n) == LUA_TTABLE) {
+        if (lua_istable(L, 1)) {
+            lua_pushvalue(L, 1);
+            lua_setfield(L, -2, "answer");
+        } else if (lua_type(L, 2) == LUA_TSTRING) {
+            lua_pushvalue(L, 2);
+            lua_setfield(L, -2, "error");
+        }
+    }
+    lua_settop(L, top);
+}
+
+/* Continuation of an outbound request: what the engine resumed with (or the cancellation),
+ * recorded first when the request is.  */
+static int after_http(lua_State *L, int status, lua_KContext recorded)
+{
+    (void)status;
+    struct lua_task *t = lua_task_of(L);
+    if (t && t->cancelled) {
+        lua_pushstring(L, t->cancelled);
+        return lua_error(L);
+    }
+    if (recorded > 0 && t && t->record_ref > 0)
+        record_answer(L, t, (lua_Integer)recorded);
+    return lua_gettop(L);
+}
+
 static _Thread_local int blocking_allowed;
 
 void lua_sb_allow_blocking(int allowed) { blocking_allowed = allowed; }
@@ -133,13 +198,17 @@ static int l_http_request(lua_State *L)
         lua_pushstring(L, err);
         return 2;
     }
+    lua_Integer recorded = t->record_ref > 0 ? record_call(L, t, &req) : 0;
     if (t->ops->http(t, &req, err, sizeof err) != 0) {
+        lua_settop(L, 0);
         lua_pushnil(L);
         lua_pushstring(L, err);
+        if (recorded > 0)
+            record_answer(L, t, recorded);
         return 2;
     }
     lua_settop(L, 0);
-    return sb_yield_wait(L);
+    return lua_yieldk(L, 0, (lua_KContext)recorded, after_http);
 }
 
 int sb_push_http_result(lua_State *L, const struct outbound_result *r)

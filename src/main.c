@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,6 +33,7 @@ struct cli {
     unsigned port;
     const char *interface;
     const char *connector;
+    const char *record_dir;       /* run --record DIR */
     double response_timeout;
     const char *cors[MAX_CORS + 1];
     size_t cors_count;
@@ -55,7 +57,7 @@ static const char usage[] =
     "                    [-i|--interface 0.0.0.0] [--connector NAME] [--response-timeout SECONDS]\n"
     "                    [--cors ORIGIN ...] [--log-level debug|info|warning|error]\n"
     "                    [--log-format text|json] [--access-log]\n"
-    "                    [--ssl-certificate FILE --ssl-keyfile FILE]\n"
+    "                    [--ssl-certificate FILE --ssl-keyfile FILE] [--record DIR]\n"
     "  switchboard check [--credentials FILE] [--endpoints FILE]\n"
     "  switchboard test  [PATH ...]\n"
     "  switchboard try   CHANNEL [--data BODY|@FILE] [-H 'Name: value'] [--query k=v]\n"
@@ -75,7 +77,8 @@ static const char usage[] =
     "new    write NAME.lua, NAME.cases/basic.yml and .luarc.json to start a channel from\n"
     "\n"
     "--log-format json writes one JSON object per log line; --access-log logs one line per\n"
-    "answer at info level. GET /metrics and GET /status answer local clients, or whoever\n"
+    "answer at info level. --record DIR saves each request a channel receives, with its answer,\n"
+    "as a case file for switchboard test, secrets redacted (docs/testing.md). GET /metrics and GET /status answer local clients, or whoever\n"
     "sends server.admin_token (docs/operations.md).\n"
     "\n"
     "Both files default to credentials.yml and endpoints.yml in the working directory when they\n"
@@ -233,7 +236,7 @@ static int parse_cli(int argc, char **argv, struct cli *c)
         static const char *const valued[] = {"--credentials", "--endpoints", "-p", "--port",
                                              "-i", "--interface", "--connector",
                                              "--response-timeout", "--log-level",
-                                             "--log-format",
+                                             "--log-format", "--record",
                                              "--ssl-certificate", "--ssl-keyfile", NULL};
         int known = 0;
         for (const char *const *v = valued; *v && !known; v++)
@@ -275,6 +278,8 @@ static int parse_cli(int argc, char **argv, struct cli *c)
             if (log_parse_format(value, &format) != 0)
                 return fail_usage("--log-format must be text or json, not '%s'", value);
             c->log_format = value;
+        } else if (strcmp(opt, "--record") == 0) {
+            c->record_dir = value;
         } else if (strcmp(opt, "--ssl-certificate") == 0) {
             c->ssl_certificate = value;
         } else {
@@ -352,6 +357,25 @@ static const char *endpoints_path(const struct cli *c)
 }
 
 /* Options shared by run and check; takes ownership of nothing yet. */
+/* --record DIR: the folder (made when missing) as an absolute path, which must be writable. */
+static const char *record_folder(const char *dir)
+{
+    static char path[PATH_MAX];
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "switchboard: --record %s: %s\n", dir, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    errno = 0;
+    if (!realpath(dir, path) || stat(path, &st) != 0 || !S_ISDIR(st.st_mode) ||
+        access(path, W_OK) != 0) {
+        fprintf(stderr, "switchboard: --record %s: %s\n", dir,
+                errno ? strerror(errno) : "not a folder");
+        return NULL;
+    }
+    return path;
+}
+
 static int engine_options_init(struct engine_options *o, const struct cli *c, char *data_dir,
                                size_t data_dir_size)
 {
@@ -369,6 +393,11 @@ static int engine_options_init(struct engine_options *o, const struct cli *c, ch
     o->limits.memory_limit = server->lua_memory_limit;
     o->limits.cpu_budget = server->lua_cpu_budget;
     o->connector = c->connector;
+    if (c->record_dir && !(o->record_dir = record_folder(c->record_dir))) {
+        script_config_unref(o->config);
+        o->config = NULL;
+        return -1;
+    }
     o->workers = server->workers;
     o->response_timeout = c->response_timeout;
     o->http.max_body_size = server->max_body_size;
@@ -376,6 +405,9 @@ static int engine_options_init(struct engine_options *o, const struct cli *c, ch
     o->http.header_timeout = server->header_timeout;
     o->http.connection_limit = server->connection_limit;
     o->http.trust_forwarded = server->trust_forwarded_headers;
+    o->websocket.max_message = server->websocket_max_message;
+    o->websocket.send_queue = server->websocket_send_queue;
+    o->websocket.ping_interval_ms = (uint64_t)(server->websocket_ping_interval * 1000.0 + 0.5);
     o->listen_fd = -1;
     return 0;
 }
@@ -628,6 +660,10 @@ static int command_run(const struct cli *c)
     log_msg(LOG_INFO, NULL, "Switchboard %s listening on %s://%s:%u (%u workers); channels: %s",
             SB_VERSION, cert ? "https" : "http", c->interface, http_bound_port(o.listen_fd),
             engine_worker_count(engine), routes);
+    if (o.record_dir)
+        log_msg(LOG_WARNING, NULL, "recording every request a channel receives as a case file in "
+                                   "%s (secrets redacted, message texts kept; docs/testing.md)",
+                o.record_dir);
     if (control_loop(engine, c, signal_fd, watch, &running, &loaded_at, &o.listen_fd) > 0) {
         /* A worker is still inside a script: answer what the others hold, then leave at once
          * (exit handlers would run while that worker still uses the memory they free). */

@@ -39,7 +39,7 @@ struct shard {
     struct histogram request_seconds[CHANNEL_SLOTS];
     struct histogram message_seconds;
     atomic_ulong bot_failures[BOT_FAILURE_KINDS];
-    atomic_long requests_in_flight, messages_in_flight, connections;
+    atomic_long requests_in_flight, messages_in_flight, connections, websockets;
     atomic_ulong outbound[HOST_SLOTS][OUTBOUND_CLASSES];
 };
 
@@ -181,6 +181,11 @@ void metrics_requests_in_flight_add(int delta)
 void metrics_connections_add(int delta)
 {
     atomic_fetch_add_explicit(&shard()->connections, delta, memory_order_relaxed);
+}
+
+void metrics_websocket_connections_add(int delta)
+{
+    atomic_fetch_add_explicit(&shard()->websockets, delta, memory_order_relaxed);
 }
 
 void metrics_message_begin(void)
@@ -426,6 +431,31 @@ static int gauge_sum(struct buffer *out, const char *name, const char *help, siz
     return rc ? rc : sample(out, name, "", value);
 }
 
+int metrics_write_store(struct buffer *out, const struct metrics_store *st)
+{
+    static const struct {
+        const char *name, *type, *help;
+    } rows[] = {
+        {"switchboard_store_keys", "gauge", "Keys in sb.store (the embedded store)."},
+        {"switchboard_store_bytes", "gauge", "Bytes the keys of sb.store count against its cap."},
+        {"switchboard_store_max_bytes", "gauge", "The cap of sb.store (server.store_max_bytes)."},
+        {"switchboard_store_evictions_total", "counter",
+         "Keys sb.store removed to make room before their expiry."},
+        {"switchboard_store_expirations_total", "counter", "Expired keys sb.store removed."},
+    };
+    const unsigned long long values[] = {st->keys, st->bytes, st->max_bytes, st->evictions,
+                                         st->expirations};
+    int rc = 0;
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0] && rc == 0; i++) {
+        char value[32];
+        snprintf(value, sizeof value, "%llu", values[i]);
+        rc = family(out, rows[i].name, rows[i].type, rows[i].help);
+        if (rc == 0)
+            rc = sample(out, rows[i].name, "", value);
+    }
+    return rc;
+}
+
 static int write_bot(struct buffer *out)
 {
     int rc = family(out, "switchboard_bot_message_duration_seconds", "histogram",
@@ -524,6 +554,10 @@ int metrics_write(struct buffer *out)
     if (rc == 0)
         rc = gauge_sum(out, "switchboard_http_connections_open", "Open client connections.",
                        offsetof(struct shard, connections));
+    if (rc == 0)
+        rc = gauge_sum(out, "switchboard_websocket_connections_open",
+                       "Open WebSocket connections (also counted as HTTP connections).",
+                       offsetof(struct shard, websockets));
     if (rc == 0)
         rc = gauge_sum(out, "switchboard_bot_messages_in_flight",
                        "Messages in the bot now (between host.message_begin and message_end).",

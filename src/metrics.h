@@ -58,6 +58,13 @@ void metrics_request(int channel_id, int status, double seconds);
 void metrics_requests_in_flight_add(int delta);
 /* Open client connections (+1 / -1). */
 void metrics_connections_add(int delta);
+void metrics_websocket_connections_add(int delta);
+
+/* The store's numbers, written after metrics_write (the engine reads them from the store). */
+struct metrics_store {
+    unsigned long long keys, bytes, max_bytes, evictions, expirations;
+};
+int metrics_write_store(struct buffer *out, const struct metrics_store *st);
 /* A message went into the bot (host.message_begin) / came back (host.message_end, or its job
  * ended first: seconds < 0 then, nothing is observed). */
 void metrics_message_begin(void);

@@ -9,11 +9,13 @@
 #include "engine.h"
 #include "http_checks.h"
 #include "json_writer.h"
+#include "log.h"
 #include "lua_json.h"
 #include "lua_request.h"
 #include "lua_sb.h"
 #include "router.h"
 #include "scripts.h"
+#include "store.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -119,6 +121,52 @@ static void push_offline_host(lua_State *L)
     luaL_newlib(L, functions);
 }
 
+/* The lines logged while the request runs, each ending in '\0', for the case's `expect: log:`.
+ * Static, so that a memory error while they are handed to Lua leaks nothing; freed after each
+ * file. */
+static struct {
+    char *text;
+    size_t len, cap;
+} captured;
+
+/* A line that does not fit in memory is dropped. */
+static void capture_line(void *ctx, const char *line, size_t len)
+{
+    (void)ctx;
+    if (captured.len + len + 1 > captured.cap) {
+        size_t cap = captured.cap ? captured.cap * 2 : 4096;
+        while (cap < captured.len + len + 1)
+            cap *= 2;
+        char *grown = realloc(captured.text, cap);
+        if (!grown)
+            return;
+        captured.text = grown;
+        captured.cap = cap;
+    }
+    memcpy(captured.text + captured.len, line, len);
+    captured.len += len;
+    captured.text[captured.len++] = '\0';
+}
+
+static void captured_free(void)
+{
+    free(captured.text);
+    captured.text = NULL;
+    captured.len = captured.cap = 0;
+}
+
+/* result.log: the captured lines, in order.  [-0,+0,m] */
+static void keep_log(lua_State *L, int result)
+{
+    lua_newtable(L);
+    lua_Integer n = 0;
+    for (size_t at = 0; at < captured.len; at += strlen(captured.text + at) + 1) {
+        lua_pushstring(L, captured.text + at);
+        lua_rawseti(L, -2, ++n);
+    }
+    lua_setfield(L, result, "log");
+}
+
 /* ---- waits ---------------------------------------------------------------------------------- */
 
 static void offline_sleep(struct lua_task *t, double seconds)
@@ -159,7 +207,44 @@ static int offline_http(struct lua_task *t, const struct outbound_request *req, 
     return 0;
 }
 
-static const struct lua_task_ops offline_ops = {.sleep = offline_sleep, .http = offline_http};
+/* sb.store offline: one store per case file (made on first use, dropped after the file), so
+ * the cases of a file share what they store, in order, as the requests of a host would. A pop
+ * does not wait: offline, time does not pass. */
+static struct store *file_store;
+
+static struct store *offline_store(struct lua_task *t)
+{
+    (void)t;
+    if (!file_store)
+        file_store = store_create(&(struct store_limits){0});
+    return file_store;
+}
+
+static void offline_next_turn(struct lua_task *t)
+{
+    (void)t;
+    current->pending = PENDING_SLEEP;
+}
+
+static int offline_store_wait(struct lua_task *t, const char *key, double seconds, char *err,
+                              size_t errlen)
+{
+    (void)t;
+    (void)key;
+    (void)seconds;
+    (void)err;
+    (void)errlen;
+    current->pending = PENDING_SLEEP; /* resumed with nothing: the pop answers nil */
+    return 0;
+}
+
+static const struct lua_task_ops offline_ops = {
+    .sleep = offline_sleep,
+    .http = offline_http,
+    .store = offline_store,
+    .next_turn = offline_next_turn,
+    .store_wait = offline_store_wait,
+};
 
 /* What sb.http.request returns for the platform's answer: {status, headers, body} as an
  * outbound result, or nil and a message when the answer is a string (no answer came).  */
@@ -218,8 +303,9 @@ static size_t read_pairs(lua_State *L, int idx, struct http_header *out)
 }
 
 /* request{channel=, method=, path=, query=, query_text=, headers= (names in lower case), body=,
- * platform=function(call) -> answer} -> {status=, content_type=, headers=, body=, lines=, error=}:
- * one request through the channel, in this state (the upvalue).  [-0,+1,e] */
+ * platform=function(call) -> answer} -> {status=, content_type=, headers=, body=, lines=, error=,
+ * log= (the lines logged meanwhile)}: one request through the channel, in this state (the
+ * upvalue).  [-0,+1,e] */
 static int l_request(lua_State *L)
 {
     struct script_state *st = lua_touserdata(L, lua_upvalueindex(1));
@@ -264,6 +350,12 @@ static int l_request(lua_State *L)
         lua_pushinteger(L, m.kind == ROUTE_HEALTH ? 200 : m.kind == ROUTE_METHOD_NOT_ALLOWED ? 405
                                                                                              : 404);
         lua_setfield(L, result, "status");
+        if (m.kind == ROUTE_HEALTH) { /* the channel's health check answers as it does live */
+            lua_pushliteral(L, "application/json");
+            lua_setfield(L, result, "content_type");
+            lua_pushliteral(L, "{\"status\":\"ok\"}");
+            lua_setfield(L, result, "body");
+        }
         return 1;
     }
 
@@ -284,12 +376,16 @@ static int l_request(lua_State *L)
     lua_pushstring(co, m.kind == ROUTE_WEBHOOK ? "webhook" : "route");
     lua_rawgeti(co, LUA_REGISTRYINDEX, st->channel_refs[m.channel]);
     struct lua_request *req = lua_request_push(co, NULL, &r);
+    if (m.kind == ROUTE_CUSTOM)
+        lua_request_set_params(co, -1, &m);
     if (m.route)
         lua_pushstring(co, m.route->spec);
     else
         lua_pushnil(co);
 
     int nargs = 4, rc, nres = 0;
+    captured.len = 0;
+    log_set_capture(capture_line, NULL);
     for (int waits = 0;; waits++) {
         run.pending = PENDING_NONE;
         lua_state_budget_begin(co);
@@ -327,12 +423,14 @@ static int l_request(lua_State *L)
     }
     lua_request_invalidate(req);
     lua_task_bind(co, NULL);
+    log_set_capture(NULL, NULL);
     current = outer;
     luaL_unref(L, LUA_REGISTRYINDEX, run.result_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, run.platform_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, run.answer_ref);
     lua_remove(L, co_idx);
     lua_pushvalue(L, result);
+    keep_log(L, result);
     return 1;
 }
 
@@ -543,6 +641,9 @@ static void run_file(const char *path, const struct lua_paths *paths,
     }
     fflush(stdout);
     script_state_close(st);
+    captured_free();
+    store_destroy(file_store);
+    file_store = NULL;
     cfg_free(root);
 }
 
@@ -572,19 +673,51 @@ static void run_path(const char *path, const struct lua_paths *paths,
     free(names);
 }
 
+/* A channel's case files: its `cases:` parameter (relative to the credentials file's folder),
+ * else X.cases beside its script X.lua. Returns 1 when named by the parameter, 0 when found
+ * beside the script (the folder may not exist), -1 with err for a `cases:` that is not text. */
+static int cases_folder(const struct channel_set *set, const struct channel_def *d, char *out,
+                        size_t size, char *err, size_t errlen)
+{
+    size_t i;
+    if (d->params && d->params->type == CFG_MAP && cfg_map_find(d->params, "cases", &i)) {
+        const cfg_value *v = &d->params->items[i];
+        if (v->type != CFG_STRING || !v->text[0]) {
+            snprintf(err, errlen, "channel '%s': cases: must name a folder of case files",
+                     d->key);
+            return -1;
+        }
+        const char *slash = strrchr(set->source, '/');
+        if (v->text[0] == '/' || !slash)
+            snprintf(out, size, "%s", v->text);
+        else
+            snprintf(out, size, "%.*s/%s", (int)(slash - set->source), set->source, v->text);
+        return 1;
+    }
+    size_t len = strlen(d->script);
+    if (len >= 4 && strcmp(d->script + len - 4, ".lua") == 0)
+        snprintf(out, size, "%.*s.cases", (int)(len - 4), d->script);
+    else
+        snprintf(out, size, "%s.cases", d->script);
+    return 0;
+}
+
 int offline_self_test(const struct channel_set *set, const struct lua_paths *paths,
                       const struct lua_limits *limits, char *err, size_t errlen)
 {
     for (size_t i = 0; i < set->count; i++) {
-        const char *script = set->defs[i].script;
-        size_t len = strlen(script);
-        if (len < 4 || strcmp(script + len - 4, ".lua") != 0)
-            continue;
         char folder[4200];
-        snprintf(folder, sizeof folder, "%.*s.cases", (int)(len - 4), script);
+        int named = cases_folder(set, &set->defs[i], folder, sizeof folder, err, errlen);
+        if (named < 0)
+            return -1;
         struct stat sb;
-        if (stat(folder, &sb) != 0 || !S_ISDIR(sb.st_mode))
-            continue;
+        if (stat(folder, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+            if (!named)
+                continue;
+            snprintf(err, errlen, "channel '%s': cases: %s is not a folder", set->defs[i].key,
+                     folder);
+            return -1;
+        }
         struct totals t = {.quiet = 1};
         run_path(folder, paths, limits, &t, 0);
         if (t.failed || t.broken) {
@@ -752,5 +885,8 @@ int offline_try(const struct offline_request *t, const struct lua_paths *paths,
         fprintf(stderr, "switchboard: %s\n", err);
     fflush(stdout);
     script_state_close(st);
+    captured_free();
+    store_destroy(file_store);
+    file_store = NULL;
     return rc;
 }

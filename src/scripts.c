@@ -109,6 +109,35 @@ struct state_fill {
     int rc;
 };
 
+/* host.record = {dir =, channels = {[name] = {key =, params =, file =}}}: what the recorder
+ * (lua/switchboard/recorder.lua) needs to write case files. `file`, the script's path, only for
+ * a channel that is not bundled (a case file names it by path).  [-0,+0,m] */
+static void push_record_config(lua_State *L, const struct generation *gen,
+                               const struct script_options *opt)
+{
+    char bundled[4096];
+    snprintf(bundled, sizeof bundled, "%s/channels/", opt->paths.data_dir);
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, opt->record_dir);
+    lua_setfield(L, -2, "dir");
+    lua_createtable(L, 0, (int)gen->channels.count);
+    for (size_t i = 0; i < gen->channels.count; i++) {
+        const struct channel_def *d = &gen->channels.defs[i];
+        lua_createtable(L, 0, 3);
+        lua_pushstring(L, d->key);
+        lua_setfield(L, -2, "key");
+        lua_push_cfg(L, d->params);
+        lua_setfield(L, -2, "params");
+        if (strncmp(d->script, bundled, strlen(bundled)) != 0) {
+            lua_pushstring(L, d->script);
+            lua_setfield(L, -2, "file");
+        }
+        lua_setfield(L, -2, d->name);
+    }
+    lua_setfield(L, -2, "channels");
+    lua_setfield(L, -2, "record");
+}
+
 /* The channels, the bot and the pipeline, loaded into the state; runs inside a protected call,
  * since a script's table may raise from a metamethod and every step allocates. Expected
  * failures set rc and err.  [-0,+0,e] */
@@ -132,10 +161,14 @@ static int l_state_fill(lua_State *L)
     }
     lua_getfield(L, -1, "setup");
     f->opt->push_host(L);
+    if (f->opt->record_dir)
+        push_record_config(L, f->gen, f->opt);
     lua_rawgeti(L, LUA_REGISTRYINDEX, bot_ref);
     lua_call(L, 2, 0);
     lua_getfield(L, -1, "run");
     f->s->run_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, -1, "connection");
+    f->s->connection_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_settop(L, 0);
     f->rc = 0;
     return 0;

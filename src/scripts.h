@@ -35,6 +35,7 @@ struct script_options {
     struct lua_paths paths;        /* project_dir is taken from the configuration */
     struct lua_limits limits;
     const char *connector;         /* --connector, or NULL */
+    const char *record_dir;        /* --record: requests become case files there, or NULL */
     void (*push_host)(lua_State *L); /* pushes the host table pipeline.setup receives */
 };
 
@@ -53,6 +54,7 @@ struct script_state {
     lua_State *L;
     int *channel_refs;             /* registry refs of the channel tables, in channel order */
     int run_ref;                   /* pipeline.run */
+    int connection_ref;            /* pipeline.connection: a connection's events */
     struct generation *gen;
     unsigned jobs;                 /* jobs running on this state (the worker's count) */
     size_t memory_after_gc;        /* bytes in use after the last full collection */

@@ -29,40 +29,213 @@ local function show(v)
   return tostring(v)
 end
 
-local function is_array(t)
-  return type(t) == "table" and (t[1] ~= nil or next(t) == nil)
+local ARRAY_MT = getmetatable(sb.json.array())
+
+-- The JSON kind of a value: a marked array or a table with t[1] is an array, any other table
+-- an object (an empty Lua table is encoded as {}).
+local function kind(v)
+  if v == null then return "null" end
+  local t = type(v)
+  if t == "table" then
+    return (getmetatable(v) == ARRAY_MT or v[1] ~= nil) and "array" or "object"
+  end
+  return t
 end
 
--- Differences between what was expected and what came: `exact` compares whole values, else a
--- table only needs the keys the expectation names (messages, calls, headers). Arrays always
--- need the same length.
-local function compare(expected, actual, path, exact, out)
+local compare
+
+-- Values the `$unique` matcher has seen in this file.
+local seen_unique = {}
+
+local function add(out, path, fmt, ...)
+  out[#out + 1] = path .. ": " .. format(fmt, ...)
+end
+
+-- The whole string matches the Lua pattern (anchored at both ends).
+local function whole_match(s, pattern, path, out)
+  local ok, found = pcall(string.find, s, "^" .. pattern .. "$")
+  if not ok then
+    add(out, path, "bad pattern %s: %s", show(pattern), tostring(found))
+    return nil -- reported
+  end
+  return found ~= nil
+end
+
+local TYPES = { string = true, number = true, integer = true, object = true, array = true,
+  boolean = true, null = true }
+
+-- Matchers: keys starting with `$` in an expected object (docs/testing.md#matchers). Each gets
+-- the matcher's argument, the actual value, the path, the mode and the list of differences.
+local MATCHERS = {}
+
+function MATCHERS.any(_, actual, path, _, out)
+  if actual == nil then add(out, path, "expected any value, got nil") end
+end
+
+function MATCHERS.absent(_, actual, path, _, out)
+  if actual ~= nil then add(out, path, "expected no value, got %s", show(actual)) end
+end
+
+function MATCHERS.type(name, actual, path, _, out)
+  if name == null then name = "null" end -- `$type: null` unquoted
+  if not TYPES[name] then
+    add(out, path, "unknown $type %s", show(name))
+    return
+  end
+  local ok = kind(actual) == name or (name == "integer" and math.type(actual) == "integer")
+  if not ok then add(out, path, "expected a value of type %s, got %s", name, show(actual)) end
+end
+
+function MATCHERS.pattern(pattern, actual, path, _, out)
+  if type(actual) ~= "string" then
+    add(out, path, "expected a string matching %s, got %s", show(pattern), show(actual))
+  elseif whole_match(actual, pattern, path, out) == false then
+    add(out, path, "%s does not match the pattern %s", show(actual), show(pattern))
+  end
+end
+
+function MATCHERS.length(n, actual, path, _, out)
+  local k = kind(actual)
+  local len = (k == "string" or k == "array") and #actual or nil
+  if len ~= n then
+    add(out, path, "expected a length of %s, got %s", show(n),
+      len and tostring(len) or show(actual))
+  end
+end
+
+function MATCHERS.json(expected, actual, path, _, out)
+  if type(actual) ~= "string" then
+    add(out, path, "expected a JSON text, got %s", show(actual))
+    return
+  end
+  local ok, value = pcall(decode, actual)
+  if not ok then
+    add(out, path, "expected a JSON text, got %s", show(actual))
+    return
+  end
+  compare(expected, value, path .. "<json>", true, out)
+end
+
+function MATCHERS.exact(expected, actual, path, _, out)
+  compare(expected, actual, path, true, out)
+end
+
+local function fields(expected, actual, path, exact, out)
+  if kind(actual) ~= "object" then
+    add(out, path, "expected an object, got %s", show(actual))
+    return false
+  end
+  for k, v in pairs(expected) do
+    compare(v, actual[k], path .. "." .. tostring(k), exact, out)
+  end
+  return true
+end
+
+function MATCHERS.contains(expected, actual, path, exact, out)
+  fields(expected, actual, path, exact, out)
+end
+
+function MATCHERS.keys(names, actual, path, _, out)
+  if kind(actual) ~= "object" then
+    add(out, path, "expected an object, got %s", show(actual))
+    return
+  end
+  local want, missing, extra = {}, {}, {}
+  for _, name in ipairs(names) do want[name] = true end
+  for _, name in ipairs(names) do
+    if actual[name] == nil then missing[#missing + 1] = name end
+  end
+  for k in pairs(actual) do
+    if not want[k] then extra[#extra + 1] = tostring(k) end
+  end
+  table.sort(extra)
+  if #missing > 0 or #extra > 0 then
+    local function list(t) return #t > 0 and table.concat(t, ", ") or "none" end
+    add(out, path, "expected the keys %s; missing: %s; not expected: %s", list(names),
+      list(missing), list(extra))
+  end
+end
+
+function MATCHERS.key_pattern(pattern, actual, path, _, out)
+  if kind(actual) ~= "object" then
+    add(out, path, "expected an object, got %s", show(actual))
+    return
+  end
+  local bad = {}
+  for k in pairs(actual) do
+    local ok = type(k) == "string" and whole_match(k, pattern, path, out)
+    if ok == nil then return end -- a bad pattern, reported
+    if not ok then bad[#bad + 1] = tostring(k) end
+  end
+  table.sort(bad)
+  if #bad > 0 then
+    add(out, path, "keys %s do not match the pattern %s", table.concat(bad, ", "), show(pattern))
+  end
+end
+
+function MATCHERS.unique(_, actual, path, _, out)
+  local key = kind(actual) .. ":" .. (type(actual) == "table" and show(actual) or tostring(actual))
+  if seen_unique[key] then
+    add(out, path, "%s was seen before in this file", show(actual))
+  end
+  seen_unique[key] = true
+end
+
+-- Differences between what was expected and what came: `exact` compares whole values, else an
+-- object only needs the keys the expectation names (messages, calls, headers). Arrays always
+-- need the same length. An object whose keys start with `$` is a matcher (or mixes matchers
+-- and fields: the fields are then checked as `$contains` does, and every matcher must hold).
+function compare(expected, actual, path, exact, out)
   if type(expected) == "table" and expected ~= null then
-    if type(actual) ~= "table" then
-      out[#out + 1] = format("%s: expected %s, got %s", path, show(expected), show(actual))
+    local plain, matched = nil, false
+    if kind(expected) == "object" then
+      for k, v in pairs(expected) do
+        if type(k) == "string" and k:sub(1, 1) == "$" then
+          local matcher = MATCHERS[k:sub(2)]
+          if not matcher then
+            add(out, path, "unknown matcher %s", k)
+          else
+            matcher(v, actual, path, exact, out)
+          end
+          matched = true
+        else
+          plain = plain or {}
+          plain[k] = v
+        end
+      end
+      if matched then
+        if plain then fields(plain, actual, path, exact, out) end
+        return
+      end
+    end
+    local want = kind(expected)
+    if kind(actual) ~= want then
+      add(out, path, "expected %s, got %s", show(expected), show(actual))
       return
     end
-    if is_array(expected) and #expected ~= #actual and (exact or #expected > 0) then
-      out[#out + 1] = format("%s: expected %d items, got %d: %s", path, #expected, #actual,
-        show(actual))
+    if want == "array" then
+      if #expected ~= #actual then
+        add(out, path, "expected %d items, got %d: %s", #expected, #actual, show(actual))
+        return
+      end
+      for i = 1, #expected do
+        compare(expected[i], actual[i], path .. "." .. i, exact, out)
+      end
       return
     end
-    for k, v in pairs(expected) do
-      compare(v, actual[k], path .. "." .. tostring(k), exact, out)
-    end
+    fields(expected, actual, path, exact, out)
     if exact then
       for k, v in pairs(actual) do
         if expected[k] == nil then
-          out[#out + 1] = format("%s.%s: not expected, got %s", path, tostring(k), show(v))
+          add(out, path .. "." .. tostring(k), "not expected, got %s", show(v))
         end
       end
     end
     return
   end
   -- Numbers compare by value (1 and 1.0 alike); everything else exactly.
-  if expected ~= actual and not (type(expected) == "number" and type(actual) == "number"
-      and expected == actual) then
-    out[#out + 1] = format("%s: expected %s, got %s", path, show(expected), show(actual))
+  if expected ~= actual then
+    add(out, path, "expected %s, got %s", show(expected), show(actual))
   end
 end
 
@@ -169,6 +342,64 @@ local function sign(case, req, channels)
   signer(channel.params or {}, req, form)
 end
 
+-- ---- what a case checks besides values --------------------------------------------------------
+
+-- A Content-Type without parameters compares the media type only, in any case
+-- ("application/json" matches "application/json; charset=utf-8"); else the whole value.
+local function check_content_type(expected, actual, diffs)
+  if type(expected) == "string" and not expected:find(";", 1, true) and type(actual) == "string"
+      and expected:lower() == (actual:match("^%s*([^;]-)%s*;") or ""):lower() then
+    return
+  end
+  if type(expected) == "string" and type(actual) == "string"
+      and expected:lower() == actual:lower() then
+    return
+  end
+  compare(expected, actual, "content_type", true, diffs)
+end
+
+-- A streamed line is one JSON value written without white space between its tokens, and a
+-- newline.
+local function is_compact_line(line)
+  if line:sub(-1) ~= "\n" then return false end
+  local in_string, i, n = false, 1, #line - 1
+  while i <= n do
+    local c = line:byte(i)
+    if in_string then
+      if c == 92 then i = i + 1 elseif c == 34 then in_string = false end
+    elseif c == 34 then
+      in_string = true
+    elseif c == 32 or c == 9 or c == 10 or c == 13 then
+      return false
+    end
+    i = i + 1
+  end
+  return true
+end
+
+-- `log:` each Lua pattern must be found in a line logged while the case ran.
+local function check_log(patterns, lines, diffs)
+  if kind(patterns) ~= "array" then patterns = { patterns } end
+  for i, pattern in ipairs(patterns) do
+    local found = false
+    for _, line in ipairs(lines) do
+      local ok, at = pcall(string.find, line, tostring(pattern))
+      if not ok then
+        add(diffs, "log." .. i, "bad pattern %s: %s", show(pattern), tostring(at))
+        found = true
+        break
+      end
+      if at then found = true break end
+    end
+    if not found then
+      local text = #lines == 0 and "nothing was logged" or
+        (#lines .. " lines logged: " .. table.concat(lines, " | "))
+      add(diffs, "log." .. i, "no line matches %s; %s", show(pattern),
+        #text > 600 and text:sub(1, 600) .. "..." or text)
+    end
+  end
+end
+
 -- ---- one case -------------------------------------------------------------------------------
 
 local function request_of(case, platform)
@@ -183,12 +414,30 @@ local function request_of(case, platform)
     body = urlencode(req.form)
     headers["content-type"] = headers["content-type"] or "application/x-www-form-urlencoded"
   end
-  local query = {}
-  for k, v in pairs(req.query or {}) do query[k] = tostring(v) end
+  -- A query in the path is sent as written (repeated names, percent-escapes); the channel's
+  -- req.query has the first value of each name, as live.
+  local path, raw = (req.path or "/webhook"):match("^([^?]*)%??(.*)$")
+  local query, texts = {}, {}
+  if raw ~= "" then
+    texts[1] = raw
+    for pair in raw:gmatch("[^&]+") do
+      local name, value = pair:match("^([^=]*)=?(.*)$")
+      name = sb.urldecode(name)
+      if query[name] == nil then query[name] = sb.urldecode(value) end
+    end
+  end
+  local named = {}
+  for k, v in pairs(req.query or {}) do named[k] = tostring(v) end
+  if next(named) then
+    texts[#texts + 1] = urlencode(named)
+    for k, v in pairs(named) do
+      if query[k] == nil then query[k] = v end
+    end
+  end
   return {
     channel = req.channel or case.channel, method = (req.method or "POST"):upper(),
-    path = req.path or "/webhook", query = query,
-    query_text = next(query) and urlencode(query) or nil, headers = headers,
+    path = path, query = query,
+    query_text = #texts > 0 and table.concat(texts, "&") or nil, headers = headers,
     body = body or "", platform = platform,
   }
 end
@@ -202,7 +451,7 @@ local function answer_body(result)
 end
 
 local function check_case(case, request, defaults)
-  local calls = {}
+  local calls = sb.json.array() -- runner lists are arrays, so `[]` matches an empty one
   take_messages()
   local req = request_of(case, platform_for(case.platform or defaults.platform, calls))
   if req.channel == nil then
@@ -212,7 +461,7 @@ local function check_case(case, request, defaults)
   end
   sign(case, req, defaults.channels)
   local result = request(req)
-  local messages = take_messages()
+  local messages = sb.json.array(take_messages())
   local expect = case.expect or {}
   local diffs = {}
   if result.error then
@@ -220,7 +469,7 @@ local function check_case(case, request, defaults)
   end
   if expect.status ~= nil then compare(expect.status, result.status, "status", true, diffs) end
   if expect.content_type ~= nil then
-    compare(expect.content_type, result.content_type, "content_type", true, diffs)
+    check_content_type(expect.content_type, result.content_type, diffs)
   end
   if expect.headers ~= nil then
     local got = {}
@@ -240,27 +489,36 @@ local function check_case(case, request, defaults)
     end
   end
   if expect.lines ~= nil then
-    local got = {}
+    local got = sb.json.array()
     for i, line in ipairs(result.lines or {}) do
       local ok, value = pcall(decode, line)
       got[i] = ok and value or line
+      if not ok or not is_compact_line(line) then
+        add(diffs, "lines." .. i, "not one compact JSON value and a newline: %s", show(line))
+      end
     end
     compare(expect.lines, got, "lines", true, diffs)
   end
+  if expect.log ~= nil then check_log(expect.log, result.log or {}, diffs) end
   if expect.messages ~= nil then compare(expect.messages, messages, "messages", false, diffs) end
   if expect.calls ~= nil then compare(expect.calls, calls, "calls", false, diffs) end
   return diffs
 end
 
 -- Run every case of a case file (channels: name -> {key, params}); prints a line per case
--- unless quiet. Returns passed, failed, and the first failure as one line (or nil).
+-- unless quiet. With `repeat: N` the cases run N times in order, in the same state. Returns
+-- passed, failed, and the first failure as one line (or nil).
 function M.run_file(file_case, path, request, channels, quiet)
   local passed, failed, first_failure = 0, 0, nil
   local write = quiet and function() end or write
   local defaults = { platform = file_case.platform, channels = channels or {} }
-  for i, case in ipairs(file_case.cases or {}) do
+  local passes = file_case["repeat"] or 1
+  if math.type(passes) ~= "integer" or passes < 1 then
+    error("repeat: wants a whole number of passes, 1 or more", 0)
+  end
+  seen_unique = {}
+  local function run_case(case, name)
     case.channel = case.channel or file_case.channel
-    local name = case.name or ("case " .. i)
     local ok, diffs = pcall(check_case, case, request, defaults)
     if not ok then
       diffs = { "the case could not run: " .. tostring(diffs):match("^[^\n]*") }
@@ -268,14 +526,20 @@ function M.run_file(file_case, path, request, channels, quiet)
     if #diffs == 0 then
       passed = passed + 1
       write(format("ok    %s: %s\n", path, name))
-    else
-      failed = failed + 1
-      first_failure = first_failure or format("case '%s' failed: %s", name,
-        table.concat(diffs, "; "))
-      write(format("FAIL  %s: %s\n", path, name))
-      for _, d in ipairs(diffs) do
-        write("        ", d, "\n")
-      end
+      return
+    end
+    failed = failed + 1
+    first_failure = first_failure or format("case '%s' failed: %s", name,
+      table.concat(diffs, "; "))
+    write(format("FAIL  %s: %s\n", path, name))
+    for _, d in ipairs(diffs) do
+      write("        ", d, "\n")
+    end
+  end
+  for pass = 1, passes do
+    for i, case in ipairs(file_case.cases or {}) do
+      local name = case.name or ("case " .. i)
+      run_case(case, passes > 1 and format("%s (pass %d)", name, pass) or name)
     end
   end
   return passed, failed, first_failure

@@ -6,8 +6,9 @@
 -- The engine provides `host` (setup): message_begin(sender) / message_end() around each message
 -- (its deadline and its sender's turn: per-sender order), stream_start(status, content_type) /
 -- stream_write(text), and answer(status, content_type, body, headers) to answer before
--- processing ends (async push channels); and, when the host has it, bot_failure(kind) to count a
--- failed message.
+-- processing ends (async push channels); and, when the host has them, bot_failure(kind) to count
+-- a failed message, and `record` with record_calls(rec) when requests are recorded as case files
+-- (switchboard run --record, recorder.lua).
 --
 -- Everything this file uses from outside is captured here, at load: scripts share nothing with
 -- it, and a script that changes its own globals or string methods cannot change the pipeline
@@ -29,10 +30,11 @@ local SENDERS, new_out, channel_sink, collector =
   output.SENDERS, output.new_out, output.channel_sink, output.collector
 local normalize = message.normalize
 local M = {}
-local host, bot
+local host, bot, recorder
 
 function M.setup(host_functions, bot_table)
   host, bot = host_functions, bot_table
+  recorder = host.record and require "switchboard.recorder" or nil
 end
 
 -- The default per-field hooks read a JSON object body (the rest channel's format).
@@ -112,12 +114,15 @@ end
 
 -- What a message's turn has got to: `in_bot` once the bot runs (a failure before that is the
 -- channel's before_message, or the deadline while waiting for the turn).
-local function process_message(channel, msg, out, turn)
+local function process_message(channel, msg, out, turn, rec)
   host.message_begin(msg.sender_id)
   if channel.before_message then
     channel.before_message(msg)
   end
   turn.in_bot = true
+  if rec then
+    out = recorder.bot_turn(rec, msg, out)
+  end
   bot.handle(msg, out)
 end
 
@@ -176,13 +181,16 @@ end
 -- sent. With a push channel each sender call is protected on its own, so one failed send does
 -- not stop the next messages. The channel's before_message / after_message hooks run in the
 -- same turn (typing indicators).
-local function run_bot(channel, msg, sink, pushing)
+local function run_bot(channel, msg, sink, pushing, rec)
   local out = new_out(sink, msg.sender_id, pushing, msg)
   local turn = { in_bot = false }
-  local ok, err = xpcall(process_message, traceback, channel, msg, out, turn)
+  local ok, err = xpcall(process_message, traceback, channel, msg, out, turn, rec)
+  local failure = not ok and failure_of(err) or nil
+  if rec then
+    recorder.bot_done(rec, turn.in_bot and failure)
+  end
   if not ok then
     log_failure(msg, err, "")
-    local failure = failure_of(err)
     if turn.in_bot or failure.kind == "deadline" then
       bot_failed(channel, msg, out, failure)
     end
@@ -225,6 +233,8 @@ local function finalize(resp)
   return status, content_type, body, headers
 end
 
+local deliver
+
 -- POST /webhooks/<name>/webhook. Returns a response table, or nil when the answer was streamed
 -- or already sent. `state` tells run() what has gone out if an error comes later.
 local function webhook(channel, req, state)
@@ -246,10 +256,17 @@ local function webhook(channel, req, state)
   else
     messages = default_receive(channel, req)
   end
+  return deliver(channel, req, state, messages, response, "channel.receive")
+end
+
+-- The messages a webhook's receive (or a route, docs/contract.md §3.6) hands to the bot, and the
+-- answer: normalized first, then each through the bot in its sender's turn, the replies
+-- collected, streamed or pushed. `source` names what returned them, for errors.
+function deliver(channel, req, state, messages, response, source)
   if messages == nil or messages == null then
     messages = {}
   elseif type(messages) ~= "table" then
-    error(format("channel.receive must return an array of messages, not %s", type(messages)), 0)
+    error(format("%s must return an array of messages, not %s", source, type(messages)), 0)
   end
   local headers = req.headers
   local normalized = {}
@@ -257,15 +274,20 @@ local function webhook(channel, req, state)
     normalized[i] = normalize(m, channel.name, headers)
   end
 
+  local rec = state.rec
   if pushes(channel) then
     local answer = response or hook(channel, "ack")(req)
     if channel.async then
-      host.answer(finalize(answer))
+      local status, content_type, body, answer_headers = finalize(answer)
+      host.answer(status, content_type, body, answer_headers)
       state.answered = true
+      if rec then
+        recorder.answered(rec, status, content_type, body, answer_headers)
+      end
     end
     local sink = channel_sink(channel)
     for _, msg in ipairs(normalized) do
-      run_bot(channel, msg, sink, true)
+      run_bot(channel, msg, sink, true, rec)
     end
     if state.answered then
       return nil
@@ -276,18 +298,25 @@ local function webhook(channel, req, state)
   if response == nil and hook(channel, "stream")(req) then
     host.stream_start(200, "text/event-stream")
     state.answered = true
+    if rec then
+      recorder.stream_started(rec, 200, "text/event-stream")
+    end
     local sink = collector(function(shape)
-      host.stream_write(encode(shape) .. "\n")
+      local line = encode(shape) .. "\n"
+      host.stream_write(line)
+      if rec then
+        recorder.stream_line(rec, line)
+      end
     end)
     for _, msg in ipairs(normalized) do
-      run_bot(channel, msg, sink)
+      run_bot(channel, msg, sink, false, rec)
     end
     return nil
   end
 
   local sink, collected = collector()
   for _, msg in ipairs(normalized) do
-    run_bot(channel, msg, sink)
+    run_bot(channel, msg, sink, false, rec)
   end
   if response ~= nil then
     return response
@@ -295,24 +324,157 @@ local function webhook(channel, req, state)
   return hook(channel, "respond")(collected, req)
 end
 
+-- What a route returned is messages (then `response` may follow, as from channel.receive) when
+-- it is an array: a table with a first element, an empty sb.json.array(), or any table followed
+-- by a response; else it is a response table, as it always was.
+local ARRAY_MT = getmetatable(sb.json.array())
+
+local function is_array(v)
+  return type(v) == "table" and (v[1] ~= nil or (next(v) == nil and getmetatable(v) == ARRAY_MT))
+end
+
+local function route_answer(channel, req, state, spec, first, ...)
+  local second = (...)
+  if is_array(first) or (type(first) == "table" and second ~= nil) then
+    return deliver(channel, req, state, first, second, format("channel.routes[%q]", spec))
+  end
+  return first
+end
+
 -- An extra route (docs/contract.md §3.6). The host matched the request and passes the key the
--- route was declared with, so the route syntax is parsed in one place (router.c).
+-- route was declared with, so the route syntax is parsed in one place (router.c); its {name}
+-- segments are req.params. A handler answers itself, or hands messages to the bot.
 local function route(channel, req, state, spec)
   local handler = channel.routes[spec]
   if type(handler) ~= "function" then
     error(format("channel.routes[%q] is no longer a function", tostring(spec)), 0)
   end
-  return handler(req)
+  return route_answer(channel, req, state, spec, handler(req))
+end
+
+-- ---- proactive messages (docs/contract.md §2: POST /conversations/<sender_id>/messages) ------
+
+local dispatch = output.dispatch
+local MESSAGE_KEYS = { "text", "buttons", "quick_replies", "image", "attachment", "elements",
+  "custom" }
+
+local function json_kind(v)
+  if v == null then return "null" end
+  local t = type(v)
+  if t == "table" then return is_array(v) and "an array" or "an object" end
+  if t == "boolean" then return tostring(v) end
+  return "a " .. t
+end
+
+-- The body: a JSON array of bot messages in Rasa's shapes, each with one of MESSAGE_KEYS.
+local function push_body(req)
+  local body = req.json
+  if not is_array(body) then
+    http_error(400, "invalid_body", format("the body must be a JSON array of bot messages "
+      .. "(such as [{\"text\": \"hi\"}]), not %s", json_kind(body)))
+  end
+  for i, m in ipairs(body) do
+    if type(m) ~= "table" or is_array(m) then
+      http_error(400, "invalid_body", format("message %d must be an object, not %s", i,
+        json_kind(m)))
+    end
+    local known = false
+    for _, key in ipairs(MESSAGE_KEYS) do
+      known = known or output.present(m[key])
+    end
+    if not known then
+      http_error(400, "invalid_body", format("message %d has none of the keys of a bot message: "
+        .. "text, buttons, quick_replies, image, attachment, elements, custom", i))
+    end
+    if m.text ~= nil and m.text ~= null and type(m.text) ~= "string" then
+      http_error(400, "invalid_body", format("message %d: text must be a string, not %s", i,
+        json_kind(m.text)))
+    end
+  end
+  return body
+end
+
+local function push_turn(sink, msg, messages)
+  host.message_begin(msg.sender_id)
+  local count = #messages
+  for i, m in ipairs(messages) do
+    local ok, err = pcall(dispatch, sink, msg.sender_id, m, msg)
+    if not ok then
+      local text = first_line(err)
+      log_error("proactive message %d of %d to %s failed: %s", i, count, msg.sender_id, text)
+      if find(text, DEADLINE, 1, true) then
+        if i < count then
+          log_error("proactive messages %d to %d to %s were not sent", i + 1, count,
+            msg.sender_id)
+        end
+        return
+      end
+    end
+  end
+end
+
+-- Send bot messages (Rasa's shapes) to sender_id through the channel's senders, each dispatched
+-- as a bot message is (docs/contract.md §4.1), in the sender's turn: after the sender's messages
+-- that came first, before those that come later, within the response timeout. A message whose
+-- sender fails is logged and the next one goes. The senders get as `msg` a UserMessage with the
+-- sender_id, input_channel (the channel's name) and message_id (the request id), no text and no
+-- metadata (so Slack reads the place from a channel or thread conversation id).
+function M.push(channel, sender_id, messages, request_id)
+  local msg = { sender_id = sender_id, input_channel = channel.name, message_id = request_id }
+  local ok, err = xpcall(push_turn, traceback, channel_sink(channel), msg, messages)
+  if not ok then
+    log_failure(msg, err, " (proactive messages, not sent)")
+  end
+  host.message_end()
+end
+
+-- The job of a proactive post: the host checked the token, the channel and the content type.
+-- The channel must push; the body is checked whole, then answered 202, then sent.
+local function push_request(channel, req, state, sender_id)
+  if not pushes(channel) then
+    http_error(409, "cannot_push", format("the channel '%s' has no senders: it answers in the "
+      .. "HTTP response, so it cannot send proactive messages", channel.name))
+  end
+  local messages = push_body(req)
+  local id = req.id
+  local status, content_type, body = finalize({ status = 202, json = {
+    request_id = id, channel = channel.name, sender_id = sender_id, messages = #messages } })
+  host.answer(status, content_type, body)
+  state.answered = true
+  M.push(channel, sender_id, messages, id)
 end
 
 local function error_answer(status, code, text)
   return finalize({ status = status, json = { error = code, message = text } })
 end
 
-local function handle(kind, channel, req, state, spec)
+-- The upgrade request of the channel's WebSocket route: on_open(conn, req) may refuse it by
+-- returning a response table (or raising: a 500); anything else accepts, and the host answers
+-- 101 (docs/lua-api.md, "Connections").
+local SWITCHING_PROTOCOLS = 101
+
+local function websocket_open(channel, req, conn)
+  local on_open = channel.on_open
+  if on_open then
+    local resp = on_open(conn, req)
+    if type(resp) == "table" then
+      return resp
+    end
+  end
+  return SWITCHING_PROTOCOLS
+end
+
+local function handle(kind, channel, req, state, spec, conn)
   local resp
   if kind == "webhook" then
     resp = webhook(channel, req, state)
+  elseif kind == "push" then
+    resp = push_request(channel, req, state, spec)
+  elseif kind == "websocket" then
+    resp = websocket_open(channel, req, conn)
+    if resp == SWITCHING_PROTOCOLS then
+      return SWITCHING_PROTOCOLS
+    end
   else
     resp = route(channel, req, state, spec)
   end
@@ -329,13 +491,10 @@ local function keep_http_errors(err)
   return traceback(tostring(err), 2)
 end
 
--- The engine's entry: kind is "webhook" or "route" (then spec is the key of channel.routes the
--- request matched). Returns status, content type, body, headers (what job.c checks and sends);
--- or nothing when the answer was streamed or sent earlier.
-function M.run(kind, channel, req, spec)
-  local state = {}
+local function run(kind, channel, req, spec, rec, conn)
+  local state = { rec = rec }
   local ok, status, content_type, body, headers =
-    xpcall(handle, keep_http_errors, kind, channel, req, state, spec)
+    xpcall(handle, keep_http_errors, kind, channel, req, state, spec, conn)
   if ok then
     return status, content_type, body, headers
   end
@@ -352,6 +511,89 @@ function M.run(kind, channel, req, spec)
   return error_answer(500, "channel_error",
     format("the channel '%s' failed to handle the request; the log has the details under "
       .. "request id %s", channel.name, req.id))
+end
+
+-- The engine's entry: kind is "webhook" or "route" (then spec is the key of channel.routes the
+-- request matched). Returns status, content type, body, headers (what job.c checks and sends);
+-- or nothing when the answer was streamed or sent earlier. When requests are recorded, the
+-- request and everything it caused become a case file as it ends.
+function M.run(kind, channel, req, spec, conn)
+  if kind == "push" then -- a proactive post (spec is the sender): not a case file to replay
+    return run(kind, channel, req, spec)
+  end
+  if kind == "websocket" then
+    return run(kind, channel, req, spec, nil, conn)
+  end
+  if not recorder then
+    return run(kind, channel, req, spec)
+  end
+  local ok, rec = pcall(recorder.begin, host.record, channel, req)
+  if not ok then
+    log_warn("the request will not be recorded: %s", tostring(rec))
+    return run(kind, channel, req, spec)
+  end
+  host.record_calls(rec)
+  return recorder.finish(rec, run(kind, channel, req, spec, rec))
+end
+
+-- ---- connections (docs/lua-api.md, "Connections") --------------------------------------------
+
+-- Where the bot's replies to a connection's message go: the channel's senders when it has any
+-- (they reach the sender's connections, sb.connections.send), else each bot message as JSON
+-- text on the connection the message came in on.
+local function connection_sink(channel, conn)
+  if pushes(channel) then
+    return channel_sink(channel), true
+  end
+  local sink = collector(function(shape)
+    conn:send(encode(shape))
+  end)
+  return sink, false
+end
+
+-- A message on the connection: on_message(conn, data, binary) returns the messages for the bot
+-- (as receive does), each run like a webhook's, in its sender's turn.
+local function connection_message(channel, conn, data, binary)
+  local messages = channel.on_message(conn, data, binary)
+  if messages == nil or messages == null then
+    return
+  end
+  if type(messages) ~= "table" then
+    error(format("channel.on_message must return an array of messages or nothing, not %s",
+      type(messages)), 0)
+  end
+  local normalized = {}
+  for i, m in ipairs(messages) do
+    normalized[i] = normalize(m, channel.name, nil)
+  end
+  local sink, pushing = connection_sink(channel, conn)
+  for _, msg in ipairs(normalized) do
+    run_bot(channel, msg, sink, pushing)
+  end
+end
+
+local function connection_event(event, channel, conn, a, b)
+  if event == "message" then
+    return connection_message(channel, conn, a, b)
+  end
+  if channel.on_close then
+    channel.on_close(conn, a, b)
+  end
+end
+
+-- The engine's entry for a connection's events, one at a time per connection: "message" (data,
+-- binary) and "close" (code, reason). An error is logged; the connection stays open.
+function M.connection(event, channel, conn, a, b)
+  local ok, err = xpcall(connection_event, keep_http_errors, event, channel, conn, a, b)
+  if not ok then
+    if is_http_error(err) then
+      log_warn("channel %s refused a message on connection %s: %d %s: %s", channel.name,
+        conn.id, err.status, err.error, err.message)
+    else
+      log_error("channel %s failed on connection %s (%s): %s", channel.name, conn.id, event,
+        tostring(err))
+    end
+  end
 end
 
 return M

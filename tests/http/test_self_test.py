@@ -74,6 +74,42 @@ class SelfTestTests(unittest.TestCase):
                 time.sleep(0.05)
             self.assertEqual(version(), "v3")
 
+    def test_a_cases_parameter_names_the_folder_and_reaches_no_script(self):
+        # `cases:` is the host's: valid under a channel that declares its parameters (telegram)
+        # and under one that does not, never given to init, and relative to credentials.yml.
+        cases = CASES.replace("../chan.lua:", "../chan.lua:\n    cases: elsewhere")
+        telegram_cases = """\
+credentials:
+  telegram:
+    access_token: "1:t"
+cases:
+  - name: a GET is not the webhook
+    request: {method: GET}
+    expect: {status: 405}
+"""
+        channel = CHANNEL.replace("function c.receive",
+                                  "function c.init(config) assert(config.cases == nil) end\n"
+                                  "function c.receive")
+        folder = project({"config/credentials.yml": "../chan.lua:\n  cases: ../suite\n"
+                                                    "telegram:\n  access_token: \"1:t\"\n"
+                                                    "  cases: ../tg-suite\n",
+                          "chan.lua": channel % "v1", "suite/version.yml": cases,
+                          "tg-suite/get.yml": telegram_cases})
+        check = ["check", "--credentials", "config/credentials.yml"]
+        result = run_to_exit(check, cwd=folder)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertNotIn("cases", result.stderr)
+        write(folder, "chan.lua", channel % "v2")
+        result = run_to_exit(check, cwd=folder)
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertIn("its cases failed (1 of 1): ", result.stderr)
+        self.assertIn("suite/version.yml: case 'answers with its version' failed", result.stderr)
+        # A folder that is not there is an error, not a silent pass.
+        write(folder, "config/credentials.yml", "../chan.lua:\n  cases: ../nowhere\n")
+        result = run_to_exit(check, cwd=folder)
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertIn("cases: config/../nowhere is not a folder", result.stderr)
+
 
 class NewChannelTests(unittest.TestCase):
     def test_a_new_channel_passes_its_cases_checks_and_answers(self):
@@ -103,6 +139,40 @@ class NewChannelTests(unittest.TestCase):
         result = run_to_exit(["new", "channel", "Bad Name"], cwd=folder)
         self.assertEqual(result.returncode, 1)
         self.assertIn("is not a channel name", result.stderr)
+
+    def test_the_whole_loop_scaffold_try_record_test_and_a_rejected_reload(self):
+        # The walkthrough's loop (docs/writing-a-channel.md, docs/testing.md), each step through
+        # the binary: a recorded request becomes a case that guards the next reload.
+        folder = project({"credentials.yml": "mattermost.lua:\n",
+                          "endpoints.yml": "server:\n  workers: 1\n"})
+        self.assertEqual(run_to_exit(["new", "channel", "mattermost"], cwd=folder).returncode, 0)
+        result = run_to_exit(["try", "mattermost", "--data",
+                              '{"sender": "u1", "message": "hi"}'], cwd=folder)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        recorded = os.path.join(folder, "mattermost.cases", "recorded")
+        with QuietHost(["--record", recorded], cwd=folder) as host:
+            status, _, body = host.request("POST", "/webhooks/mattermost/webhook",
+                                           b'{"sender": "u2", "message": "from the platform"}',
+                                           {"Content-Type": "application/json"})
+            self.assertEqual(status, 200, body)
+            host.wait_for_log("recorded as")
+        (name,) = os.listdir(recorded)
+        result = run_to_exit(["test", "mattermost.cases"], cwd=folder)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertTrue(result.stdout.endswith("2 passed, 0 failed\n"), result.stdout)
+        with QuietHost(cwd=folder) as host:
+            with open(os.path.join(folder, "mattermost.lua")) as f:
+                source = f.read()
+            self.assertIn("sender_id = body.sender", source)
+            write(folder, "mattermost.lua", source.replace("sender_id = body.sender",
+                                                           "sender_id = body.user"))
+            host.wait_for_log(r"script change rejected, generation 1 keeps serving: channel "
+                              r"'mattermost.lua': its cases failed \(2 of 2\)", timeout=10)
+            status, _, body = host.request("POST", "/webhooks/mattermost/webhook",
+                                           b'{"sender": "u3", "message": "still served"}',
+                                           {"Content-Type": "application/json"})
+            self.assertEqual(status, 200, body)
+            self.assertIn(b'"recipient_id":"u3"', body)
 
 
 if __name__ == "__main__":

@@ -744,7 +744,8 @@ static void test_endpoints_server_errors(void)
     CHECK_STR(endpoints_error("server:\n  workers: 2\n  max_body: 10\n"),
               "ee24.yml:3:3: server: unknown key 'max_body' (known keys: max_body_size, "
               "connection_timeout, connection_limit, lua_cpu_budget, header_timeout, "
-              "lua_memory_limit, workers, trust_forwarded_headers, admin_token)");
+              "lua_memory_limit, workers, trust_forwarded_headers, admin_token, push_token, "
+              "store_max_bytes, websocket_max_message, websocket_send_queue, websocket_ping_interval)");
     CHECK_STR(endpoints_error("server: 5\n"), "ee25.yml:1:9: 'server' must be a map, not an integer");
     /* Huge numbers are refused, not overflowed into a tiny budget. */
     CHECK_STR(endpoints_error("server:\n  lua_cpu_budget: 1e300\n"),

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* test_router: route_parse on the "METHOD /path" keys of channel.routes, and router_match on the
  * built-in routes (docs/contract.md §2), declared extra routes and overrides (§3.6), 404 and 405
- * with Allow. */
+ * with Allow; {name} parameters, their precedence and decoding; the proactive messages route. */
 #include "../../src/router.h"
 #include "check.h"
 
@@ -59,6 +59,70 @@ static void test_parse(void)
     CHECK(refused("G3T /x"));          /* the method is letters only */
     CHECK(refused("GET-X /x"));
     CHECK(refused("VERYLONGMETHODNAME /x"));
+}
+
+/* route_parse_why refuses `spec` with a reason containing `reason`. */
+static void refused_because(const char *spec, const char *reason)
+{
+    struct route r;
+    char why[200] = "untouched";
+
+    CHECK(route_parse_why(spec, &r, why, sizeof why) == -1);
+    CHECK(r.path == NULL && r.spec == NULL);
+    if (!strstr(why, reason)) {
+        fprintf(stderr, "route_parse_why(\"%s\"): \"%s\" does not say \"%s\"\n", spec, why,
+                reason);
+        CHECK(0);
+    }
+}
+
+static void test_parse_params(void)
+{
+    struct route r;
+
+    CHECK(route_parse("POST /conversations/{id}/activities", &r) == 0);
+    CHECK_STR(r.path, "/conversations/{id}/activities");
+    CHECK(r.param_count == 1);
+    route_free(&r);
+    CHECK(route_parse("GET /{a}/{b_2}/{_c}/", &r) == 0);
+    CHECK_STR(r.path, "/{a}/{b_2}/{_c}");
+    CHECK(r.param_count == 3);
+    route_free(&r);
+    CHECK(route_parse("GET /plain", &r) == 0);
+    CHECK(r.param_count == 0);
+    route_free(&r);
+
+    refused_because("POST /a/{}/b", "parameter '{}' has no name");
+    refused_because("POST /a/{id", "segment '{id' opens a parameter and does not close it");
+    refused_because("POST /a/id}", "segment 'id}': a parameter must be a whole segment");
+    refused_because("POST /a/x{id}", "segment 'x{id}': a parameter must be a whole segment");
+    refused_because("POST /a/{id}x", "a parameter must be a whole segment");
+    refused_because("POST /a/{{id}}", "a parameter must be a whole segment");
+    refused_because("POST /{id}/x/{id}", "parameter 'id' appears twice");
+    refused_because("POST /{1st}", "parameter name '1st' must be letters, digits and '_'");
+    refused_because("POST /{a-b}", "parameter name 'a-b'");
+    refused_because("GET /{a}/{b}/{c}/{d}/{e}/{f}/{g}/{h}/{i}", "more than 8 parameters");
+    refused_because("GET x", "it must look like \"METHOD /path\"");
+    refused_because("G3T /x", "the method is letters");
+    CHECK(route_parse_why("GET /x", &r, NULL, 0) == 0); /* no room for a reason is fine */
+    route_free(&r);
+}
+
+static void test_decode(void)
+{
+    char out[64];
+    size_t n;
+
+    n = route_decode("a%2Fb%20c+d", 11, out);
+    CHECK(n == 7 && memcmp(out, "a/b c+d", 7) == 0);
+    n = route_decode("100%", 4, out);                 /* an incomplete escape stays */
+    CHECK(n == 4 && memcmp(out, "100%", 4) == 0);
+    n = route_decode("%4", 2, out);
+    CHECK(n == 2 && memcmp(out, "%4", 2) == 0);
+    n = route_decode("%zz%41", 6, out);
+    CHECK(n == 4 && memcmp(out, "%zzA", 4) == 0);
+    n = route_decode("whatsapp%3A%2B1415", 18, out);
+    CHECK(n == 14 && memcmp(out, "whatsapp:+1415", 14) == 0);
 }
 
 /* ---- router_match --------------------------------------------------------------------------- */
@@ -244,9 +308,154 @@ static void test_two_channels(void)
     route_table_free(&t); /* twice is harmless */
 }
 
+/* The parameter `name` of the last match, decoded. */
+static const char *param(const char *name)
+{
+    static char value[256];
+
+    for (size_t i = 0; i < m.param_count; i++) {
+        if (strlen(name) == m.params[i].name_len &&
+            memcmp(m.params[i].name, name, m.params[i].name_len) == 0) {
+            size_t n = route_decode(m.params[i].value, m.params[i].value_len, value);
+            value[n] = '\0';
+            return value;
+        }
+    }
+    return NULL;
+}
+
+static void test_params(void)
+{
+    static const char *const routes[] = {
+        "POST /conversations/{id}/activities", /* 0 */
+        "GET /users/{id}",                     /* 1 */
+        "GET /users/me",                       /* 2: literal beats the parameter */
+        "POST /users/{id}",                    /* 3 */
+        "GET /a/{x}/c",                        /* 4 */
+        "GET /{y}/b/c",                        /* 5: /a/b/c goes to 4, first difference wins */
+        "POST /{any}",                         /* 6: never takes the built-in /webhook */
+        "GET /t/{b}",                          /* 7: the same shape as 8 */
+        "GET /t/{a}",                          /* 8: sorts first, so it wins */
+        "DELETE /v/{one}/{two}",               /* 9 */
+        NULL};
+    struct route_table t = {0};
+    const struct route *r;
+
+    add_channel(&t, "bf", routes);
+    r = t.channels[0].routes;
+
+    CHECK(match(&t, "POST", "/webhooks/bf/conversations/c1/activities") == ROUTE_CUSTOM);
+    CHECK(m.route == &r[0] && m.channel == 0 && m.param_count == 1);
+    CHECK_STR(param("id"), "c1");
+    /* decoded: an encoded slash stays in its segment; '+' is not a space in a path */
+    CHECK(match(&t, "POST", "/webhooks/bf/conversations/a%2Fb%20c+d/activities/") == ROUTE_CUSTOM);
+    CHECK(m.route == &r[0]);
+    CHECK_STR(param("id"), "a/b c+d");
+    CHECK(match(&t, "POST", "/webhooks/bf/conversations/a/b/activities") == ROUTE_NOT_FOUND);
+    /* a parameter matches one non-empty segment */
+    CHECK(match(&t, "POST", "/webhooks/bf/conversations//activities") == ROUTE_NOT_FOUND);
+    CHECK(match(&t, "POST", "/webhooks/bf/conversations/activities") == ROUTE_NOT_FOUND);
+    CHECK(match(&t, "POST", "/webhooks/bf/conversations") == ROUTE_CUSTOM);
+    CHECK(m.route == &r[6] && m.param_count == 1);     /* one segment: POST /{any} */
+    CHECK_STR(param("any"), "conversations");
+    CHECK(match(&t, "GET", "/webhooks/bf/conversations/c1/activities") == ROUTE_METHOD_NOT_ALLOWED);
+    CHECK_STR(m.allow, "POST");
+
+    /* literal beats parameter, whatever the order of declaration */
+    CHECK(match(&t, "GET", "/webhooks/bf/users/me") == ROUTE_CUSTOM);
+    CHECK(m.route == &r[2] && m.param_count == 0);
+    CHECK(match(&t, "GET", "/webhooks/bf/users/m%65") == ROUTE_CUSTOM); /* decoded first */
+    CHECK(m.route == &r[2]);
+    CHECK(match(&t, "GET", "/webhooks/bf/users/42") == ROUTE_CUSTOM);
+    CHECK(m.route == &r[1]);
+    CHECK_STR(param("id"), "42");
+    CHECK(param("me") == NULL);
+    /* the method filters first: POST /users/me is POST /users/{id} */
+    CHECK(match(&t, "POST", "/webhooks/bf/users/me") == ROUTE_CUSTOM);
+    CHECK(m.route == &r[3]);
+    CHECK_STR(param("id"), "me");
+    CHECK(match(&t, "HEAD", "/webhooks/bf/users/7") == ROUTE_CUSTOM);
+    CHECK(m.route == &r[1]);
+    CHECK(match(&t, "PUT", "/webhooks/bf/users/me") == ROUTE_METHOD_NOT_ALLOWED);
+    CHECK_STR(m.allow, "GET, POST, HEAD");
+
+    /* the first segment where they differ decides */
+    CHECK(match(&t, "GET", "/webhooks/bf/a/b/c") == ROUTE_CUSTOM);
+    CHECK(m.route == &r[4]);
+    CHECK_STR(param("x"), "b");
+    CHECK(match(&t, "GET", "/webhooks/bf/z/b/c") == ROUTE_CUSTOM);
+    CHECK(m.route == &r[5]);
+    CHECK_STR(param("y"), "z");
+
+    /* the built-in webhook and health are literal routes */
+    CHECK(match(&t, "POST", "/webhooks/bf/webhook") == ROUTE_WEBHOOK);
+    CHECK(match(&t, "POST", "/webhooks/bf/webhook2") == ROUTE_CUSTOM);
+    CHECK(m.route == &r[6]);
+    CHECK(match(&t, "GET", "/webhooks/bf") == ROUTE_HEALTH);
+
+    /* the same shape: the key that sorts first */
+    CHECK(match(&t, "GET", "/webhooks/bf/t/1") == ROUTE_CUSTOM);
+    CHECK(m.route == &r[8]);
+    CHECK_STR(param("a"), "1");
+
+    /* two parameters */
+    CHECK(match(&t, "DELETE", "/webhooks/bf/v/x%41/y") == ROUTE_CUSTOM);
+    CHECK(m.route == &r[9] && m.param_count == 2);
+    CHECK_STR(param("one"), "xA");
+    CHECK_STR(param("two"), "y");
+    route_table_free(&t);
+}
+
+/* A route with a parameter that looks like a built-in's path, and a literal route matched by an
+ * encoded request. */
+static void test_params_and_overrides(void)
+{
+    static const char *const routes[] = {"GET /{x}", "POST /webhook", NULL};
+    struct route_table t = {0};
+
+    add_channel(&t, "own", routes);
+    CHECK(match(&t, "POST", "/webhooks/own/webhook") == ROUTE_CUSTOM); /* exact: replaces it */
+    CHECK(m.route == &t.channels[0].routes[1]);
+    CHECK(match(&t, "POST", "/webhooks/own/w%65bhook") == ROUTE_CUSTOM);
+    CHECK(match(&t, "GET", "/webhooks/own/webhook") == ROUTE_CUSTOM); /* GET /{x} */
+    CHECK(m.route == &t.channels[0].routes[0]);
+    CHECK_STR(param("x"), "webhook");
+    CHECK(match(&t, "GET", "/webhooks/own") == ROUTE_HEALTH);          /* {x} needs a segment */
+    CHECK(match(&t, "GET", "/webhooks/o%77n/") == ROUTE_HEALTH);       /* the name decoded */
+    CHECK(match(&t, "GET", "/webhooks/own%2Fx") == ROUTE_NOT_FOUND);   /* no channel "own/x" */
+    route_table_free(&t);
+}
+
+static void test_proactive(void)
+{
+    struct route_table t = {0};
+
+    add_channel(&t, "conversations", NULL);
+    CHECK(match(&t, "POST", "/conversations/U123/messages") == ROUTE_PROACTIVE);
+    CHECK(m.channel == -1 && m.route == NULL && m.param_count == 1);
+    CHECK_STR(param("sender_id"), "U123");
+    CHECK(match(&t, "POST", "/conversations/whatsapp%3A%2B1415/messages/") == ROUTE_PROACTIVE);
+    CHECK_STR(param("sender_id"), "whatsapp:+1415");
+    CHECK(match(&t, "POST", "/conversations/a%2Fb/messages") == ROUTE_PROACTIVE);
+    CHECK_STR(param("sender_id"), "a/b");
+    CHECK(match(&t, "GET", "/conversations/U1/messages") == ROUTE_METHOD_NOT_ALLOWED);
+    CHECK_STR(m.allow, "POST");
+    CHECK(match(&t, "POST", "/conversations//messages") == ROUTE_NOT_FOUND);
+    CHECK(match(&t, "POST", "/conversations/a/b/messages") == ROUTE_NOT_FOUND);
+    CHECK(match(&t, "POST", "/conversations/U1") == ROUTE_NOT_FOUND);
+    CHECK(match(&t, "POST", "/conversations/U1/message") == ROUTE_NOT_FOUND);
+    CHECK(match(&t, "POST", "/webhooks/conversations/webhook") == ROUTE_WEBHOOK);
+    route_table_free(&t);
+}
+
 int main(void)
 {
     test_parse();
+    test_parse_params();
+    test_decode();
+    test_params();
+    test_params_and_overrides();
+    test_proactive();
     test_builtin();
     test_custom();
     test_overrides();
