@@ -271,6 +271,43 @@ class OutsideCheckTests(unittest.TestCase):
             host.wait_for_log("CLOSED 4001 done here")
 
 
+# A connection channel with senders: its replies (and proactive messages) go to every
+# connection of the recipient, as {"type": ..., ...} JSON.
+PUSHING = '''\
+local sb = require "switchboard"
+local c = { name = "chat", websocket = "/ws" }
+function c.on_open(conn, req) conn:bind(req.query.user) conn.data.user = req.query.user end
+function c.on_message(conn, data) return { { sender_id = conn.data.user, text = data } } end
+function c.send_text_message(to, text)
+  sb.connections.send(to, sb.json.encode({ type = "text", text = text }))
+end
+return c
+'''
+
+
+class ProactiveTests(unittest.TestCase):
+    def test_replies_and_proactive_messages_reach_every_connection_of_the_sender(self):
+        folder = project({"chat.lua": PUSHING, "credentials.yml": "chat.lua:\n", "bot.lua": TEXT_BOT,
+                          "endpoints.yml": "bot:\n  script: bot.lua\nserver:\n  workers: 2\n"
+                                           "  push_token: t0ken\n"})
+        with Host(cwd=folder) as host:
+            phone = WebSocket(host.port, "/webhooks/chat/ws?user=ada")
+            laptop = WebSocket(host.port, "/webhooks/chat/ws?user=ada")
+            other = WebSocket(host.port, "/webhooks/chat/ws?user=bob")
+            phone.send("hello")
+            for ws in (phone, laptop):
+                self.assertEqual(json.loads(ws.recv()), {"type": "text", "text": "echo: hello"})
+            status, _, body = host.request(
+                "POST", "/conversations/ada/messages?channel=chat",
+                json.dumps([{"text": "a reminder"}]),
+                {"Content-Type": "application/json", "Authorization": "Bearer t0ken"})
+            self.assertEqual(status, 202, body)
+            for ws in (phone, laptop):
+                self.assertEqual(json.loads(ws.recv()), {"type": "text", "text": "a reminder"})
+            other.send("me too")
+            self.assertEqual(json.loads(other.recv()), {"type": "text", "text": "echo: me too"})
+
+
 class LifecycleTests(unittest.TestCase):
     def test_a_reload_keeps_the_connection_and_its_data(self):
         host, folder = serve()
