@@ -85,6 +85,11 @@ function Connection:send(data, binary) end
 ---@param reason? string
 function Connection:close(code, reason) end
 
+---Send `text` every `seconds` while the connection is open: a protocol's own ping (Engine.IO's `"2"`). 0 stops it.
+---@param seconds number
+---@param text? string
+function Connection:keepalive(seconds, text) end
+
 ---Sends to `sender_id` (`sb.connections.send`, the channel's senders) reach this connection until it closes.
 ---@param sender_id string
 ---@return boolean ok
@@ -114,7 +119,8 @@ function Connection:bind(sender_id) end
 ---@field ack? fun(req: switchboard.Request): switchboard.Response Push channels: the answer (default 200 `success`).
 ---@field async? boolean Push channels: answer before the bot runs (default `false`).
 ---@field routes? table<string, switchboard.RouteHandler> Extra routes below `/webhooks/<name>`, keyed `"METHOD /path"`.
----@field websocket? string A WebSocket route below `/webhooks/<name>`, such as `"/ws"`; needs `on_message`.
+---@field websocket? string A WebSocket route below `/webhooks/<name>` (or below `mount`), such as `"/ws"`; needs `on_message`.
+---@field mount? string The path the channel's routes and websocket are below instead of `/webhooks/<name>`, such as `"/socket.io"`.
 ---@field on_open? fun(conn: switchboard.Connection, req: switchboard.Request): switchboard.Response? A client opens the WebSocket: return a response to refuse it (nothing accepts).
 ---@field on_message? fun(conn: switchboard.Connection, data: string, binary: boolean): switchboard.IncomingMessage[]? A message on the connection; returns the messages for the bot, as `receive` does.
 ---@field on_close? fun(conn: switchboard.Connection, code: integer, reason: string) The connection closed (1006: without a close handshake).

@@ -630,6 +630,47 @@ static int load_websocket(lua_State *L, const char *where, struct route_channel 
     return 0;
 }
 
+/* channel.mount = "/prefix": the channel's routes and websocket are below this path instead of
+ * /webhooks/<name> (its webhook stays there), for a protocol with a fixed path such as
+ * Socket.IO's /socket.io. The host's own paths cannot be taken. */
+static int load_mount(lua_State *L, const char *where, struct route_channel *rc, char *err,
+                      size_t errlen)
+{
+    int type = lua_getfield(L, -1, "mount");
+    if (type == LUA_TNIL) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    const char *mount = type == LUA_TSTRING ? lua_tostring(L, -1) : "";
+    static const char *const taken[] = {"/webhooks", "/status", "/metrics", "/conversations"};
+    int bad = mount[0] != '/' || strlen(mount) < 2 || strlen(mount) > 200 ||
+              strchr(mount, '{') != NULL;
+    for (size_t i = 0; i < sizeof taken / sizeof taken[0] && !bad; i++) {
+        size_t n = strlen(taken[i]);
+        bad = strncmp(mount, taken[i], n) == 0 && (mount[n] == '\0' || mount[n] == '/');
+    }
+    if (bad) {
+        snprintf(err, errlen, "%s: channel.mount must be a path such as \"/socket.io\", not the "
+                              "root and not one of the host's own (/webhooks, /status, /metrics, "
+                              "/conversations)", where);
+        lua_pop(L, 1);
+        return -1;
+    }
+    if (rc && !rc->mount) {
+        size_t len = strlen(mount);
+        while (len > 1 && mount[len - 1] == '/')
+            len--;
+        rc->mount = strndup(mount, len);
+        if (!rc->mount) {
+            lua_pop(L, 1);
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
 /* Load channel `d` into L and leave its table on the stack. */
 static int load_one(lua_State *L, const struct channel_set *set, struct channel_def *d,
                     struct route_channel *rc, char *err, size_t errlen)
@@ -644,8 +685,7 @@ static int load_one(lua_State *L, const struct channel_set *set, struct channel_
                  d->line, d->column);
         return -1;
     }
-    if (check_table(L, where, err, errlen) != 0 || load_routes(L, where, rc, err, errlen) != 0 ||
-        load_websocket(L, where, rc, err, errlen) != 0)
+    if (check_table(L, where, err, errlen) != 0)
         goto fail;
     lua_getfield(L, -1, "name");
     const char *name = lua_tostring(L, -1);
@@ -671,7 +711,7 @@ static int load_one(lua_State *L, const struct channel_set *set, struct channel_
         lua_pop(L, 1);
         if (track)
             warn_undeclared_keys(L, set, d, 0, 0);
-        return 0;
+        goto routes;
     }
     lua_push_cfg(L, d->params);
     if (lua_istable(L, -1)) {
@@ -710,6 +750,11 @@ static int load_one(lua_State *L, const struct channel_set *set, struct channel_
         warn_undeclared_keys(L, set, d, lua_gettop(L) - 2, 1);
         lua_pop(L, 3);
     }
+routes:
+    /* After init: a channel may set its routes from its parameters (a configurable path). */
+    if (load_routes(L, where, rc, err, errlen) != 0 || load_websocket(L, where, rc, err, errlen) != 0 ||
+        load_mount(L, where, rc, err, errlen) != 0)
+        goto fail;
     return 0;
 fail:
     lua_pop(L, 1);

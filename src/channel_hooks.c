@@ -36,6 +36,7 @@ const struct channel_hook channel_hooks[] = {
     {"send_custom_json", LUA_TFUNCTION, HOOK_SENDER},
     {"routes", LUA_TTABLE, HOOK_SETTING},
     {"websocket", LUA_TSTRING, HOOK_SETTING},
+    {"mount", LUA_TSTRING, HOOK_SETTING},
     {"async", LUA_TBOOLEAN, HOOK_SETTING},
     {"parameters", LUA_TTABLE, HOOK_SETTING},
 };

@@ -87,7 +87,10 @@ struct connection {
     struct ws_parser parser;
     struct buffer out;             /* frames not yet written */
     size_t out_off;
-    struct timer ping_timer, close_timer;
+    struct timer ping_timer, close_timer, keepalive_timer;
+    char *keepalive_text;          /* conn:keepalive: sent every keepalive_ms */
+    size_t keepalive_len;
+    uint64_t keepalive_ms;
     uint64_t heard_ms;             /* the last bytes from the client */
     unsigned ping_outstanding : 1;
     unsigned close_sent : 1;
@@ -239,6 +242,7 @@ static void drop_socket(struct connection *c, uint16_t code, const char *reason)
     }
     timer_stop(&c->w->timers, &c->ping_timer);
     timer_stop(&c->w->timers, &c->close_timer);
+    timer_stop(&c->w->timers, &c->keepalive_timer);
     c->state = CONN_CLOSED;
     buffer_free(&c->out);
     c->out_off = 0;
@@ -345,6 +349,16 @@ static void ping_timer_fired(struct timer *t)
         now = timers_now_ms();
     }
     timer_start(&c->w->timers, &c->ping_timer, now + interval);
+}
+
+static void keepalive_fired(struct timer *t)
+{
+    struct connection *c = CONN_OF(t, keepalive_timer);
+    if (c->state != CONN_OPEN || !c->keepalive_ms)
+        return;
+    send_frame(c, WS_OP_TEXT, c->keepalive_text, c->keepalive_len);
+    if (c->state == CONN_OPEN)
+        timer_start(&c->w->timers, &c->keepalive_timer, timers_now_ms() + c->keepalive_ms);
 }
 
 /* ---- events for Lua -------------------------------------------------------------------------- */
@@ -476,6 +490,7 @@ static void free_if_done(struct connection *c)
     buffer_free(&c->out);
     free(c->channel);
     free(c->remote_addr);
+    free(c->keepalive_text);
     free(c);
 }
 
@@ -597,6 +612,7 @@ struct connection *connection_new(struct worker *w, const char *channel, const c
     c->state = CONN_OPENING;
     c->ping_timer = TIMER_INIT(ping_timer_fired);
     c->close_timer = TIMER_INIT(close_timer_fired);
+    c->keepalive_timer = TIMER_INIT(keepalive_fired);
     ws_parser_init(&c->parser, w->engine->opt.websocket.max_message);
     struct connection **slot = &w->conn_buckets[hash_text(c->id) % CONN_BUCKETS];
     c->hnext = *slot;
@@ -644,6 +660,8 @@ static void upgraded(void *ctx, struct http_upgraded *u, int fd, const char *ext
     if (interval)
         timer_start(&w->timers, &c->ping_timer, c->heard_ms + interval);
     watch(c, EPOLLIN);
+    if (c->keepalive_ms)
+        timer_start(&w->timers, &c->keepalive_timer, c->heard_ms + c->keepalive_ms);
     if (flush(c) != 0)
         return;
     if (extra_len)
@@ -743,6 +761,27 @@ int connection_close(struct worker *w, const char *id, uint16_t code, const char
     if (!c || c->state == CONN_CLOSED)
         return -1;
     send_close(c, code, reason);
+    return 0;
+}
+
+int connection_keepalive(struct worker *w, const char *id, double seconds, const char *text,
+                         size_t len)
+{
+    struct connection *c = connection_find(w, id);
+    if (!c || c->state == CONN_CLOSED)
+        return -1;
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return -1;
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    free(c->keepalive_text);
+    c->keepalive_text = copy;
+    c->keepalive_len = len;
+    c->keepalive_ms = (uint64_t)(seconds * 1000.0 + 0.5);
+    timer_stop(&w->timers, &c->keepalive_timer);
+    if (c->keepalive_ms && c->state == CONN_OPEN)
+        timer_start(&w->timers, &c->keepalive_timer, timers_now_ms() + c->keepalive_ms);
     return 0;
 }
 

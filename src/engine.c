@@ -168,6 +168,7 @@ static void *worker_main(void *arg)
             atomic_store(&w->accepting_stopped, 1);
             if (!going_away) {
                 connections_going_away(w); /* 1001 to every client; their close ends them */
+                jobs_end_pops(w);
                 going_away = 1;
             }
             if ((!w->jobs && !http_server_busy(w->http) && !w->connection_count) ||
@@ -494,7 +495,10 @@ static void describe_channels(const struct generation *gen, char *out, size_t si
                                  gen->channels.defs[i].name);
         const struct route_channel *rc = i < gen->routes.count ? &gen->routes.channels[i] : NULL;
         for (size_t k = 0; rc && k < rc->count && used < size; k++)
-            if (strcmp(rc->routes[k].spec, CHANNEL_WEBSOCKET_ROUTE) == 0)
+            if (strcmp(rc->routes[k].spec, CHANNEL_WEBSOCKET_ROUTE) == 0 && rc->mount)
+                used += (size_t)snprintf(out + used, size - used, " (WebSocket %s%s)", rc->mount,
+                                         rc->routes[k].path);
+            else if (strcmp(rc->routes[k].spec, CHANNEL_WEBSOCKET_ROUTE) == 0)
                 used += (size_t)snprintf(out + used, size - used, " (WebSocket /webhooks/%s%s)",
                                          gen->channels.defs[i].name, rc->routes[k].path);
     }

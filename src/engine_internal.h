@@ -143,6 +143,8 @@ void job_start_call(struct worker *w, struct connection *conn, const char *chann
 void job_resume_from_inbox(struct job *job);
 /* Resume the jobs whose store answer waits for this turn of the loop. */
 void jobs_run_soon(struct worker *w);
+/* Graceful stop: every sb.store.pop waiting for a push returns nil now (long polls answer). */
+void jobs_end_pops(struct worker *w);
 /* End a job that will not be resumed (the worker stops): frees it. */
 void job_free(struct job *job);
 /* The job whose own coroutine L is, or NULL. */
@@ -203,6 +205,9 @@ void connection_deliver_mail(struct worker *w, struct conn_mail *m);
 int connection_send(struct worker *w, const char *id, int binary, const char *data, size_t len);
 int connection_close(struct worker *w, const char *id, uint16_t code, const char *reason);
 int connection_bind(struct worker *w, const char *id, const char *sender);
+/* Send text every `seconds` while open (0 stops): an application-level ping. */
+int connection_keepalive(struct worker *w, const char *id, double seconds, const char *text,
+                         size_t len);
 /* Send to every connection bound to sender, on any worker: the number it was handed to. */
 int connections_send_to_sender(struct worker *self, const char *sender, int binary,
                                const char *data, size_t len);

@@ -436,6 +436,12 @@ static int task_conn_bind(struct lua_task *t, const char *id, const char *sender
     return connection_bind(((struct job *)t)->w, id, sender);
 }
 
+static int task_conn_keepalive(struct lua_task *t, const char *id, double seconds,
+                               const char *text, size_t len)
+{
+    return connection_keepalive(((struct job *)t)->w, id, seconds, text, len);
+}
+
 static int task_send_to_sender(struct lua_task *t, const char *sender, int binary,
                                const char *data, size_t len)
 {
@@ -565,11 +571,24 @@ static int task_store_wait(struct lua_task *t, const char *key, double seconds, 
     double longest = job->w->engine->opt.response_timeout;
     if (job->deadline.slot != TIMER_IDLE)
         longest += 1;
+    if (atomic_load(&job->w->draining))
+        longest = 0; /* stopping: a long poll that comes now answers at once */
     if (!(seconds <= longest))
         seconds = longest;
     uint64_t due = timers_now_ms() + (uint64_t)(seconds * 1000.0 + 0.5);
     timer_start(&job->w->timers, &job->store_timer, due);
     return 0;
+}
+
+void jobs_end_pops(struct worker *w)
+{
+    struct job *job = w->jobs;
+    while (job) {
+        struct job *next = job->next;
+        if (job->wait == &wait_store_pop && cancel_store_pop(job) == 1)
+            job_resume(job, 0); /* nil: a long poll answers now */
+        job = next;
+    }
 }
 
 static const struct lua_task_ops task_ops = {
@@ -578,6 +597,7 @@ static const struct lua_task_ops task_ops = {
     .conn_send = task_conn_send,
     .conn_close = task_conn_close,
     .conn_bind = task_conn_bind,
+    .conn_keepalive = task_conn_keepalive,
     .send_to_sender = task_send_to_sender,
     .store = task_store,
     .next_turn = task_next_turn,
@@ -688,10 +708,37 @@ static int refuse_handshake(struct worker *w, struct http_exchange *x, const str
     return 1;
 }
 
+/* A GET with Upgrade: websocket to a path that has both a plain GET route and the channel's
+ * WebSocket route (Engine.IO serves polling and WebSocket on one path) goes to the latter. */
+static const struct route_match *prefer_websocket(struct worker *w, struct http_exchange *x,
+                                                  const struct route_match *m,
+                                                  struct route_match *copy)
+{
+    if (m->kind != ROUTE_CUSTOM || !m->route ||
+        strcmp(m->route->spec, CHANNEL_WEBSOCKET_ROUTE) == 0 ||
+        strcmp(m->route->method, "GET") != 0 || !http_header_value(x, "Upgrade"))
+        return m;
+    const struct route_table *t = &w->lua->gen->routes;
+    if (m->channel < 0 || (size_t)m->channel >= t->count)
+        return m;
+    const struct route_channel *c = &t->channels[m->channel];
+    for (size_t i = 0; i < c->count; i++) {
+        if (strcmp(c->routes[i].spec, CHANNEL_WEBSOCKET_ROUTE) == 0 &&
+            strcmp(c->routes[i].path, m->route->path) == 0) {
+            *copy = *m;
+            copy->route = &c->routes[i];
+            return copy;
+        }
+    }
+    return m;
+}
+
 void job_start(struct worker *w, struct http_exchange *x, const struct http_request *r,
                const struct route_match *m)
 {
-    int websocket = m->kind == ROUTE_CUSTOM && m->route && 
+    struct route_match preferred;
+    m = prefer_websocket(w, x, m, &preferred);
+    int websocket = m->kind == ROUTE_CUSTOM && m->route &&
                     strcmp(m->route->spec, CHANNEL_WEBSOCKET_ROUTE) == 0;
     if (websocket && refuse_handshake(w, x, r))
         return;

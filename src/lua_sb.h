@@ -33,6 +33,8 @@ struct lua_task_ops {
                      size_t len);
     int (*conn_close)(struct lua_task *t, const char *id, int code, const char *reason);
     int (*conn_bind)(struct lua_task *t, const char *id, const char *sender);
+    int (*conn_keepalive)(struct lua_task *t, const char *id, double seconds, const char *text,
+                          size_t len);
     int (*send_to_sender)(struct lua_task *t, const char *sender, int binary, const char *data,
                           size_t len);
     /* sb.store (docs/lua-api.md, "sb.store"): the host's store (NULL: none); a call's answer

@@ -90,6 +90,21 @@ static int l_conn_bind(lua_State *L)
     return 1;
 }
 
+/* conn:keepalive(seconds, text): send text every `seconds` while the connection is open (an
+ * application's own ping, such as Engine.IO's "2"); 0 stops it  [-0,+0,e] */
+static int l_conn_keepalive(lua_State *L)
+{
+    struct lua_conn *c = check_conn(L);
+    double seconds = luaL_checknumber(L, 2);
+    size_t len = 0;
+    const char *text = luaL_optlstring(L, 3, "", &len);
+    if (!(seconds >= 0) || seconds > 3600)
+        luaL_argerror(L, 2, "seconds from 0 (stop) to 3600");
+    struct lua_task *t = connection_task(L, "conn:keepalive");
+    t->ops->conn_keepalive(t, c->id, seconds, text, len);
+    return 0;
+}
+
 /* conn.id, conn.data, and the methods.  [-0,+1,-] */
 static int l_conn_index(lua_State *L)
 {
@@ -258,6 +273,7 @@ void lua_sb_conn_open(lua_State *L)
         {"send", l_conn_send},
         {"close", l_conn_close},
         {"bind", l_conn_bind},
+        {"keepalive", l_conn_keepalive},
         {NULL, NULL},
     };
     static const luaL_Reg meta[] = {

@@ -556,7 +556,7 @@ int metrics_write(struct buffer *out)
                        offsetof(struct shard, connections));
     if (rc == 0)
         rc = gauge_sum(out, "switchboard_websocket_connections_open",
-                       "Open WebSocket connections (also counted as HTTP connections).",
+                       "Open WebSocket connections.",
                        offsetof(struct shard, websockets));
     if (rc == 0)
         rc = gauge_sum(out, "switchboard_bot_messages_in_flight",

@@ -154,6 +154,8 @@ void route_table_free(struct route_table *t)
         c->routes = NULL;
         free(c->name);
         c->name = NULL;
+        free(c->mount);
+        c->mount = NULL;
     }
     free(t->channels);
     t->channels = NULL;
@@ -372,6 +374,46 @@ static void match_channel(const struct route_channel *c, int index, const char *
         allow_add(m->allow, sizeof m->allow, "HEAD");
 }
 
+/* A channel with channel.mount: does the request lie below its mount? Then its routes are
+ * matched against the rest (no health or webhook route there). Returns 1 when it decided. */
+static int match_mounted(const struct route_channel *c, int index, const char *method,
+                         const struct segments *req, struct route_match *m)
+{
+    struct segments mount;
+    split(c->mount, strlen(c->mount), &mount);
+    if (mount.truncated || mount.count > req->count)
+        return 0;
+    for (size_t i = 0; i < mount.count; i++)
+        if (!decodes_to(req->at[i], req->len[i], mount.at[i], mount.len[i]))
+            return 0;
+    const struct route *best = NULL;
+    int path_known = 0;
+    for (size_t i = 0; i < c->count; i++) {
+        const struct route *r = &c->routes[i];
+        if (!route_matches(r, req, mount.count, NULL))
+            continue;
+        path_known = 1;
+        if (strcmp(r->method, method) == 0 && (!best || more_specific(r, best)))
+            best = r;
+    }
+    if (!path_known)
+        return 0;
+    m->channel = index;
+    if (best) {
+        m->kind = ROUTE_CUSTOM;
+        m->route = best;
+        route_matches(best, req, mount.count, m);
+        return 1;
+    }
+    m->kind = ROUTE_METHOD_NOT_ALLOWED;
+    for (size_t i = 0; i < c->count; i++)
+        if (route_matches(&c->routes[i], req, mount.count, NULL))
+            allow_add(m->allow, sizeof m->allow, c->routes[i].method);
+    if (allow_has(m->allow, "GET"))
+        allow_add(m->allow, sizeof m->allow, "HEAD");
+    return 1;
+}
+
 /* A route of the host's own, answered for GET (and HEAD) only. */
 static void get_only(struct route_match *m, const char *method, enum route_kind kind)
 {
@@ -419,6 +461,9 @@ void router_match(const struct route_table *t, const char *method, const char *p
         m->params[0] = (struct route_param){"sender_id", 9, req.at[1], req.len[1]};
         return;
     }
+    for (size_t i = 0; i < t->count; i++)
+        if (t->channels[i].mount && match_mounted(&t->channels[i], (int)i, method, &req, m))
+            return;
     if (req.count < 2 || !decodes_to_str(req.at[0], req.len[0], "webhooks"))
         return;
     for (size_t i = 0; i < t->count; i++) {

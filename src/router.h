@@ -40,6 +40,7 @@ struct route {
 
 struct route_channel {
     char *name;
+    char *mount;              /* channel.mount: its routes are below this path, or NULL */
     size_t count;
     struct route *routes;
 };

@@ -219,7 +219,7 @@ class HookTypos(unittest.TestCase):
 
 
 class UnknownChannels(unittest.TestCase):
-    BUNDLED = "bundled channels: callback, facebook, rest, slack, telegram, twilio"
+    BUNDLED = "bundled channels: callback, facebook, rest, slack, socketio, telegram, twilio"
 
     def test_a_bundled_name_is_suggested(self):
         result, _ = check({"credentials.yml": "rest:\ntelegam:\n", "endpoints.yml": ONE})

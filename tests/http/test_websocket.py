@@ -308,6 +308,50 @@ class ProactiveTests(unittest.TestCase):
             self.assertEqual(json.loads(other.recv()), {"type": "text", "text": "echo: me too"})
 
 
+class MountTests(unittest.TestCase):
+    def test_a_mount_may_not_take_the_hosts_own_paths(self):
+        from util import run_to_exit
+        for mount in ("/status", "/webhooks/x", "/", "socket.io"):
+            channel = ECHO.replace('websocket = "/ws" }', 'websocket = "/ws", mount = "%s" }' % mount)
+            folder = project({"echo.lua": channel, "credentials.yml": "echo.lua:\n"})
+            result = run_to_exit(["check"], cwd=folder)
+            self.assertEqual(result.returncode, 1, result.stderr)
+            self.assertIn("channel.mount must be a path such as", result.stderr)
+
+    def test_a_mounted_websocket_and_a_plain_get_share_a_path(self):
+        channel = ECHO.replace('websocket = "/ws" }', 'websocket = "/", mount = "/live" }') \
+                      .replace('c.routes = {', 'c.routes = {\n  ["GET /"] = function() return { body = "plain" } end,')
+        folder = project({"echo.lua": channel, "credentials.yml": "echo.lua:\n",
+                          "endpoints.yml": "server:\n  workers: 1\n"})
+        with Host(cwd=folder) as host:
+            self.assertEqual(host.request("GET", "/live/")[2], b"plain")
+            ws = WebSocket(host.port, "/live/")
+            self.assertTrue(ws.opened)
+            ws.send("x")
+            self.assertEqual(ws.recv(), "x#1")
+            host.wait_for_log("WebSocket /live/")
+
+
+class TlsTests(unittest.TestCase):
+    def test_a_websocket_over_https_echoes_and_closes(self):
+        import ssl
+        import tempfile
+        from standins import make_ca_and_server_cert
+        ca, cert, key = make_ca_and_server_cert(tempfile.mkdtemp(prefix="sb-ws-tls-"))
+        host, _ = serve(args=["--ssl-certificate", cert, "--ssl-keyfile", key])
+        with host:
+            context = ssl.create_default_context(cafile=ca)
+            ws = WebSocket(host.port, WS_PATH, ssl_context=context)
+            self.assertEqual(ws.handshake.status, 101)
+            ws.send("over tls")
+            self.assertEqual(ws.recv(), "over tls#1")
+            ws.send(b"\x01" * 70000)
+            self.assertEqual(ws.recv(), b"\x01" * 70000)
+            ws.close(1000, "done")
+            self.assertEqual(ws.expect_close(), (1000, "done"))
+            host.wait_for_log("CLOSED 1000 done")
+
+
 class LifecycleTests(unittest.TestCase):
     def test_a_reload_keeps_the_connection_and_its_data(self):
         host, folder = serve()

@@ -45,8 +45,10 @@ def close_payload(code, reason=""):
 
 
 class WebSocket:
-    def __init__(self, port, path, headers=None, timeout=10.0, host="127.0.0.1"):
+    def __init__(self, port, path, headers=None, timeout=10.0, host="127.0.0.1", ssl_context=None):
         self.sock = socket.create_connection((host, port), timeout=timeout)
+        if ssl_context is not None:
+            self.sock = ssl_context.wrap_socket(self.sock, server_hostname=host)
         self.key = base64.b64encode(os.urandom(16)).decode()
         lines = ["GET %s HTTP/1.1" % path, "Host: %s:%d" % (host, port), "Upgrade: websocket",
                  "Connection: Upgrade", "Sec-WebSocket-Key: " + self.key,

@@ -140,6 +140,7 @@ static void add_channel(struct route_table *t, const char *name, const char *con
         abort();
     c = &t->channels[t->count++];
     c->name = strdup(name);
+    c->mount = NULL;
     c->count = 0;
     c->routes = n ? calloc(n, sizeof *c->routes) : NULL;
     if (!c->name || (n && !c->routes))
@@ -448,6 +449,31 @@ static void test_proactive(void)
     route_table_free(&t);
 }
 
+/* channel.mount: the channel's routes below an absolute path; its webhook stays below
+ * /webhooks/<name>; a request below the mount that no route takes falls through. */
+static void test_mounted_routes(void)
+{
+    struct route_table t = {0};
+    static const char *const sio[] = {"GET /", "POST /", "GET /x/{id}", NULL};
+    add_channel(&t, "rest", NULL);
+    add_channel(&t, "socketio", sio);
+    t.channels[1].mount = strdup("/socket.io");
+    CHECK(match(&t, "GET", "/socket.io/") == ROUTE_CUSTOM && m.channel == 1 &&
+          strcmp(m.route->spec, "GET /") == 0);
+    CHECK(match(&t, "GET", "/socket.io") == ROUTE_CUSTOM && m.channel == 1);
+    CHECK(match(&t, "POST", "/socket.io/") == ROUTE_CUSTOM &&
+          strcmp(m.route->spec, "POST /") == 0);
+    CHECK(match(&t, "GET", "/socket.io/x/42") == ROUTE_CUSTOM && m.param_count == 1);
+    CHECK(match(&t, "DELETE", "/socket.io/") == ROUTE_METHOD_NOT_ALLOWED &&
+          strcmp(m.allow, "GET, POST, HEAD") == 0);
+    CHECK(match(&t, "GET", "/socket.io/nothing") == ROUTE_NOT_FOUND);
+    CHECK(match(&t, "GET", "/socket.iox/") == ROUTE_NOT_FOUND);
+    CHECK(match(&t, "POST", "/webhooks/socketio/webhook") == ROUTE_WEBHOOK && m.channel == 1);
+    CHECK(match(&t, "POST", "/webhooks/rest/webhook") == ROUTE_WEBHOOK && m.channel == 0);
+    CHECK(match(&t, "GET", "/status") == ROUTE_STATUS);
+    route_table_free(&t);
+}
+
 int main(void)
 {
     test_parse();
@@ -460,5 +486,6 @@ int main(void)
     test_custom();
     test_overrides();
     test_two_channels();
+    test_mounted_routes();
     return CHECK_DONE();
 }
