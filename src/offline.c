@@ -588,7 +588,7 @@ struct totals {
 
 static void broken(struct totals *t, const char *fmt, const char *a, const char *b)
 {
-    char line[4096];
+    char line[8448]; /* a path and an error of up to 4 KiB each, and the format's own text */
     snprintf(line, sizeof line, fmt, a, b);
     if (!t->quiet)
         printf("ERROR %s\n", line);
