@@ -46,6 +46,7 @@ local cfg = {}
 
 local RS = "\30" -- Engine.IO's record separator between packets of one poll
 local MAX_PAYLOAD = 1000000
+local MAX_WAITING = 1000 -- packets waiting for a poll: past it the session no longer polls
 
 -- ---- sessions ---------------------------------------------------------------------------------
 
@@ -105,8 +106,14 @@ local function emit(room, event, data)
   local members = store.get(room_key(room))
   if type(members) == "table" then
     for _, sid in ipairs(members) do
-      store.push(outbox(sid), packet)
-      store.expire(outbox(sid), session_ttl())
+      local waiting = store.push(outbox(sid), packet)
+      if waiting and waiting > MAX_WAITING then
+        -- Nobody has polled for a long while: the session is gone, its packets with it.
+        store.del(outbox(sid))
+        leave_polling_rooms(sid, { room })
+      else
+        store.expire(outbox(sid), session_ttl())
+      end
     end
   end
 end
