@@ -14,7 +14,8 @@ PACKAGES=(build-essential cmake pkg-config libmicrohttpd-dev liblua5.4-dev lua-c
           libyaml-dev libcurl4-openssl-dev libssl-dev python3 curl openssl ca-certificates
           clang libclang-rt-14-dev
           dpkg-dev man-db systemd     # the package test: dpkg-shlibdeps, man -l, systemd-analyze
-          prometheus iproute2)        # /metrics checked by promtool; admin tests in a netns
+          prometheus iproute2         # /metrics checked by promtool; admin tests in a netns
+          chromium)                   # the web chat page in a headless browser (test_webchat)
 
 install_packages() {
   local missing=()

@@ -371,6 +371,10 @@ function channel.on_message(conn, data, binary)
   if upgrading then
     if data == "2probe" then
       conn:send("3probe")
+      -- The client now waits for its pending poll to end before it sends "5": end it (as
+      -- Engine.IO servers do, with a noop) instead of letting it wait for ping_interval.
+      store.push(outbox(upgrading), "6")
+      store.expire(outbox(upgrading), session_ttl())
     elseif data == "5" then
       finish_upgrade(conn, upgrading)
     end

@@ -132,7 +132,8 @@ def assert_refused(test, credentials, *words):
 # ---- outside checks with the official SDKs ------------------------------------------------------
 
 # The npm packages tests/sdk/package.json pins; tests/sdk/node_modules holds them after npm ci.
-SDK_PACKAGES = ("twilio", os.path.join("@slack", "bolt"), "ws", "socket.io-client")
+SDK_PACKAGES = ("twilio", os.path.join("@slack", "bolt"), "ws", "socket.io-client",
+                "puppeteer-core")
 
 
 def sdk(script, data, timeout=60.0):

@@ -138,7 +138,7 @@ class DebianPackage(unittest.TestCase):
                               "--endpoints", "endpoints.yml"], cwd=self.examples, env=self.env,
                              capture_output=True, text=True, timeout=30)
         self.assertEqual(out.returncode, 0, out.stderr)
-        self.assertIn("configuration OK: 2 channels (rest, myio)", out.stdout)
+        self.assertIn("configuration OK: 4 channels (rest, webchat, socketio, myio)", out.stdout)
         self.assertIn(os.path.join(os.path.realpath(self.data), "lua/switchboard/demo_bot.lua"),
                       out.stdout)
 
