@@ -485,7 +485,7 @@ int engine_files_changed_since(const struct engine *e, const struct timespec *si
     return 0;
 }
 
-/* Each channel's webhook, and its WebSocket route when it has one. */
+/* Each channel's webhook, its WebSocket route when it has one, and its mount. */
 static void describe_channels(const struct generation *gen, char *out, size_t size)
 {
     size_t used = 0;
@@ -494,6 +494,11 @@ static void describe_channels(const struct generation *gen, char *out, size_t si
         used += (size_t)snprintf(out + used, size - used, "%s/webhooks/%s/webhook", i ? ", " : "",
                                  gen->channels.defs[i].name);
         const struct route_channel *rc = i < gen->routes.count ? &gen->routes.channels[i] : NULL;
+        int websocket = 0;
+        for (size_t k = 0; rc && k < rc->count && !websocket; k++)
+            websocket = strcmp(rc->routes[k].spec, CHANNEL_WEBSOCKET_ROUTE) == 0;
+        if (rc && rc->mount && !websocket && used < size)
+            used += (size_t)snprintf(out + used, size - used, " (and %s/)", rc->mount);
         for (size_t k = 0; rc && k < rc->count && used < size; k++)
             if (strcmp(rc->routes[k].spec, CHANNEL_WEBSOCKET_ROUTE) == 0 && rc->mount)
                 used += (size_t)snprintf(out + used, size - used, " (WebSocket %s%s)", rc->mount,
