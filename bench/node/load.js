@@ -8,6 +8,8 @@ const [url, clients, seconds] = [process.argv[2], Number(process.argv[3]), Numbe
 let messages = 0, errors = 0;
 const latencies = [];
 let stopping = false;
+// Session ids unique to this process: several load processes run at once.
+const tag = "p" + process.pid + "-";
 
 function session(i) {
   return new Promise((resolve) => {
@@ -16,9 +18,9 @@ function session(i) {
     const next = () => {
       if (stopping) { s.close(); resolve(); return; }
       sent = process.hrtime.bigint();
-      s.emit("user_uttered", { message: "hi " + i, session_id: "s" + i });
+      s.emit("user_uttered", { message: "hi " + i, session_id: tag + i });
     };
-    s.on("connect", () => s.emit("session_request", { session_id: "s" + i }));
+    s.on("connect", () => s.emit("session_request", { session_id: tag + i }));
     s.on("session_confirm", next);
     s.on("bot_uttered", () => {
       messages++;
