@@ -254,6 +254,8 @@ static void drop_socket(struct connection *c, uint16_t code, const char *reason)
  * failed (it is dropped then). */
 static int flush(struct connection *c)
 {
+    if (c->fd < 0)
+        return 0; /* before the 101: what is queued goes once the socket is ours */
     while (c->fd >= 0 && c->out_off < c->out.len) {
         ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off,
                          MSG_NOSIGNAL | MSG_DONTWAIT);

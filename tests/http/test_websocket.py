@@ -27,6 +27,7 @@ local c = { name = "echo", websocket = "/ws" }
 function c.on_open(conn, req)
   if req.query.deny then return { status = 403, json = { error = "denied" } } end
   if req.query.boom then error("on_open failed on purpose") end
+  if req.query.bye then conn:send("bye") conn:close(4001, "not today") return end
   conn.data.n = 0
 end
 function c.on_message(conn, data, binary)
@@ -58,10 +59,10 @@ return c
 WS_PATH = "/webhooks/echo/ws"
 
 
-def serve(workers=1, args=(), channel=ECHO):
+def serve(workers=1, args=(), channel=ECHO, server_extra=""):
     folder = project({"echo.lua": channel, "credentials.yml": "echo.lua:\n", "bot.lua": TEXT_BOT,
-                      "endpoints.yml": "bot:\n  script: bot.lua\nserver:\n  workers: %d\n"
-                                       % workers})
+                      "endpoints.yml": "bot:\n  script: bot.lua\nserver:\n  workers: %d\n%s"
+                                       % (workers, server_extra)})
     return Host(list(args), cwd=folder), folder
 
 
@@ -151,6 +152,43 @@ class HandshakeTests(unittest.TestCase):
 
 
 class CloseAndErrorTests(unittest.TestCase):
+    def test_on_open_may_send_and_close_before_the_first_message(self):
+        host, _ = serve()
+        with host:
+            ws = WebSocket(host.port, WS_PATH + "?bye=1")
+            self.assertEqual(ws.handshake.status, 101)
+            self.assertEqual(ws.recv_frame(), (TEXT, b"bye", True))
+            self.assertEqual(ws.expect_close(), (4001, "not today"))
+            ws.close(4001)
+            self.assertTrue(ws.eof())
+            host.wait_for_log("CLOSED 4001")
+
+    def test_a_message_of_exactly_the_limit_passes_and_one_byte_more_does_not(self):
+        host, _ = serve(server_extra="  websocket_max_message: 1000\n")
+        with host:
+            ws = WebSocket(host.port, WS_PATH)
+            ws.send(b"a" * 1000)
+            self.assertEqual(ws.recv(), b"a" * 1000)
+            ws.send_raw(frame(TEXT, "b" * 600, fin=False) + frame(CONTINUATION, "c" * 401))
+            self.assertEqual(ws.expect_close()[0], 1009)
+
+    def test_connections_come_and_go_and_the_gauge_returns_to_zero(self):
+        host, _ = serve(workers=2)
+        with host:
+            for round_ in range(3):
+                sockets = [WebSocket(host.port, WS_PATH) for _ in range(30)]
+                for i, ws in enumerate(sockets):
+                    ws.send("r%d-%d" % (round_, i))
+                for i, ws in enumerate(sockets):
+                    self.assertEqual(ws.recv(), "r%d-%d#1" % (round_, i))
+                for i, ws in enumerate(sockets):
+                    if i % 2:
+                        ws.close()
+                    else:
+                        ws.abort()
+            self.assertEqual(wait_metric(host, "switchboard_websocket_connections_open", 0), 0)
+
+
     def test_the_channel_closes_with_its_code(self):
         host, _ = serve()
         with host:
