@@ -138,6 +138,20 @@ static int fail(lua_State *L, struct lua_task *t, int rc)
     return park(L, t, 2);
 }
 
+/* The answer of a call whose store result is rc: an error, or a boolean (rc == 1) or the
+ * integer rc, on the next turn.  [-(any),+1|2,e] */
+static int answer(lua_State *L, struct lua_task *t, int rc, int as_boolean)
+{
+    lua_settop(L, 0);
+    if (rc < 0)
+        return fail(L, t, rc);
+    if (as_boolean)
+        lua_pushboolean(L, rc == 1);
+    else
+        lua_pushinteger(L, rc);
+    return park(L, t, 1);
+}
+
 /* sb.store.get(key) -> value | nil  [-0,+1,e] */
 static int l_get(lua_State *L)
 {
@@ -170,11 +184,7 @@ static int set_or_add(lua_State *L, const char *what, int only_if_absent)
     size_t len;
     const char *v = lua_tolstring(L, -1, &len);
     int rc = store_set(s, key, v, len, ttl_ms(ttl), only_if_absent, timers_now_ms());
-    lua_settop(L, 0);
-    if (rc < 0)
-        return fail(L, t, rc);
-    lua_pushboolean(L, rc == 1);
-    return park(L, t, 1);
+    return answer(L, t, rc, 1);
 }
 
 /* sb.store.set(key, value[, ttl]) -> true  [-0,+1,e] */
@@ -210,12 +220,7 @@ static int l_del(lua_State *L)
     struct lua_task *t;
     struct store *s = task_store(L, "sb.store.del", &t);
     const char *key = check_key(L, 1);
-    int rc = store_del(s, key, timers_now_ms());
-    lua_settop(L, 0);
-    if (rc < 0)
-        return fail(L, t, rc);
-    lua_pushboolean(L, rc == 1);
-    return park(L, t, 1);
+    return answer(L, t, store_del(s, key, timers_now_ms()), 1);
 }
 
 /* sb.store.expire(key, ttl) -> true when the key exists (ttl 0: no expiry)  [-0,+1,e] */
@@ -226,12 +231,7 @@ static int l_expire(lua_State *L)
     const char *key = check_key(L, 1);
     luaL_checknumber(L, 2);
     double ttl = check_ttl(L, 2);
-    int rc = store_expire(s, key, ttl_ms(ttl), timers_now_ms());
-    lua_settop(L, 0);
-    if (rc < 0)
-        return fail(L, t, rc);
-    lua_pushboolean(L, rc == 1);
-    return park(L, t, 1);
+    return answer(L, t, store_expire(s, key, ttl_ms(ttl), timers_now_ms()), 1);
 }
 
 /* sb.store.push(key, value) -> the list's length (0: a waiting pop took it)  [-0,+1,e] */
@@ -244,12 +244,7 @@ static int l_push(lua_State *L)
     push_encoded(L, 2);
     size_t len;
     const char *v = lua_tolstring(L, -1, &len);
-    int rc = store_push(s, key, v, len, timers_now_ms());
-    lua_settop(L, 0);
-    if (rc < 0)
-        return fail(L, t, rc);
-    lua_pushinteger(L, rc);
-    return park(L, t, 1);
+    return answer(L, t, store_push(s, key, v, len, timers_now_ms()), 0);
 }
 
 /* A waited-for value came (as a string), or nothing (the wait's time ran out). */
@@ -313,12 +308,7 @@ static int l_length(lua_State *L)
     struct lua_task *t;
     struct store *s = task_store(L, "sb.store.length", &t);
     const char *key = check_key(L, 1);
-    int rc = store_list_length(s, key, timers_now_ms());
-    lua_settop(L, 0);
-    if (rc < 0)
-        return fail(L, t, rc);
-    lua_pushinteger(L, rc);
-    return park(L, t, 1);
+    return answer(L, t, store_list_length(s, key, timers_now_ms()), 0);
 }
 
 void lua_sb_store_open(lua_State *L)
