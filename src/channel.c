@@ -549,8 +549,9 @@ static int load_routes(lua_State *L, const char *where, struct route_channel *rc
         char why[160] = "";
         const char *spec = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
         if (!spec || route_parse_why(spec, &r, why, sizeof why) != 0) {
-            snprintf(err, errlen, "%s: channel.routes keys must look like \"GET /path\", not %s%s%s%s",
-                     where, spec ? spec : luaL_typename(L, -2), why[0] ? " (" : "", why,
+            snprintf(err, errlen,
+                     "%s: channel.routes keys must look like \"GET /path\", not %s%s%s%s", where,
+                     spec ? spec : luaL_typename(L, -2), why[0] ? " (" : "", why,
                      why[0] ? ")" : "");
             lua_pop(L, 2);
             rc_status = -1;
@@ -614,7 +615,8 @@ static int load_websocket(lua_State *L, const char *where, struct route_channel 
     }
     lua_pop(L, 1);
     char *marker = strdup(CHANNEL_WEBSOCKET_ROUTE);
-    struct route *grown = rc && marker ? realloc(rc->routes, (rc->count + 1) * sizeof *grown) : NULL;
+    struct route *grown =
+        rc && marker ? realloc(rc->routes, (rc->count + 1) * sizeof *grown) : NULL;
     if (!rc || !marker || !grown) {
         route_free(&r);
         free(marker);
@@ -752,7 +754,8 @@ static int load_one(lua_State *L, const struct channel_set *set, struct channel_
     }
 routes:
     /* After init: a channel may set its routes from its parameters (a configurable path). */
-    if (load_routes(L, where, rc, err, errlen) != 0 || load_websocket(L, where, rc, err, errlen) != 0 ||
+    if (load_routes(L, where, rc, err, errlen) != 0 ||
+        load_websocket(L, where, rc, err, errlen) != 0 ||
         load_mount(L, where, rc, err, errlen) != 0)
         goto fail;
     return 0;

@@ -107,7 +107,8 @@ struct connection {
     struct connection *ready_next;
 };
 
-#define CONN_OF(ptr, member) ((struct connection *)((char *)(ptr) - offsetof(struct connection, member)))
+#define CONN_OF(ptr, member)                                                                   \
+    ((struct connection *)((char *)(ptr) - offsetof(struct connection, member)))
 
 /* ---- the worker's table ---------------------------------------------------------------------- */
 

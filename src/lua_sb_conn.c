@@ -196,7 +196,7 @@ void lua_sb_forget_connection(lua_State *L, const char *id)
         lua_pop(L, 1); /* out of memory: the object stays until the state closes */
 }
 
-/* ---- conn.data across a reload ------------------------------------------------------------------ */
+/* ---- conn.data across a reload --------------------------------------------------------------- */
 
 struct data_copy {
     const char *id;
