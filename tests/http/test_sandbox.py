@@ -554,8 +554,9 @@ class EnvironmentTests(Base):
         self.assertEqual(self.ev("return require('mymod').answer"), (True, 42))
         # One instance per state: the bot and the channels share it and its module-level state.
         first = self.ev("return require('mymod').count()")[1]
+        reloads = [l for l in self.host.log().splitlines() if "reload" in l]
         self.assertEqual(bot_eval(self.host, "return require('mymod').count()"),
-                         "ok %d" % (first + 1))
+                         "ok %d" % (first + 1), reloads)
         # Its globals are its own.
         self.assertEqual(self.ev("return tostring(MODULE_GLOBAL)"), (True, "nil"))
 
