@@ -145,6 +145,13 @@ function util.text_parts(text) end
 ---@return switchboard.Response
 function util.forbidden(req, reason) end
 
+---Whether a platform's delivery id is seen for the first time (kept in `sb.store` for `ttl` seconds, default 3600): answer a repeat as usual, without handing it to the bot again.
+---@param channel_name string
+---@param id string|number|nil
+---@param ttl? number
+---@return boolean first
+function util.first_delivery(channel_name, id, ttl) end
+
 ---`sb.http.request(opts)`, with the answer's body decoded as JSON into `res.json` whatever its
 ---`Content-Type`.
 ---@param opts switchboard.HttpOptions

@@ -350,6 +350,23 @@ function M.forbidden(_, reason)
   return { status = 403, json = { error = "forbidden", message = reason } }
 end
 
+-- Whether a platform's delivery id (an event id, an update id, a message id) is seen for the
+-- first time: platforms deliver again when an answer came late, and a repeat must be answered
+-- as usual but not handed to the bot twice. Kept in sb.store for `ttl` seconds (default one
+-- hour), shared by every worker. A nil id, or a store that fails, counts as first: better a
+-- message twice than none.
+function M.first_delivery(channel_name, id, ttl)
+  if id == nil or id == json.null then
+    return true
+  end
+  local added = sb.store.add("delivered:" .. tostring(channel_name) .. ":" .. tostring(id), true,
+    ttl or 3600)
+  if added == nil then
+    return true
+  end
+  return added
+end
+
 ---------------------------------------------------------------------------------------------------
 -- Calls to a platform's API.
 

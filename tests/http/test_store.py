@@ -150,6 +150,42 @@ class StoreTests(unittest.TestCase):
             self.assertEqual(values(host, "set", key="big", value="y" * 70000),
                              [None, "the value is too big for the store"])
 
+    def test_a_repeated_delivery_is_answered_once_on_any_worker(self):
+        # util.first_delivery: a platform retry (the same id, on any worker) is acknowledged and
+        # not handed to the bot again; a message without an id always goes.
+        channel = """\
+local util = require "switchboard.channel"
+local c = { name = "retry" }
+function c.receive(req)
+  if not util.first_delivery(c.name, req.json.id) then
+    return {}, { status = 200, body = "seen" }
+  end
+  return { { sender_id = "u", text = req.json.text } }
+end
+return c
+"""
+        folder = project({"retry.lua": channel, "credentials.yml": "retry.lua:\n",
+                          "bot.lua": "local b = {}\nfunction b.handle(m, out) "
+                                     "out:send_text_message('got ' .. m.text) end\nreturn b\n",
+                          "endpoints.yml": "bot:\n  script: bot.lua\nserver:\n  workers: 2\n"})
+        with Host(cwd=folder) as host:
+            def post(payload):
+                status, _, body = host.request("POST", "/webhooks/retry/webhook",
+                                               json.dumps(payload),
+                                               {"Content-Type": "application/json"})
+                return status, body
+
+            self.assertEqual(post({"id": 7, "text": "a"}),
+                             (200, b'[{"recipient_id":"u","text":"got a"}]'))
+            for _ in range(6):  # new connections: both workers see the repeat
+                self.assertEqual(post({"id": 7, "text": "a"}), (200, b"seen"))
+            self.assertEqual(post({"id": 8, "text": "b"})[1],
+                             b'[{"recipient_id":"u","text":"got b"}]')
+            self.assertEqual(post({"text": "no id"})[1],
+                             b'[{"recipient_id":"u","text":"got no id"}]')
+            self.assertEqual(post({"text": "no id"})[1],
+                             b'[{"recipient_id":"u","text":"got no id"}]')
+
     def test_switchboard_test_has_a_store_per_case_file(self):
         dedupe = """\
 local sb = require "switchboard"
