@@ -8,6 +8,8 @@
  * one per key that has waiters; it holds no values and is never evicted. */
 #include "store.h"
 
+#include "list.h"
+
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
@@ -373,13 +375,9 @@ static void attach(struct store *s, struct entry *e)
         heap_up(s, e->heap_slot);
         return;
     }
-    e->lru_prev = NULL;
-    e->lru_next = s->lru_head;
-    if (s->lru_head)
-        s->lru_head->lru_prev = e;
-    else
+    LIST_PUSH(s->lru_head, e, lru_prev, lru_next);
+    if (!s->lru_tail)
         s->lru_tail = e;
-    s->lru_head = e;
 }
 
 static void detach(struct store *s, struct entry *e)
@@ -388,15 +386,7 @@ static void detach(struct store *s, struct entry *e)
         heap_remove(s, e);
         return;
     }
-    if (e->lru_prev)
-        e->lru_prev->lru_next = e->lru_next;
-    else
-        s->lru_head = e->lru_next;
-    if (e->lru_next)
-        e->lru_next->lru_prev = e->lru_prev;
-    else
-        s->lru_tail = e->lru_prev;
-    e->lru_prev = e->lru_next = NULL;
+    LIST_UNLINK_TAIL(s->lru_head, s->lru_tail, e, lru_prev, lru_next);
 }
 
 /* A successful use: a key without a TTL becomes the most recently used. */
@@ -786,15 +776,7 @@ int store_ttl(struct store *s, const char *key, uint64_t now_ms, int64_t *ms_lef
 static void waiter_unlink(struct store *s, struct store_waiter *w)
 {
     struct store_waitq *q = w->queue_;
-    if (w->prev_)
-        w->prev_->next_ = w->next_;
-    else
-        q->head = w->next_;
-    if (w->next_)
-        w->next_->prev_ = w->prev_;
-    else
-        q->tail = w->prev_;
-    w->prev_ = w->next_ = NULL;
+    LIST_UNLINK_TAIL(q->head, q->tail, w, prev_, next_);
     w->queue_ = NULL;
     s->waiters--;
     if (!q->head) {
@@ -938,13 +920,7 @@ int store_pop(struct store *s, const char *key, uint64_t now_ms, struct buffer *
         if (!q) {
             rc = STORE_NOMEM;
         } else {
-            w->next_ = NULL;
-            w->prev_ = q->tail;
-            if (q->tail)
-                q->tail->next_ = w;
-            else
-                q->head = w;
-            q->tail = w;
+            LIST_APPEND(q->head, q->tail, w, prev_, next_);
             w->queue_ = q;
             s->waiters++;
         }
