@@ -547,17 +547,14 @@ static int task_store_wait(struct lua_task *t, const char *key, double seconds, 
     job->store_value.len = 0;
     /* The waiter is ready before the pop: a push may hand it a value at once, on any thread. */
     job->wait = &wait_store_pop;
-    job->store_timer = TIMER_INIT(store_pop_timed_out);
     struct buffer now = {0};
     int rc = store_pop(job->w->engine->store, key, timers_now_ms(), &now, &job->store_waiter);
     if (rc == 1) {
         /* A value came between the first look and the wait: answer with it next turn. */
         buffer_free(&job->store_value);
         job->store_value = now;
-        job->wait = NULL;
         job->woken_by_store = 1;
         worker_post(job->w, job);
-        job->wait = &wait_store_pop;
         return 0;
     }
     buffer_free(&now);
