@@ -63,13 +63,20 @@ end
 local function room_key(room) return "sio:room:" .. room end
 local function outbox(sid) return "eio:out:" .. sid end
 
+-- A packet for a polling session waits in its list until the next poll; returns the list's
+-- length.
+local function queue_for_poll(sid, packet)
+  local waiting = store.push(outbox(sid), packet)
+  store.expire(outbox(sid), session_ttl())
+  return waiting
+end
+
 -- A polling session's packets wait in its list; a WebSocket session's go out at once.
 local function send(session, packet)
   if session.conn then
     session.conn:send(packet)
   else
-    store.push(outbox(session.sid), packet)
-    store.expire(outbox(session.sid), session_ttl())
+    queue_for_poll(session.sid, packet)
   end
 end
 
@@ -106,13 +113,11 @@ local function emit(room, event, data)
   local members = store.get(room_key(room))
   if type(members) == "table" then
     for _, sid in ipairs(members) do
-      local waiting = store.push(outbox(sid), packet)
+      local waiting = queue_for_poll(sid, packet)
       if waiting and waiting > MAX_WAITING then
         -- Nobody has polled for a long while: the session is gone, its packets with it.
         store.del(outbox(sid))
         leave_polling_rooms(sid, { room })
-      else
-        store.expire(outbox(sid), session_ttl())
       end
     end
   end
@@ -360,8 +365,7 @@ local function finish_upgrade(conn, sid)
     if p == nil then break end
     conn:send(p)
   end
-  store.push(outbox(sid), "6")
-  store.expire(outbox(sid), session_ttl())
+  queue_for_poll(sid, "6")
   conn:keepalive(cfg.ping_interval, "2")
 end
 
@@ -373,8 +377,7 @@ function channel.on_message(conn, data, binary)
       conn:send("3probe")
       -- The client now waits for its pending poll to end before it sends "5": end it (as
       -- Engine.IO servers do, with a noop) instead of letting it wait for ping_interval.
-      store.push(outbox(upgrading), "6")
-      store.expire(outbox(upgrading), session_ttl())
+      queue_for_poll(upgrading, "6")
     elseif data == "5" then
       finish_upgrade(conn, upgrading)
     end
