@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchlib import ROOT, release_binary, wait_port
 NODE_DIR = os.path.join(ROOT, "bench", "node")
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
 CLIENTS = int(sys.argv[2]) if len(sys.argv) > 2 else 50
@@ -40,17 +40,6 @@ def cpu_seconds(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / HZ
-
-
-def wait_port(port):
-    import socket
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("port %d did not open" % port)
 
 
 def load(port):
@@ -84,18 +73,14 @@ def measure(name, pid, port, results):
 def main():
     if not os.path.isdir(os.path.join(NODE_DIR, "node_modules", "socket.io")):
         raise SystemExit("run `npm ci --prefix bench/node` first")
-    build = os.path.join(ROOT, "build-bench")
-    subprocess.run(["cmake", "-S", ROOT, "-B", build, "-DCMAKE_BUILD_TYPE=Release"], check=True,
-                   stdout=subprocess.DEVNULL)
-    subprocess.run(["cmake", "--build", build, "-j%d" % os.cpu_count()], check=True,
-                   stdout=subprocess.DEVNULL)
+    binary = release_binary()
     work = tempfile.mkdtemp(prefix="sb-sio-bench-")
     files = {"credentials.yml": "socketio:\n  session_persistence: true\n", "bot.lua": ECHO_BOT,
              "endpoints.yml": "bot:\n  script: bot.lua\n"}
     for name, text in files.items():
         with open(os.path.join(work, name), "w") as f:
             f.write(text)
-    sb = subprocess.Popen([os.path.join(build, "switchboard"), "run", "-p", str(SB_PORT), "-i",
+    sb = subprocess.Popen([binary, "run", "-p", str(SB_PORT), "-i",
                            "127.0.0.1", "--log-level", "error"], cwd=work)
     node = subprocess.Popen(["node", os.path.join(NODE_DIR, "peer_server.js"), str(NODE_PORT)],
                             cwd=NODE_DIR)

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchlib import ROOT, release_binary, wait_port
 COUNT = int(sys.argv[1]) if len(sys.argv) > 1 else 10000
 SB_PORT, NODE_PORT = 18091, 18092
 
@@ -78,17 +78,6 @@ async def open_all(port, path, count):
     return opened
 
 
-def wait_port(port):
-    import socket
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("port %d did not open" % port)
-
-
 async def hold(proc, port, path):
     """Open COUNT connections, let the server settle, read its RSS, then drop them."""
     before = rss_kib(proc.pid)
@@ -123,11 +112,7 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = COUNT * 2 + 1024
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(want, hard)), hard))
-    build = os.path.join(ROOT, "build-bench")
-    subprocess.run(["cmake", "-S", ROOT, "-B", build, "-DCMAKE_BUILD_TYPE=Release"], check=True,
-                   stdout=subprocess.DEVNULL)
-    subprocess.run(["cmake", "--build", build, "-j%d" % os.cpu_count()], check=True,
-                   stdout=subprocess.DEVNULL)
+    binary = release_binary()
     work = tempfile.mkdtemp(prefix="sb-ws-bench-")
     with open(os.path.join(work, "echo.lua"), "w") as f:
         f.write(CHANNEL)
@@ -135,7 +120,7 @@ def main():
         f.write("echo.lua:\n")
     with open(os.path.join(work, "endpoints.yml"), "w") as f:
         f.write("server:\n  connection_limit: %d\n" % (COUNT + 1000))
-    sb = subprocess.Popen([os.path.join(build, "switchboard"), "run", "-p", str(SB_PORT), "-i",
+    sb = subprocess.Popen([binary, "run", "-p", str(SB_PORT), "-i",
                            "127.0.0.1", "--log-level", "error"], cwd=work)
     mine = measure("switchboard", sb, SB_PORT, "/webhooks/echo/ws")
     ws_module = os.path.join(ROOT, "tests", "sdk", "node_modules", "ws")
