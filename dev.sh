@@ -15,7 +15,8 @@ PACKAGES=(build-essential cmake pkg-config libmicrohttpd-dev liblua5.4-dev lua-c
           clang libclang-rt-14-dev
           dpkg-dev man-db systemd     # the package test: dpkg-shlibdeps, man -l, systemd-analyze
           prometheus iproute2         # /metrics checked by promtool; admin tests in a netns
-          chromium)                   # the web chat page in a headless browser (test_webchat)
+          chromium                    # the web chat page in a headless browser (test_webchat)
+          libhiredis-dev redis-server haproxy) # sb.store on Redis, several hosts behind HAProxy
 
 install_packages() {
   local missing=()
