@@ -45,6 +45,9 @@ channel.parameters = {
 local cfg = {}
 
 local RS = "\30" -- Engine.IO's record separator between packets of one poll
+local byte, sub, find = string.byte, string.sub, string.find
+local CLOSE, PING, MESSAGE = byte("1"), byte("2"), byte("4") -- Engine.IO packet types
+local SLASH, ZERO, NINE = byte("/"), byte("0"), byte("9")
 local MAX_PAYLOAD = 1000000
 local MAX_WAITING = 1000 -- packets waiting for a poll: past it the session no longer polls
 
@@ -148,15 +151,23 @@ end
 
 -- ---- Socket.IO packets ------------------------------------------------------------------------
 
--- "2/chat,12[...]": type, namespace, ack id, data.
-local function parse_sio(p)
-  local kind, rest = p:sub(1, 1), p:sub(2)
-  local ns = "/"
-  if rest:sub(1, 1) == "/" then
-    ns, rest = rest:match("^([^,]*),?(.*)$")
+-- "42/chat,12[...]" from byte `at` on (the "4" of Engine.IO before it): the Socket.IO type, the
+-- namespace, the ack id, the data. Byte by byte, as this runs for every message.
+local function parse_sio(p, at)
+  local kind = sub(p, at, at)
+  local i, ns = at + 1, "/"
+  if byte(p, i) == SLASH then
+    local comma = find(p, ",", i, true)
+    ns = sub(p, i, (comma or #p + 1) - 1)
+    i = comma and comma + 1 or #p + 1
   end
-  local ack, body = rest:match("^(%d*)(.*)$")
-  return kind, ns, ack ~= "" and ack or nil, body
+  local digits = i
+  while true do
+    local b = byte(p, i)
+    if not b or b < ZERO or b > NINE then break end
+    i = i + 1
+  end
+  return kind, ns, i > digits and sub(p, digits, i - 1) or nil, sub(p, i)
 end
 
 local function namespace_ok(ns)
@@ -232,7 +243,7 @@ local function sio_event(session, ns, ack, body, messages)
 end
 
 local function sio_packet(session, p, messages)
-  local kind, ns, ack, body = parse_sio(p)
+  local kind, ns, ack, body = parse_sio(p, 2)
   if kind == "0" then
     sio_connect(session, ns, body)
   elseif kind == "2" and session.state.connected then
@@ -244,13 +255,13 @@ end
 
 -- One Engine.IO packet from the client.
 local function engine_packet(session, p, messages)
-  local kind = p:sub(1, 1)
-  if kind == "4" then
-    sio_packet(session, p:sub(2), messages)
-  elseif kind == "1" then
+  local kind = byte(p, 1)
+  if kind == MESSAGE then
+    sio_packet(session, p, messages)
+  elseif kind == CLOSE then
     session.closing = true
-  elseif kind == "2" then
-    send(session, "3" .. p:sub(2))
+  elseif kind == PING then
+    send(session, "3" .. sub(p, 2))
   end
 end
 
@@ -383,11 +394,10 @@ function channel.on_message(conn, data, binary)
     end
     return
   end
+  -- Over WebSocket each frame is one Engine.IO packet (no record separators).
   local session = { conn = conn, state = conn.data.state }
   local messages = {}
-  for p in (data .. RS):gmatch("([^" .. RS .. "]*)" .. RS) do
-    if p ~= "" then engine_packet(session, p, messages) end
-  end
+  engine_packet(session, data, messages)
   if session.closing then
     conn:close(1000, "")
   end

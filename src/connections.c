@@ -556,6 +556,10 @@ static void on_readable(struct connection *c)
         if (n > 0) {
             c->heard_ms = timers_now_ms();
             handle_frames(c, buf, (size_t)n);
+            /* A short read emptied the socket: the next recv would only say EAGAIN, and the
+             * level-triggered epoll reports whatever arrives later. */
+            if ((size_t)n < sizeof buf)
+                return;
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
