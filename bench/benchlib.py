@@ -27,3 +27,55 @@ def wait_port(port):
         except OSError:
             time.sleep(0.05)
     raise SystemExit("port %d did not open" % port)
+
+
+def compile_c(source, output, pkg_config=()):
+    """Compile one C file into output (-O2 -Wall -Wextra -Werror), unless output is newer than
+    source; pkg_config names the libraries to link (`pkg-config --cflags --libs`). Returns
+    output."""
+    if os.path.exists(output) and os.path.getmtime(output) >= os.path.getmtime(source):
+        return output
+    flags = []
+    if pkg_config:
+        flags = subprocess.run(["pkg-config", "--cflags", "--libs"] + list(pkg_config),
+                               check=True, capture_output=True, text=True).stdout.split()
+    os.makedirs(os.path.dirname(output), exist_ok=True)
+    tmp = output + ".tmp%d" % os.getpid()
+    subprocess.run(["cc", "-O2", "-Wall", "-Wextra", "-Werror", source, "-o", tmp] + flags,
+                   check=True)
+    os.replace(tmp, output)
+    return output
+
+
+def thread_cpu(pid):
+    """{thread id: (name, user + system seconds)} for every thread of pid, from /proc."""
+    hz = os.sysconf("SC_CLK_TCK")
+    threads = {}
+    task = "/proc/%d/task" % pid
+    for tid in os.listdir(task):
+        try:
+            with open("%s/%s/stat" % (task, tid)) as f:
+                stat = f.read()
+        except OSError:
+            continue  # the thread ended meanwhile
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        threads[int(tid)] = (name, (int(fields[11]) + int(fields[12])) / hz)
+    return threads
+
+
+def free_port():
+    """A TCP port of 127.0.0.1 that nothing listens on now (other benchmarks may run at the same
+    time on the fixed ones)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def started(proc, port):
+    """wait_port, then check that proc is the one listening: it is still running."""
+    wait_port(port)
+    time.sleep(0.2)
+    if proc.poll() is not None:
+        raise SystemExit("%s exited (%d): is port %d taken?" % (proc.args[0], proc.returncode,
+                                                                port))
