@@ -102,6 +102,7 @@ function Connection:bind(sender_id) end
 ---@field name string Required: the URL prefix, `/webhooks/<name>/...` (letters, digits, `_`, `-`, `.`).
 ---@field init? fun(config: table?) Once per worker at startup and every reload, and by `switchboard check`: the channel's map from `credentials.yml`.
 ---@field startup? fun(config: table?) Once per load after every worker's `init`, in the main thread; `sb.http.request` waits there.
+---@field derived_secrets? fun(values: table): table<string, string> Only when requests are recorded (`switchboard run --record`): values the channel computes from its secret parameters, by name; given the parameters' values, then the redacted ones, so a case file holds what a replay computes.
 ---@field parameters? table<string, switchboard.ParameterDeclaration> The parameters the channel takes, by name: an unknown key in `credentials.yml` is an error, with the nearest name.
 ---@field verify? fun(req: switchboard.Request): boolean?, string? First, on `POST /webhooks/<name>/webhook`: `true`, or `false, reason`.
 ---@field reject? fun(req: switchboard.Request, reason: string): switchboard.Response When `verify` refused; default 401 `unauthorized`.

@@ -11,7 +11,9 @@
 --   basic_auth: { username: "u", password: "p" }
 --   token: "secret"                     # added to the query as token_name=token
 --   token_name: "token"
---   timeout: 10                         # seconds per POST
+--   cafile: "/etc/ssl/private-ca.pem"   # verify the URL's certificate with this CA (PEM)
+--   timeout: 300                        # seconds per POST (Rasa's default)
+-- docs/channels/callback.md is the user's guide.
 local sb = require "switchboard"
 local output = require "switchboard.output"
 local util = require "switchboard.channel"
@@ -25,8 +27,20 @@ channel.parameters = {
   basic_auth = { type = "map", secret = true },
   token = { type = "string", secret = true },
   token_name = { type = "string", default = "token" },
-  timeout = { type = "seconds", default = 10 },
+  cafile = { type = "string" },
+  -- Rasa's EndpointConfig waits 300 s for an answer (the response timeout still ends a message).
+  timeout = { type = "seconds", default = 300 },
 }
+
+-- The CA file must be readable now, not at the first reply.
+local function readable(p, key, path)
+  local f, err = io.open(path, "rb")
+  if not f then
+    p:fail(key, "cannot be read: %s", err)
+  end
+  f:close()
+  return path
+end
 
 local function query_of(v)
   local query = util.copy(v.params or {})
@@ -54,12 +68,13 @@ function channel.init(config)
       sb.base64(tostring(auth.username) .. ":" .. tostring(auth.password or ""))
   end
   channel.timeout = v.timeout
+  channel.cafile = v.cafile and readable(p, "cafile", v.cafile)
 end
 
 local function post(shape)
   local res, err = sb.http.request({
     method = "POST", url = channel.url, headers = channel.headers, json = shape,
-    timeout = channel.timeout,
+    timeout = channel.timeout, ca_file = channel.cafile,
   })
   if not res then
     error(("callback POST to %s failed: %s"):format(channel.shown_url, err), 0)

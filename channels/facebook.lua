@@ -7,16 +7,19 @@
 --   verify: "my-verify-token"              # the Verify Token typed into the app's webhook settings
 --   secret: "${FB_APP_SECRET}"             # the app secret: webhook calls are signed with it (required)
 --   page-access-token: "${FB_PAGE_TOKEN}"  # the page's access token, for the Send API (required)
---   api_url: "https://graph.facebook.com/v19.0"   # the Graph API base (default)
+--   api_url: "https://graph.facebook.com/v23.0"   # the Graph API base (default)
 --   sender_actions: false                  # true: mark_seen + typing_on before each message,
 --                                          #   typing_off after the bot answered
 --   timeout: 10                            # seconds per Send API call
+--   dedupe_ttl: 129600                     # seconds a message's mid is remembered (redeliveries)
 --
 -- GET  /webhooks/facebook/webhook  the subscription handshake (hub.challenge)
 -- POST /webhooks/facebook/webhook  signed events: every messaging event of every entry; answers
---                                  200 "success" once the bot's replies have been sent
--- Replies go to POST <api_url>/me/messages?access_token=<page-access-token>. See
--- docs/channels/facebook.md.
+--                                  200 "success" once the bot's replies have been sent; a
+--                                  message whose mid was already received (Meta redelivers a
+--                                  batch that got no 200) is not handed to the bot again
+-- Replies go to POST <api_url>/me/messages?access_token=<token>&appsecret_proof=<proof>, the
+-- proof being hex HMAC-SHA256(app secret, token). See docs/channels/facebook.md.
 local sb = require "switchboard"
 local output = require "switchboard.output"
 local util = require "switchboard.channel"
@@ -27,8 +30,9 @@ local id_text = util.id_text
 
 local channel = { name = "facebook" }
 
-local DEFAULT_API_URL = "https://graph.facebook.com/v19.0"
+local DEFAULT_API_URL = "https://graph.facebook.com/v23.0"
 local MAX_TEMPLATE_BUTTONS = 3
+local MAX_ID_BYTES = 200   -- of a mid in the log
 
 channel.parameters = {
   verify = { type = "string", secret = true },
@@ -37,7 +41,19 @@ channel.parameters = {
   api_url = { type = "base_url", default = DEFAULT_API_URL },
   sender_actions = { type = "flag", default = false },
   timeout = { type = "seconds", default = 10 },
+  dedupe_ttl = { type = "seconds", default = 129600 },
 }
+
+-- hex HMAC-SHA256 of the page token keyed with the app secret.
+local function appsecret_proof(secret, token)
+  return sb.hex(sb.hmac("sha256", secret, token))
+end
+
+-- The proof is derived from two secrets: `switchboard run --record` replaces it in case files by
+-- the proof of the redacted values, which is what a replay computes (docs/testing.md).
+function channel.derived_secrets(values)
+  return { appsecret_proof = appsecret_proof(values.secret, values["page-access-token"]) }
+end
 
 function channel.init(config)
   local p = util.params(config, channel, { needs = { "verify", "secret", "page-access-token" } })
@@ -46,10 +62,15 @@ function channel.init(config)
   channel.secret = v.secret
   channel.access_token = v["page-access-token"]
   channel.api_url = v.api_url
-  channel.send_url = channel.api_url .. "/me/messages?access_token=" ..
-    sb.urlencode(channel.access_token)
+  -- appsecret_proof proves the call comes from the app's server; the Graph API requires it when
+  -- the app's "Require App Secret" setting is on, and checks it whenever it is sent.
+  channel.send_url = channel.api_url .. "/me/messages?" .. sb.urlencode({
+    access_token = channel.access_token,
+    appsecret_proof = appsecret_proof(channel.secret, channel.access_token),
+  })
   channel.sender_actions = v.sender_actions
   channel.timeout = v.timeout
+  channel.dedupe_ttl = v.dedupe_ttl
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -175,6 +196,12 @@ end
 
 local send_action
 
+-- Whether a message is seen for the first time: Meta redelivers a whole batch that got no 200, so
+-- each mid is handed to the bot once. A message without mid (an older postback) counts as new.
+local function first_delivery(msg)
+  return util.first_delivery(channel.name, id_text(msg.message_id), channel.dedupe_ttl)
+end
+
 -- Every messaging event of every entry, in order.
 function channel.receive(req)
   local body = req.json
@@ -188,7 +215,10 @@ function channel.receive(req)
     if is_table(events) then
       for _, event in ipairs(events) do
         local msg, why = event_message(entry, event)
-        if msg then
+        if msg and not first_delivery(msg) then
+          sb.log.info("facebook: message %s was already received: not processed again",
+            tostring(msg.message_id):sub(1, MAX_ID_BYTES))
+        elseif msg then
           messages[#messages + 1] = msg
         else
           sb.log.debug("facebook: ignoring a messaging event: %s", why)

@@ -25,6 +25,11 @@
 --   errors_ignore_retry: [http_timeout]  # Slack retries with these reasons are answered, not processed
 --   api_url: "https://slack.com/api"
 --   timeout: 10                          # seconds per Web API call
+--   dedupe_ttl: 3600                     # seconds an event_id is remembered (retries)
+--
+-- Retries: Slack sends an event again (X-Slack-Retry-Num 1 to 3, within about 5 minutes) when it
+-- got no 2xx within 3 s. Each event_id is handed to the bot once (util.first_delivery); a repeat
+-- is answered 200 at once. Interactivity and slash commands are not retried by Slack.
 local sb = require "switchboard"
 local util = require "switchboard.channel"
 
@@ -36,6 +41,7 @@ local channel = { name = "slack", async = true }
 
 local MAX_CLOCK_SKEW = 300        -- seconds between X-Slack-Request-Timestamp and our clock
 local MAX_BUTTONS_PER_BLOCK = 25  -- Slack's limit of elements in one actions block
+local MAX_ID_BYTES = 200          -- of an event_id in the log
 
 channel.parameters = {
   slack_token = { type = "string", secret = true },
@@ -49,6 +55,7 @@ channel.parameters = {
   errors_ignore_retry = { type = "list", default = { "http_timeout" } },
   api_url = { type = "base_url", default = "https://slack.com/api" },
   timeout = { type = "seconds", default = 10 },
+  dedupe_ttl = { type = "seconds", default = 3600 },
   -- Rasa's keys that have no effect here (docs/channels/slack.md): accepted, not used.
   proxy = { type = "string", secret = true },
   slack_retry_reason_header = { type = "string" },
@@ -73,6 +80,11 @@ end
 
 function channel.init(config)
   local v = util.params(config, channel, { number_as_text = true }):values()
+  if v.proxy then
+    -- sb.http.request has no proxy option; libcurl reads the environment's instead.
+    sb.log.warn("slack: `proxy` is not applied: Web API calls use the proxy of the host's " ..
+      "environment (https_proxy, http_proxy, no_proxy)")
+  end
   cfg = {
     token = v.slack_token,
     secret = v.slack_signing_secret,
@@ -82,6 +94,7 @@ function channel.init(config)
     ignore_retry = retry_reasons(v.errors_ignore_retry),
     api_url = v.api_url,
     timeout = v.timeout,
+    dedupe_ttl = v.dedupe_ttl,
   }
 end
 
@@ -220,6 +233,20 @@ local function event_users(body)
   return users
 end
 
+-- Whether the event is seen for the first time; a repeat (a retry of an event already
+-- received, on any worker) is logged. An event without event_id counts as new.
+local function first_delivery(body, headers)
+  local id = string_or_nil(body.event_id)
+  if util.first_delivery(channel.name, id, cfg.dedupe_ttl) then
+    return true
+  end
+  local count = headers["x-slack-retry-num"]
+  sb.log.info("slack: event %s (%s) was already received: answered, not processed again",
+    id:sub(1, MAX_ID_BYTES), nonempty_string(count) and ("retry #" .. count .. ", " ..
+      tostring(headers["x-slack-retry-reason"])) or "no retry header")
+  return false
+end
+
 local function receive_event(req)
   local body = req.json
   if not util.is_object(body, req.body) then
@@ -266,6 +293,9 @@ local function receive_event(req)
       or (out_channel ~= nil and out_channel == cfg.slack_channel)) then
     return ignore("a message in channel " .. tostring(out_channel) ..
       " that does not mention the app")
+  end
+  if not first_delivery(body, headers) then
+    return acknowledge("a repeat of event " .. tostring(body.event_id))
   end
   local metadata = {
     out_channel = out_channel,

@@ -18,6 +18,10 @@
 --   secret_token: "..."                  # optional: required in X-Telegram-Bot-Api-Secret-Token
 --   api_url: "https://api.telegram.org"
 --   timeout: 10                          # seconds per Bot API call
+--   dedupe_ttl: 86400                    # seconds an update_id is remembered (redeliveries)
+--
+-- Telegram redelivers an update that got no answer in time (it keeps one up to 24 h): each
+-- update_id is handed to the bot once (util.first_delivery), a repeat is answered "success".
 local sb = require "switchboard"
 local util = require "switchboard.channel"
 
@@ -34,7 +38,10 @@ channel.parameters = {
   secret_token = { type = "string", secret = true },
   api_url = { type = "base_url", default = "https://api.telegram.org" },
   timeout = { type = "seconds", default = 10 },
+  dedupe_ttl = { type = "seconds", default = 86400 },
 }
+
+local MAX_ID_BYTES = 200 -- of an update_id in the log
 
 -- The parameters, set by init (one copy per worker).
 local cfg = {}
@@ -56,6 +63,7 @@ function channel.init(config)
     secret = secret,
     api_url = v.api_url,
     timeout = v.timeout,
+    dedupe_ttl = v.dedupe_ttl,
   }
   bot_username = nil
 end
@@ -210,6 +218,12 @@ end
 
 local FAILED = { status = 200, body = "failed", content_type = "text/plain" }
 
+-- Whether this update_id is seen for the first time (a redelivery is not). An update without an
+-- id counts as new.
+local function first_delivery(update)
+  return util.first_delivery(channel.name, id_text(update.update_id), cfg.dedupe_ttl)
+end
+
 function channel.receive(req)
   local update = req.json
   if not util.is_object(update, req.body) then
@@ -225,6 +239,11 @@ function channel.receive(req)
   end
   if not chat then
     sb.log.debug("telegram: update %s ignored: no chat", id_text(update.update_id) or "?")
+    return {}
+  end
+  if not first_delivery(update) then
+    sb.log.info("telegram: update %s was already received: answered, not processed again",
+      id_text(update.update_id):sub(1, MAX_ID_BYTES))
     return {}
   end
   if text == "/restart" then
@@ -299,7 +318,8 @@ local function reply_markup(buttons, button_type)
         rows[#rows + 1] = { keyboard_button(button) }
       end
     end
-    return { keyboard = rows, resize_keyboard = true, one_time_keyboard = true }
+    -- Rasa's ReplyKeyboardMarkup(resize_keyboard=False, one_time_keyboard=True).
+    return { keyboard = rows, resize_keyboard = false, one_time_keyboard = true }
   end
   return nil
 end

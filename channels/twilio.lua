@@ -9,9 +9,12 @@
 --   twilio_number: "+14155550100"                      # required, quoted (or "whatsapp:+1...")
 --   api_url: "https://api.twilio.com"                  # the REST API base (default)
 --   timeout: 10                                        # seconds per Messages API call
+--   dedupe_ttl: 3600                                   # seconds a MessageSid is remembered
 --
 -- POST /webhooks/twilio/webhook  form-encoded, signed with X-Twilio-Signature; From is the
---                                sender, Body the text; answers 204 once the replies are sent
+--                                sender, Body the text (a shared location: Rasa's
+--                                /locationData{...}); answers 204 once the replies are sent; a
+--                                MessageSid already received (a retry) is not processed again
 -- Replies go to POST <api_url>/2010-04-01/Accounts/<account_sid>/Messages.json. See
 -- docs/channels/twilio.md.
 local sb = require "switchboard"
@@ -22,6 +25,7 @@ local json = sb.json
 local channel = { name = "twilio" }
 
 local DEFAULT_API_URL = "https://api.twilio.com"
+local MAX_ID_BYTES = 200   -- of a sid in the log
 
 -- Every value must be a string: YAML turns +14155550100 into the integer 14155550100 (and may
 -- read an auth token as a number), so util.params refuses numbers rather than guess.
@@ -31,6 +35,7 @@ channel.parameters = {
   twilio_number = { type = "string", required = true },
   api_url = { type = "base_url", default = DEFAULT_API_URL },
   timeout = { type = "seconds", default = 10 },
+  dedupe_ttl = { type = "seconds", default = 3600 },
 }
 
 function channel.init(config)
@@ -45,6 +50,7 @@ function channel.init(config)
     sb.urlencode(channel.account_sid))
   channel.authorization = "Basic " .. sb.base64(channel.account_sid .. ":" .. channel.auth_token)
   channel.timeout = v.timeout
+  channel.dedupe_ttl = v.dedupe_ttl
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -425,13 +431,32 @@ local function metadata_of(form)
   return metadata
 end
 
+-- Rasa's TwilioInput text for a shared location: both form values as they were sent, when both
+-- are non-empty (whatever Body says).
+local function location_text(form)
+  local lat, lng = form.Latitude, form.Longitude
+  if util.nonempty_string(lat) and util.nonempty_string(lng) then
+    return "/locationData{'Latitude': " .. lat .. ",'Longitude': " .. lng .. "}"
+  end
+  return nil
+end
+
+-- Whether the message (its sid) is seen for the first time; a call without a sid counts as new.
+local function first_delivery(sid)
+  if not util.nonempty_string(sid) then
+    return true
+  end
+  return util.first_delivery(channel.name, sid, channel.dedupe_ttl)
+end
+
 function channel.receive(req)
   local form = req.form
-  local sender, text = form.From, form.Body
+  local sender = form.From
   if sender == nil or sender == "" then
     sb.log.debug("twilio: ignoring a webhook call without From")
     return {}
   end
+  local text = location_text(form) or form.Body
   if text ~= nil then
     text = text:gsub("\194\161", "@")      -- some carriers turn "@" into "¡" (as Rasa does)
   end
@@ -440,10 +465,16 @@ function channel.receive(req)
     sb.log.debug("twilio: ignoring a webhook call without Body")
     return {}
   end
+  local sid = form.MessageSid or form.SmsMessageSid
+  if not first_delivery(sid) then
+    sb.log.info("twilio: message %s was already received: answered, not processed again",
+      sid:sub(1, MAX_ID_BYTES))
+    return {}
+  end
   return { {
     sender_id = sender,
     text = text,
-    message_id = form.MessageSid or form.SmsMessageSid,
+    message_id = sid,
     metadata = metadata,
   } }
 end

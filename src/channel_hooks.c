@@ -9,6 +9,7 @@
 const struct channel_hook channel_hooks[] = {
     {"init", LUA_TFUNCTION, HOOK_LIFECYCLE},
     {"startup", LUA_TFUNCTION, HOOK_LIFECYCLE},
+    {"derived_secrets", LUA_TFUNCTION, HOOK_LIFECYCLE},
     {"verify", LUA_TFUNCTION, HOOK_REQUEST},
     {"reject", LUA_TFUNCTION, HOOK_REQUEST},
     {"receive", LUA_TFUNCTION, HOOK_REQUEST},

@@ -10,7 +10,7 @@
 #include <stddef.h>
 
 enum hook_kind {
-    HOOK_LIFECYCLE, /* init, startup */
+    HOOK_LIFECYCLE, /* init, startup, derived_secrets */
     HOOK_REQUEST,   /* verify, reject, receive, respond, stream, ack, before/after_message,
                      * on_bot_error */
     HOOK_FIELD,     /* the per-field hooks the default receive calls */

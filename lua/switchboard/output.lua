@@ -114,9 +114,10 @@ function fallback.send_text_with_buttons(sink, recipient, text, buttons, _, msg)
   end
 end
 
--- Rasa passes the extras on here (a channel may read e.g. button_type from them).
-function fallback.send_quick_replies(sink, recipient, text, quick_replies, extras, msg)
-  return call(sink, "send_text_with_buttons", recipient, text, quick_replies, extras or {}, msg)
+-- As Rasa 3's OutputChannel.send_quick_replies: the quick replies as buttons, without the
+-- message's other keys (extras such as button_type are not passed on).
+function fallback.send_quick_replies(sink, recipient, text, quick_replies, _, msg)
+  return call(sink, "send_text_with_buttons", recipient, text, quick_replies, {}, msg)
 end
 
 function fallback.send_elements(sink, recipient, elements, _, msg)

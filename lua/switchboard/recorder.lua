@@ -48,6 +48,27 @@ local function secrets_of(channel, params)
       end
     end
   end
+  -- Values the channel computes from its secrets (Messenger's appsecret_proof): what it computes
+  -- from the real values is replaced by what it computes from the placeholders, which is what
+  -- the replay, configured with the placeholders, sends.
+  if type(channel.derived_secrets) == "function" then
+    local redacted = {}
+    for name, value in pairs(type(params) == "table" and params or {}) do redacted[name] = value end
+    for _, s in ipairs(list) do
+      for name, value in pairs(redacted) do
+        if value == s.value then redacted[name] = s.placeholder end
+      end
+    end
+    local ok_real, real = pcall(channel.derived_secrets, params or {})
+    local ok_redacted, replayed = pcall(channel.derived_secrets, redacted)
+    if ok_real and ok_redacted and type(real) == "table" and type(replayed) == "table" then
+      for name, value in pairs(real) do
+        if type(value) == "string" and #value >= 3 and type(replayed[name]) == "string" then
+          list[#list + 1] = { value = value, placeholder = replayed[name] }
+        end
+      end
+    end
+  end
   -- Longer values first, so a secret that contains another is replaced whole.
   sort(list, function(a, b) return #a.value > #b.value end)
   return list

@@ -4,13 +4,16 @@ POSTed as one JSON object of the collected shape (§4.2) to `url`, one request p
 order, with the configured headers, query parameters, token and basic auth; the webhook answers
 200 "success" after the POSTs."""
 import base64
+import os
+import tempfile
 import time
 import unittest
 
 from channel_fixtures import assert_refused
 from harness import project
 from standins import (Reply, StandIn, StandInHostCase, dead_port, error_line,
-                      http_bot_endpoints, lua_bot_endpoints, post_timed)
+                      http_bot_endpoints, lua_bot_endpoints, make_ca_and_server_cert,
+                      post_timed, server_ssl_context)
 from util import QuietHost as Host
 
 WEBHOOK = "/webhooks/callback/webhook"
@@ -173,6 +176,69 @@ class MoreCallbackTests(unittest.TestCase):
                 self.assertEqual([r.json for r in api.snapshot()],
                                  [{"recipient_id": "lb", "text": "hello you"},
                                   {"recipient_id": "lb", "image": "https://x/y.jpg"}])
+
+
+class TlsTests(unittest.TestCase):
+    """cafile: the callback URL's certificate is verified with that CA (Rasa's EndpointConfig
+    takes the same key); without it, with the system's CAs."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.certs = tempfile.mkdtemp(prefix="sb-callback-tls-")
+        cls.ca, cert, key = make_ca_and_server_cert(cls.certs)
+        cls.context = server_ssl_context(cert, key)
+
+    def test_a_private_ca_given_as_cafile(self):
+        with StandIn(rasa_bot) as bot, StandIn(Reply(body="ok"), self.context) as api:
+            credentials = "callback:\n  url: %s\n  cafile: %s\n" % (api.url("/hook"), self.ca)
+            with Host(cwd=project({"credentials.yml": credentials,
+                                   "endpoints.yml": http_bot_endpoints(bot.url("/bot"))})) as host:
+                status, _, body = host.post_json(WEBHOOK, {"sender": "tls", "message": "x"})
+                self.assertEqual((status, body), (200, "success"))
+                self.assertEqual([r.json for r in api.snapshot()],
+                                 [{"recipient_id": "tls", "text": "echo: x"}])
+                self.assertNotIn("ERROR", host.log())
+
+    def test_without_cafile_the_private_ca_is_not_trusted(self):
+        with StandIn(rasa_bot) as bot, StandIn(Reply(body="ok"), self.context) as api:
+            credentials = "callback:\n  url: %s\n" % api.url("/hook")
+            with Host(cwd=project({"credentials.yml": credentials,
+                                   "endpoints.yml": http_bot_endpoints(bot.url("/bot"))})) as host:
+                status, headers, body = host.post_json(WEBHOOK, {"sender": "tls", "message": "x"})
+                self.assertEqual((status, body), (200, "success"))
+                error_line(host, headers["x-request-id"], "callback POST to .*certificate")
+
+    def test_a_cafile_that_cannot_be_read_stops_startup(self):
+        missing = os.path.join(self.certs, "missing.pem")
+        assert_refused(self, "callback:\n  url: https://example.com/hook\n  cafile: %s\n"
+                       % missing, "cafile", "missing.pem")
+
+
+class TimeoutTests(unittest.TestCase):
+    def test_the_default_timeout_is_rasas_300_seconds(self):
+        # A callback that takes 11 s: more than the 10 s this channel used to allow, well
+        # within Rasa's 300 s (and the 30 s response timeout).
+        with StandIn(rasa_bot) as bot, StandIn(Reply(body="ok", delay=11)) as api:
+            credentials = "callback:\n  url: %s\n" % api.url("/slow")
+            with Host(cwd=project({"credentials.yml": credentials,
+                                   "endpoints.yml": http_bot_endpoints(bot.url("/bot"))})) as host:
+                status, _, body, took = post_timed(host, WEBHOOK,
+                                                   {"sender": "slow", "message": "x"}, timeout=40)
+                self.assertEqual((status, body), (200, "success"))
+                self.assertGreater(took, 10.5)
+                self.assertEqual(len(api.wait_for(1, finished=True)), 1)
+                self.assertNotIn("ERROR", host.log())
+
+    def test_timeout_is_still_configurable(self):
+        with StandIn(rasa_bot) as bot, StandIn(Reply(body="ok", delay=3)) as api:
+            credentials = "callback:\n  url: %s\n  timeout: 0.5\n" % api.url("/slow")
+            with Host(cwd=project({"credentials.yml": credentials,
+                                   "endpoints.yml": http_bot_endpoints(bot.url("/bot"))})) as host:
+                status, headers, body, took = post_timed(host, WEBHOOK,
+                                                         {"sender": "slow", "message": "x"})
+                self.assertEqual((status, body), (200, "success"))
+                self.assertLess(took, 2.5)
+                error_line(host, headers["x-request-id"], "callback POST to .*timed out")
 
 
 if __name__ == "__main__":

@@ -4,13 +4,16 @@ event batches (X-Hub-Signature-256, X-Hub-Signature as fallback), every messagin
 entry, echoes and receipts ignored, and replies through a stand-in of the Graph API's Send API."""
 import hashlib
 import hmac
+import itertools
 import json
 import unittest
 import urllib.parse
 
 import channel_fixtures
-from channel_fixtures import check, credentials_yml, serve_bot, startup_error
-from standins import Reply, StandIn, StandInHostCase, error_line
+from channel_fixtures import assert_refused, check, credentials_yml, serve_bot, startup_error
+from harness import project
+from standins import Reply, StandIn, StandInHostCase, error_line, in_threads
+from util import run_to_exit
 
 WEBHOOK = "/webhooks/facebook/webhook"
 
@@ -18,6 +21,8 @@ SECRET = "fb-app-secret-7c1d"
 VERIFY = "verify-me-4711"
 PAGE_TOKEN = "EAAB-page-token-0042"
 PAGE_ID = "106735048797271"
+# appsecret_proof: the hex HMAC-SHA256 of the page access token, keyed with the app secret.
+PROOF = hmac.new(SECRET.encode(), PAGE_TOKEN.encode(), hashlib.sha256).hexdigest()
 
 # A Lua bot that answers a few commands with each kind of message, and anything else with a
 # JSON description of the message it received (so the Send API stand-in shows what the bot got).
@@ -93,6 +98,23 @@ def fixture(name):
     return channel_fixtures.fixture("facebook", name)
 
 
+# A message's mid names it: the channel hands each to the bot once (a repeat is a redelivery), so
+# a fixture sent more than once to one host gets new mids.
+MIDS = itertools.count(1)
+
+
+def fresh(raw):
+    """A fixture's bytes with a new suffix on every mid."""
+    payload = json.loads(raw)
+    suffix = "-%d" % next(MIDS)
+    for entry in payload["entry"]:
+        for ev in entry["messaging"]:
+            for kind in ("message", "postback"):
+                if isinstance(ev.get(kind), dict) and "mid" in ev[kind]:
+                    ev[kind]["mid"] += suffix
+    return json.dumps(payload).encode()
+
+
 def sign(body, secret=SECRET, alg="sha256"):
     digest = hashlib.sha256 if alg == "sha256" else hashlib.sha1
     return "%s=%s" % (alg, hmac.new(secret.encode(), body, digest).hexdigest())
@@ -149,7 +171,7 @@ class FacebookTests(StandInHostCase):
         for r in recs:
             self.assertEqual(r.method, "POST")
             self.assertEqual(r.path, "/v19.0/me/messages")
-            self.assertEqual(r.query, {"access_token": PAGE_TOKEN})
+            self.assertEqual(r.query, {"access_token": PAGE_TOKEN, "appsecret_proof": PROOF})
             self.assertTrue(r.headers.get("content-type", "").startswith("application/json"),
                             r.headers)
             out.append(r.json)
@@ -200,7 +222,7 @@ class FacebookTests(StandInHostCase):
     # -- signatures --------------------------------------------------------------------------
 
     def test_valid_sha256_signature(self):
-        status, headers, text, recs = self.post(fixture("text.json"))
+        status, headers, text, recs = self.post(fresh(fixture("text.json")))
         self.assert_success(status, headers, text)
         self.assertEqual(len(recs), 1)
 
@@ -226,12 +248,12 @@ class FacebookTests(StandInHostCase):
             self.assertEqual(recs, [], name)
 
     def test_sha1_signature_alone_is_accepted(self):
-        status, headers, text, recs = self.post(fixture("text.json"), signature="sha1")
+        status, headers, text, recs = self.post(fresh(fixture("text.json")), signature="sha1")
         self.assert_success(status, headers, text)
         self.assertEqual(len(recs), 1)
 
     def test_uppercase_hex_signature_is_accepted(self):
-        body = fixture("text.json")
+        body = fresh(fixture("text.json"))
         status, headers, text, recs = self.post(
             body, headers={"X-Hub-Signature-256": "sha256=" + sign(body)[7:].upper()},
             signature=None)
@@ -420,6 +442,8 @@ class SenderActionTests(unittest.TestCase):
                 self.assertEqual((status, data), (200, b"success"))
                 recs = api.snapshot()
                 self.assertEqual([r.path for r in recs], ["/v19.0/me/messages"] * 4)
+                self.assertEqual([r.query for r in recs],
+                                 [{"access_token": PAGE_TOKEN, "appsecret_proof": PROOF}] * 4)
                 bodies = [r.json for r in recs]
                 self.assertEqual(bodies[:2], [
                     {"recipient": {"id": "fb-act"}, "sender_action": "mark_seen"},
@@ -441,6 +465,77 @@ class StartupTests(unittest.TestCase):
     def test_verify_is_optional_and_the_default_api_url(self):
         result = check("facebook:\n  secret: s\n  page-access-token: t\n")
         self.assertEqual(result.returncode, 0, result.stderr)
+
+
+class RedeliveryTests(StandInHostCase):
+    """Messenger delivers a batch again when it got no 200 in time: each message (its mid) is
+    handed to the bot once; a repeat is answered 200 "success" and not processed
+    (docs/channels/facebook.md, "Redeliveries")."""
+
+    @classmethod
+    def start(cls):
+        cls.api = cls.standin(graph_api)
+        cls.host = serve_bot(credentials(cls.api.url("/v19.0/")), BOT)
+
+    def post(self, body):
+        data = json.dumps(body).encode()
+        before = len(self.api.snapshot())
+        status, _, answer = self.host.request("POST", WEBHOOK, body=data, headers={
+            "Content-Type": "application/json", "X-Hub-Signature-256": sign(data)})
+        self.assertEqual((status, answer), (200, b"success"))
+        return [r.json for r in self.api.snapshot()[before:]]
+
+    def test_a_redelivered_batch_is_not_processed_again(self):
+        batch = payload(event("fb-r1", "one", mid="m_r1_a"), event("fb-r1", "two", mid="m_r1_b"))
+        self.assertEqual(len(self.post(batch)), 2)
+        self.assertEqual(self.post(batch), [])
+
+    def test_only_the_new_events_of_a_batch_are_processed(self):
+        self.assertEqual(len(self.post(payload(event("fb-r2", "first", mid="m_r2_a")))), 1)
+        sent = self.post(payload(event("fb-r2", "first", mid="m_r2_a"),
+                                 event("fb-r2", "second", mid="m_r2_b")))
+        self.assertEqual([json.loads(b["message"]["text"][4:])["text"] for b in sent],
+                         ["second"])
+
+    def test_the_same_text_with_another_mid_is_processed(self):
+        self.assertEqual(len(self.post(payload(event("fb-r3", "again", mid="m_r3_a")))), 1)
+        self.assertEqual(len(self.post(payload(event("fb-r3", "again", mid="m_r3_b")))), 1)
+
+    def test_a_postback_with_a_mid_is_processed_once(self):
+        body = payload(event("fb-r4", postback={"title": "Go", "payload": "/go",
+                                                "mid": "m_r4_postback"}))
+        self.assertEqual(len(self.post(body)), 1)
+        self.assertEqual(self.post(body), [])
+
+    def test_a_postback_without_a_mid_is_processed_each_time(self):
+        body = payload(event("fb-r5", postback={"title": "Go", "payload": "/go"}))
+        self.assertEqual(len(self.post(body)), 1)
+        self.assertEqual(len(self.post(body)), 1)
+
+    def test_the_same_batch_at_once_on_two_connections(self):
+        body = payload(event("fb-r6", "racing", mid="m_r6"))
+        results = in_threads([lambda: self.post(body)] * 2)
+        self.assertFalse([r for r in results if isinstance(r, Exception)], results)
+        sent = [r for r in self.api.snapshot()
+                if ((r.json or {}).get("recipient") or {}).get("id") == "fb-r6"]
+        self.assertEqual(len(sent), 1, sent)
+
+
+class GraphApiTests(unittest.TestCase):
+    def test_the_default_graph_api_version_is_v23(self):
+        # switchboard try shows the Send API call the channel makes with the default api_url.
+        folder = project({"credentials.yml": 'facebook:\n  secret: "%s"\n'
+                                             '  page-access-token: "%s"\n' % (SECRET, PAGE_TOKEN),
+                          "body.json": fixture("text.json").decode()})
+        result = run_to_exit(["try", "facebook", "--sign", "--echo", "--data", "@body.json"],
+                             cwd=folder)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertIn("POST https://graph.facebook.com/v23.0/me/messages?", result.stdout)
+        self.assertIn("appsecret_proof=" + PROOF, result.stdout)
+
+    def test_dedupe_ttl_must_be_a_number_of_seconds(self):
+        assert_refused(self, 'facebook:\n  secret: s\n  page-access-token: t\n'
+                             '  dedupe_ttl: "-1"\n', "dedupe_ttl")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ with the UserMessage itself as custom JSON, so the recorded chat.postMessage bod
 sender and metadata the bot received and where the reply was sent."""
 import hashlib
 import hmac
+import itertools
 import json
 import time
 import unittest
@@ -16,7 +17,8 @@ import urllib.parse
 import channel_fixtures
 from channel_fixtures import (assert_refused, credentials_yml, sdk, serve_bot, wait_bot_got,
                               wait_requests)
-from standins import Reply, StandInHostCase, error_line
+from standins import Reply, StandIn, StandInHostCase, error_line, in_threads
+from util import serve
 
 WEBHOOK = "/webhooks/slack/webhook"
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -80,11 +82,29 @@ def fixture(name):
     return channel_fixtures.fixture("slack", name)
 
 
-def event_body(name, **event_changes):
+# Slack's event_id names one event: the channel hands each to the bot once (a repeat is a
+# retry), so every event a test makes gets an id of its own. The fixtures' ids are sent only as
+# they are, once per host.
+EVENT_IDS = itertools.count(1)
+
+
+def fresh(payload):
+    """The event_callback (a dict) with a new event_id."""
+    payload["event_id"] = "Ev0TEST%06d" % next(EVENT_IDS)
+    return payload
+
+
+def event_body(name, event_id=None, **event_changes):
     """A fixture's raw bytes, or (with changes to its `event`; None removes a key) re-encoded
-    JSON."""
-    return channel_fixtures.changed(fixture(name), lambda payload: payload["event"],
-                                    event_changes)
+    JSON with a new event_id (or the one given)."""
+    raw = channel_fixtures.changed(fixture(name), lambda payload: payload["event"],
+                                   event_changes)
+    if not event_changes and event_id is None:
+        return raw
+    payload = fresh(json.loads(raw))
+    if event_id is not None:
+        payload["event_id"] = event_id
+    return json.dumps(payload).encode()
 
 
 def form_body(name, **action_changes):
@@ -326,7 +346,7 @@ class EventTests(SlackTestCase):
         self.assertEqual(self.bot_got("hi there <@U0OTHER> and")["sender_id"], "U0MENTION")
 
     def test_authed_users_are_the_ids_removed(self):
-        payload = json.loads(fixture("app_mention.json"))
+        payload = fresh(json.loads(fixture("app_mention.json")))
         payload["authed_users"] = ["U0LEGACY1"]
         payload["event"]["text"] = "<@U0LEGACY1> legacy mention <@U0BOTUSER>"
         payload["event"]["user"] = "U0LEGACYUSER"
@@ -364,7 +384,7 @@ class EventTests(SlackTestCase):
                      "marker own message")
 
     def test_message_changed_is_ignored(self):
-        payload = json.loads(fixture("message_changed.json"))
+        payload = fresh(json.loads(fixture("message_changed.json")))
         payload["event"]["message"]["text"] = "marker edited"
         payload["event"]["text"] = "marker edited"  # even with a top-level text
         payload["event"]["user"] = "U061F7AUR"
@@ -385,7 +405,7 @@ class EventTests(SlackTestCase):
                      "marker colleagues")
 
     def test_other_event_types_are_ignored(self):
-        payload = json.loads(fixture("reaction_added.json"))
+        payload = fresh(json.loads(fixture("reaction_added.json")))
         payload["event"]["reaction"] = "marker_reaction"
         self.ignored(json.dumps(payload).encode(), "marker_reaction")
 
@@ -734,6 +754,103 @@ class SenderGranularityTests(SlackTestCase):
         rec = self.wait_posts(lambda b: b.get("text") == "answer here")[0]
         self.assertEqual(rec.json["channel"], "C0LAN2Q65")
         self.assertEqual(rec.json["thread_ts"], "1700000100.000200")
+
+
+class RedeliveryTests(SlackTestCase):
+    """Slack retries an event that got no 2xx within 3 s (X-Slack-Retry-Num 1, 2, 3): each
+    event_id is handed to the bot once, whatever the retry reason; a repeat is answered 200 at
+    once and not processed (docs/channels/slack.md, "Retries")."""
+    params = {"slack_channel": "C0CONFIG1", "errors_ignore_retry": ["connection_failed"]}
+
+    def got(self, user):
+        return [g["text"] for g in channel_fixtures.bot_got_all(self.host)
+                if g["sender_id"] == user]
+
+    def test_a_retry_of_a_processed_event_is_answered_200_and_not_processed(self):
+        body = event_body("message_im.json", text="dedupe me", user="U0DEDUPE")
+        status, _, data, _ = self.post(body)
+        self.assertEqual((status, data), (200, b""))
+        self.bot_got("dedupe me")
+        for n, reason in (("1", "http_timeout"), ("2", "http_error")):
+            status, headers, data, took = self.post(body, headers={
+                "X-Slack-Retry-Num": n, "X-Slack-Retry-Reason": reason})
+            self.assertEqual((status, data), (200, b""))
+            self.assertNotIn("x-slack-no-retry", headers)
+            self.assertLess(took, 2.0)
+        self.assert_not_processed("nothing", sentinel_user="U0DEDUPE")
+        self.assertEqual(self.got("U0DEDUPE")[:1], ["dedupe me"])
+        self.assertEqual(self.got("U0DEDUPE").count("dedupe me"), 1)
+        self.assertEqual(len(self.posts(lambda b: b.get("text") == "dedupe me")), 1)
+        self.host.wait_for_log(r"slack: event Ev0TEST\d+ \(retry #2, http_error\) was already "
+                               r"received")
+
+    def test_the_same_event_without_retry_headers_is_processed_once(self):
+        body = event_body("message_im.json", text="sent twice", user="U0TWICE")
+        for _ in range(2):
+            status, _, data, _ = self.post(body)
+            self.assertEqual((status, data), (200, b""))
+        self.assert_not_processed("nothing", sentinel_user="U0TWICE")
+        self.assertEqual(self.got("U0TWICE").count("sent twice"), 1)
+
+    def test_the_same_event_at_once_on_two_connections(self):
+        body = event_body("message_im.json", text="racing", user="U0RACE")
+        results = in_threads([lambda: self.post(body)] * 2)
+        self.assertEqual([r[0] for r in results], [200, 200])
+        self.assert_not_processed("nothing", sentinel_user="U0RACE")
+        self.assertEqual(self.got("U0RACE").count("racing"), 1)
+
+    def test_two_events_with_the_same_text_are_both_processed(self):
+        for _ in range(2):
+            status, _, _, _ = self.post(event_body("message_im.json", text="same text",
+                                                   user="U0SAME"))
+            self.assertEqual(status, 200)
+        self.wait_posts(lambda b: b.get("text") == "same text", 2)
+        self.assertEqual(self.got("U0SAME").count("same text"), 2)
+
+    def test_an_ignored_retry_reason_is_still_answered_201(self):
+        body = event_body("message_im.json", text="marker ignored reason", user="U0IGN")
+        status, headers, _, _ = self.post(body, headers={"X-Slack-Retry-Num": "1",
+                                                         "X-Slack-Retry-Reason":
+                                                             "connection_failed"})
+        self.assertEqual((status, headers.get("x-slack-no-retry")), (201, "1"))
+        self.assert_not_processed("marker ignored reason")
+
+    def test_clicks_and_commands_are_not_deduplicated(self):
+        # Slack does not retry interactivity or slash commands: two equal clicks are two clicks.
+        body = form_body("block_actions_button.json", value="/click_twice")
+        for _ in range(2):
+            status, _, _, _ = self.post(body, content_type=FORM)
+            self.assertEqual(status, 200)
+        self.wait_posts(lambda b: b.get("text") == "/click_twice", 2)
+
+
+class RedeliveryTtlTests(unittest.TestCase):
+    def test_dedupe_ttl_must_be_a_number_of_seconds(self):
+        assert_refused(self, "slack:\n  slack_signing_secret: s\n  dedupe_ttl: never\n",
+                       "dedupe_ttl")
+
+
+class ProxyTests(unittest.TestCase):
+    """Rasa's `proxy` cannot be applied per channel (outbound HTTP has no proxy option): the
+    channel says so at startup, and the proxy of the host's environment (http_proxy,
+    https_proxy, no_proxy) carries its Web API calls."""
+
+    def test_the_environment_proxy_carries_the_calls_and_proxy_is_reported(self):
+        with StandIn(Reply(json={"ok": True})) as proxy:
+            creds = credentials_yml("slack", 'slack_token: "%s"' % TOKEN,
+                                    'slack_signing_secret: "%s"' % SECRET,
+                                    "api_url: http://slack.invalid/api",
+                                    "proxy: http://proxy.invalid:3128")
+            with serve({"credentials.yml": creds, "recording_bot.lua":
+                        channel_fixtures.RECORDING_BOT}, bot=BOT,
+                       env={"http_proxy": proxy.url("")}) as host:
+                host.wait_for_log(r"WARNING slack: `proxy` is not applied")
+                body = event_body("message_im.json", text="through the proxy")
+                status, _, _ = host.request("POST", WEBHOOK, body=body, headers=signed(body))
+                self.assertEqual(status, 200)
+                [rec] = proxy.wait_for(1)
+                self.assertEqual(rec.target, "http://slack.invalid/api/chat.postMessage")
+                self.assertEqual(rec.json["text"], "through the proxy")
 
 
 if __name__ == "__main__":

@@ -5,16 +5,19 @@ stand-in of the Bot API (api_url) that records every request.
 
 The Lua bot logs what it got (BOT GOT <json>) and answers `do:` commands with the reply under
 test; any other text is answered with "echo: <text>" (one sendMessage)."""
+import itertools
 import json
 import os
 import signal
+import time
 import unittest
 
 import channel_fixtures
 from channel_fixtures import (assert_refused, bot_got_all, credentials_yml, serve_bot,
                               wait_bot_got, wait_requests)
-from standins import Reply, StandIn, StandInHostCase, error_line
-from util import serve
+from harness import project
+from standins import Reply, StandIn, StandInHostCase, error_line, in_threads
+from util import run_to_exit, serve
 
 WEBHOOK = "/webhooks/telegram/webhook"
 TOKEN = "7000000001:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
@@ -78,16 +81,34 @@ def fixture(name):
     return channel_fixtures.fixture("telegram", name)
 
 
+# Telegram numbers its updates: the channel processes each update_id once (a repeat is a
+# redelivery), so every update a test makes gets an id of its own. The fixtures' ids (733081001,
+# ...) are sent only as they are, once per host.
+UPDATE_IDS = itertools.count(900000001)
+
+
+def fresh(payload):
+    """The update (a dict) with a new update_id."""
+    payload["update_id"] = next(UPDATE_IDS)
+    return payload
+
+
 def update(name, **message_changes):
-    """A fixture's raw bytes, or (with changes to its message) re-encoded JSON."""
+    """A fixture's raw bytes, or (with changes to its message) re-encoded JSON with a new
+    update_id."""
     def message(payload):
         return payload[next(k for k in ("message", "edited_message", "callback_query",
                                         "channel_post") if k in payload)]
-    return channel_fixtures.changed(fixture(name), message, message_changes)
+    raw = channel_fixtures.changed(fixture(name), message, message_changes)
+    if not message_changes:
+        return raw
+    return json.dumps(fresh(json.loads(raw))).encode()
 
 
-def text_update(text, chat_id=123456789):
-    payload = json.loads(fixture("message_text.json"))
+def text_update(text, chat_id=123456789, update_id=None):
+    payload = fresh(json.loads(fixture("message_text.json")))
+    if update_id is not None:
+        payload["update_id"] = update_id
     payload["message"]["text"] = text
     payload["message"]["chat"]["id"] = chat_id
     return json.dumps(payload).encode()
@@ -231,7 +252,7 @@ class UpdateTests(TelegramTestCase):
         self.assertEqual(got["sender_id"], "123456789")
 
     def test_location_with_whole_numbers(self):
-        payload = json.loads(fixture("location.json"))
+        payload = fresh(json.loads(fixture("location.json")))
         payload["message"]["location"] = {"latitude": 52, "longitude": -0.000125}
         payload["message"]["chat"]["id"] = 1003
         self.assert_success(json.dumps(payload).encode())
@@ -245,7 +266,7 @@ class UpdateTests(TelegramTestCase):
         self.assertEqual([r.json["text"] for r in recs], ["echo: /restart", "echo: /start"])
 
     def test_sticker_is_ignored(self):
-        payload = json.loads(fixture("sticker.json"))
+        payload = fresh(json.loads(fixture("sticker.json")))
         payload["message"]["chat"]["id"] = 424242
         self.assert_success(json.dumps(payload).encode())
         self.assert_not_processed("424242")
@@ -255,7 +276,7 @@ class UpdateTests(TelegramTestCase):
         self.assert_not_processed("marker channel post")
 
     def test_my_chat_member_is_ignored(self):
-        payload = json.loads(fixture("my_chat_member.json"))
+        payload = fresh(json.loads(fixture("my_chat_member.json")))
         payload["my_chat_member"]["chat"]["id"] = 434343
         self.assert_success(json.dumps(payload).encode())
         self.assert_not_processed("434343")
@@ -378,10 +399,11 @@ class ReplyTests(TelegramTestCase):
                                 [{"text": "No", "callback_data": "/deny"}]]})
 
     def test_reply_keyboard(self):
+        # As Rasa's TelegramOutput builds it: resize_keyboard false, one_time_keyboard true.
         _, recs = self.command("do:reply", 3005)
         self.assertEqual(recs[0].json, {"chat_id": 3005, "text": "Reply?", "reply_markup": {
             "keyboard": [[{"text": "Yes"}], [{"text": "Left"}, {"text": "Right"}]],
-            "resize_keyboard": True, "one_time_keyboard": True}})
+            "resize_keyboard": False, "one_time_keyboard": True}})
 
     def test_quick_replies_keep_their_button_type(self):
         _, recs = self.command("do:quick", 3006)
@@ -455,6 +477,212 @@ class UsernameCaseTests(TelegramTestCase):
     def test_verify_ignores_case_and_at_sign(self):
         self.assert_success(text_update("case ok", chat_id=6001))
         self.bot_got("case ok")
+
+
+class RedeliveryTests(TelegramTestCase):
+    """Telegram delivers an update again when it got no answer in time: each update_id is handed
+    to the bot once; a repeat is answered "success" and not processed (docs/channels/telegram.md,
+    "Redeliveries")."""
+    params = {}
+
+    def sent_for(self, chat_id):
+        return [r.json["text"] for r in self.calls("sendMessage",
+                                                   lambda b: b.get("chat_id") == chat_id)]
+
+    def got_for(self, chat_id):
+        """What the bot got from this chat, once the host is done with the updates sent so far:
+        a last update of the chat is processed and logged after them."""
+        sentinel = "sentinel %d" % next(UPDATE_IDS)
+        self.assert_success(text_update(sentinel, chat_id=chat_id), secret=None)
+        self.bot_got(sentinel)
+        return [g["text"] for g in self.bot_got_all()
+                if g["sender_id"] == str(chat_id) and not g["text"].startswith("sentinel ")]
+
+    def test_the_same_update_twice_is_processed_once(self):
+        body = text_update("once please", chat_id=7001)
+        self.assert_success(body, secret=None)
+        self.assert_success(body, secret=None)  # answered as the first, after nothing was done
+        self.assertEqual(self.got_for(7001), ["once please"])
+        self.assertEqual([t for t in self.sent_for(7001) if "sentinel" not in t],
+                         ["echo: once please"])
+
+    def test_two_updates_with_the_same_text_and_other_ids_are_both_processed(self):
+        self.assert_success(text_update("twice please", chat_id=7002), secret=None)
+        self.assert_success(text_update("twice please", chat_id=7002), secret=None)
+        self.assertEqual(self.got_for(7002), ["twice please", "twice please"])
+        self.assertEqual([t for t in self.sent_for(7002) if "sentinel" not in t],
+                         ["echo: twice please", "echo: twice please"])
+
+    def test_a_restart_sent_twice_is_restart_then_start_once(self):
+        body = text_update("/restart", chat_id=7003)
+        self.assert_success(body, secret=None)
+        self.assert_success(body, secret=None)
+        self.assertEqual(self.got_for(7003), ["/restart", "/start"])
+
+    def test_the_same_update_at_once_on_two_connections(self):
+        body = text_update("at once", chat_id=7004)
+        results = in_threads([lambda: self.post(body, secret=None)] * 2)
+        self.assertEqual([(r[0], r[2]) for r in results], [(200, b"success")] * 2)
+        self.assertEqual(self.got_for(7004), ["at once"])
+
+    def test_an_ignored_update_does_not_take_the_id_of_a_later_one(self):
+        # A sticker (ignored) is not remembered, so its id is no concern; the same id on a
+        # text update (which Telegram never sends) is processed.
+        sticker = fresh(json.loads(fixture("sticker.json")))
+        sticker["message"]["chat"]["id"] = 7005
+        self.assert_success(json.dumps(sticker).encode(), secret=None)
+        self.assert_success(text_update("after a sticker", chat_id=7005,
+                                        update_id=sticker["update_id"]), secret=None)
+        self.assertEqual(self.got_for(7005), ["after a sticker"])
+
+    def test_an_update_id_too_long_for_a_store_key_is_still_answered_once(self):
+        # The store's keys have at most 1024 bytes: a longer id is kept as its digest.
+        long_id = "9" * 3000
+        body = text_update("long id", chat_id=7006, update_id=long_id)
+        self.assert_success(body, secret=None)
+        self.assert_success(body, secret=None)
+        self.assertEqual(self.got_for(7006), ["long id"])
+        other = text_update("long id", chat_id=7006, update_id=long_id[:-1] + "8")
+        self.assert_success(other, secret=None)
+        self.assertEqual(self.got_for(7006), ["long id", "long id"])
+
+
+class RedeliveryTtlTests(TelegramTestCase):
+    """dedupe_ttl: how long an update_id is remembered."""
+    params = {"dedupe_ttl": 0.5}
+
+    def test_an_update_is_forgotten_after_dedupe_ttl(self):
+        body = text_update("short memory", chat_id=7101)
+        self.assert_success(body, secret=None)
+        self.assert_success(body, secret=None)
+        self.bot_got("short memory")
+        got = [g for g in self.bot_got_all() if g["sender_id"] == "7101"]
+        self.assertEqual(len(got), 1)
+        deadline = time.monotonic() + 10
+        while True:  # the store's clock, not ours: retry until the id has expired
+            time.sleep(0.2)
+            self.assert_success(body, secret=None)
+            got = [g for g in self.bot_got_all() if g["sender_id"] == "7101"]
+            if len(got) >= 2 or time.monotonic() > deadline:
+                break
+        self.assertGreaterEqual(len(got), 2)
+
+    def test_startup_refuses_a_dedupe_ttl_that_is_not_a_number_of_seconds(self):
+        assert_refused(self, 'telegram:\n  access_token: "1:A"\n  dedupe_ttl: soon\n',
+                       "dedupe_ttl")
+        assert_refused(self, 'telegram:\n  access_token: "1:A"\n  dedupe_ttl: 0\n', "dedupe_ttl")
+
+
+class FullStoreTests(unittest.TestCase):
+    """A full store (server.store_max_bytes) evicts the ids that expire soonest, the oldest: a
+    redelivery of an evicted update is processed again, a recent one still is not. Nothing
+    fails."""
+
+    def test_the_oldest_ids_are_forgotten_first(self):
+        state = TelegramApi(USERNAME)
+        with StandIn(state) as api:
+            with serve_bot(credentials(api), BOT, store_max_bytes=65536) as host:
+                bodies = [text_update("fill %d" % i, chat_id=7200) for i in range(400)]
+                for body in bodies:
+                    status, _, data = host.request("POST", WEBHOOK, body=body, headers={
+                        "Content-Type": "application/json"})
+                    self.assertEqual((status, data), (200, b"success"))
+                for body in (bodies[0], bodies[-1]):
+                    status, _, data = host.request("POST", WEBHOOK, body=body, headers={
+                        "Content-Type": "application/json"})
+                    self.assertEqual((status, data), (200, b"success"))
+                deadline = time.monotonic() + 5  # the log is read by another thread
+                while True:
+                    texts = [g["text"] for g in bot_got_all(host) if g["sender_id"] == "7200"]
+                    if len(texts) >= 401 or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.02)
+                self.assertEqual(len(texts), 401, texts[-3:])
+                self.assertEqual(texts[-1], "fill 0")  # evicted, so processed again
+                self.assertEqual(texts.count("fill 399"), 1)
+
+
+CASES = """\
+credentials:
+  telegram:
+    access_token: "123:abc"
+platform:
+  - method: POST
+    url_pattern: "/sendMessage$"
+    json: {ok: true, result: {message_id: 1}}
+cases:
+  - name: an update is processed
+    request:
+      json: {update_id: 42, message: {message_id: 5, date: 1, chat: {id: 42, type: private},
+             text: hello}}
+    expect:
+      status: 200
+      body: success
+      messages: [{sender_id: "42", text: hello}]
+      calls: [{url: "https://api.telegram.org/bot123:abc/sendMessage",
+               json: {chat_id: 42, text: hello}}]
+  - name: its redelivery is answered and not processed
+    request:
+      json: {update_id: 42, message: {message_id: 5, date: 1, chat: {id: 42, type: private},
+             text: hello}}
+    expect: {status: 200, body: success, messages: [], calls: []}
+  - name: the next update is processed
+    request:
+      json: {update_id: 43, message: {message_id: 6, date: 1, chat: {id: 42, type: private},
+             text: hello}}
+    expect: {status: 200, body: success, messages: [{text: hello}]}
+"""
+
+
+class CaseFileTests(unittest.TestCase):
+    def test_switchboard_test_sees_a_redelivery(self):
+        folder = project({"telegram.cases.yml": CASES})
+        result = run_to_exit(["test", "telegram.cases.yml"], cwd=folder, timeout=60)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertTrue(result.stdout.endswith("3 passed, 0 failed\n"), result.stdout)
+
+
+# A push channel of a project with its own send_text_with_buttons and no send_quick_replies: quick
+# replies reach it through the host's fallback. Each call is POSTed to `api_url`.
+QR_CHANNEL = """\
+local sb = require "switchboard"
+local c = { name = "qr" }
+function c.init(config) c.api = config.api_url end
+local function post(body) assert(sb.http.request({ url = c.api, json = body })) end
+function c.send_text_message(to, text, extras) post({ to = to, text = text, extras = extras }) end
+function c.send_text_with_buttons(to, text, buttons, extras)
+  post({ to = to, text = text, buttons = buttons, extras = extras })
+end
+return c
+"""
+
+QR_BOT = """\
+local b = {}
+function b.handle(msg, out)
+  out:send_response({ text = "Quick?", quick_replies = { { title = "Yes", payload = "/y" } },
+                      button_type = "vertical" })
+end
+return b
+"""
+
+
+class QuickReplyFallbackTests(unittest.TestCase):
+    """Telegram has its own send_quick_replies (the message's button_type is kept). A channel
+    without one gets the host's fallback, Rasa's OutputChannel.send_quick_replies: the quick
+    replies go to send_text_with_buttons without the message's other keys (button_type here),
+    as in Rasa 3."""
+
+    def test_the_fallback_drops_the_extras(self):
+        with StandIn(Reply(json={"ok": True})) as api:
+            with serve({"credentials.yml": "qr.lua:\n  api_url: %s\n" % api.url("/qr"),
+                        "qr.lua": QR_CHANNEL}, bot=QR_BOT) as host:
+                status, _, data = host.request("POST", "/webhooks/qr/webhook",
+                                               body={"sender": "q1", "message": "hi"})
+                self.assertEqual((status, data), (200, b"success"))
+                [rec] = api.wait_for(1)
+                self.assertEqual(rec.json["text"], "Quick?")
+                self.assertEqual(rec.json["buttons"], [{"title": "Yes", "payload": "/y"}])
+                self.assertIn(rec.json["extras"], ({}, []))
 
 
 if __name__ == "__main__":

@@ -5,13 +5,15 @@ media, the 204 answer, and replies through a stand-in of the Messages API."""
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 import unittest
 import urllib.parse
 
 import channel_fixtures
-from channel_fixtures import check, credentials_yml, sdk, serve_bot, startup_error
-from standins import Reply, StandIn, StandInHostCase, error_line
+from channel_fixtures import (assert_refused, check, credentials_yml, sdk, serve_bot,
+                              startup_error)
+from standins import Reply, StandIn, StandInHostCase, error_line, in_threads
 
 WEBHOOK = "/webhooks/twilio/webhook"
 
@@ -58,6 +60,15 @@ def messages_api(rec):
 
 def fixture(name):
     return channel_fixtures.fixture_json("twilio", name)
+
+
+# Twilio's MessageSid names one message: the channel hands each to the bot once (a repeat is a
+# retry), so a message a test sends more than once to one host gets a new sid each time.
+SIDS = itertools.count(1)
+
+
+def fresh_sid(params):
+    return dict(params, MessageSid="SMtest%08d" % next(SIDS))
 
 
 def twilio_signature(url, params, token=AUTH_TOKEN):
@@ -188,13 +199,15 @@ class TwilioTests(StandInHostCase):
         forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "bot.example.com"}
         for url in ("https://bot.example.com/webhooks/twilio/webhook",
                     "https://bot.example.com:443/webhooks/twilio/webhook"):
-            status, headers, body, recs = self.post(params, headers=forwarded, sign_url=url)
+            status, headers, body, recs = self.post(fresh_sid(params), headers=forwarded,
+                                                    sign_url=url)
             self.assert_204(status, headers, body)
             self.assertEqual(len(recs), 1, url)
         status, _, _, recs = self.post(params, headers=forwarded, sign_url=self.url)
         self.assertEqual((status, recs), (403, []))
         # signed without the port the host is addressed with: accepted, as Twilio's helpers do
-        status, _, _, recs = self.post(params, sign_url="http://127.0.0.1%s" % WEBHOOK)
+        status, _, _, recs = self.post(fresh_sid(params),
+                                       sign_url="http://127.0.0.1%s" % WEBHOOK)
         self.assertEqual((status, len(recs)), (204, 1))
 
     def test_repeated_parameter_names_are_all_signed(self):
@@ -400,7 +413,9 @@ class TwilioTests(StandInHostCase):
         [(form, got)] = self.got(recs)
         self.assertEqual((form["From"], form["To"]),
                          (["whatsapp:" + NUMBER], ["whatsapp:+14155550123"]))
-        self.assertEqual(got["text"], "")
+        # Rasa's TwilioInput text for a location: the form's values as they were sent.
+        self.assertEqual(got["text"],
+                         "/locationData{'Latitude': 37.7879277,'Longitude': -122.4077906}")
         self.assertEqual(got["message_id"], "SMd0a4c1f2e3b4a5968778695a4b3c2d1e")
         self.assertEqual(got["metadata"], {
             "to": "whatsapp:" + NUMBER, "profile_name": "Ana", "wa_id": "14155550123",
@@ -501,6 +516,93 @@ class StartupTests(unittest.TestCase):
                                          "  twilio_number: +15005550006\n"))
         self.assertIn("twilio_number", line)
         self.assertIn("quote", line)
+
+
+class LocationTests(StandInHostCase):
+    """A shared location (Latitude and Longitude) is Rasa's /locationData{...} text."""
+
+    @classmethod
+    def start(cls):
+        cls.api = cls.standin(messages_api)
+        cls.host = serve_bot(credentials(cls.api.url("/")), BOT)
+
+    def text_for(self, params):
+        url = "http://127.0.0.1:%d%s" % (self.host.port, WEBHOOK)
+        status, _, _ = self.host.request("POST", WEBHOOK, body=urllib.parse.urlencode(params),
+                                         headers={"Content-Type":
+                                                  "application/x-www-form-urlencoded",
+                                                  "X-Twilio-Signature":
+                                                      twilio_signature(url, params)})
+        self.assertEqual(status, 204)
+        body = form_of(self.api.snapshot()[-1])["Body"][0]
+        return json.loads(body[4:])["text"]
+
+    def test_the_values_are_written_as_sent(self):
+        params = fresh_sid({"From": "whatsapp:+14155550950", "To": "whatsapp:" + NUMBER,
+                            "Latitude": "52.520008", "Longitude": "13.404954", "Body": "",
+                            "NumMedia": "0"})
+        self.assertEqual(self.text_for(params),
+                         "/locationData{'Latitude': 52.520008,'Longitude': 13.404954}")
+        params = fresh_sid(dict(params, Latitude="-33.8", Longitude="151", Body="my place"))
+        self.assertEqual(self.text_for(params),
+                         "/locationData{'Latitude': -33.8,'Longitude': 151}")
+
+    def test_one_coordinate_alone_is_no_location(self):
+        params = fresh_sid({"From": "+14155550951", "Body": "hi", "Latitude": "52.5",
+                            "Longitude": ""})
+        self.assertEqual(self.text_for(params), "hi")
+
+
+class RedeliveryTests(StandInHostCase):
+    """Twilio retries a webhook call that failed (with the connection overrides #rc/#rt): each
+    MessageSid is handed to the bot once; a repeat gets the usual 204 and is not processed."""
+
+    @classmethod
+    def start(cls):
+        cls.api = cls.standin(messages_api)
+        cls.host = serve_bot(credentials(cls.api.url("/")), BOT)
+
+    def post(self, params):
+        url = "http://127.0.0.1:%d%s" % (self.host.port, WEBHOOK)
+        before = len(self.api.snapshot())
+        status, headers, body = self.host.request(
+            "POST", WEBHOOK, body=urllib.parse.urlencode(params), headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Twilio-Signature": twilio_signature(url, params)})
+        self.assertEqual((status, body), (204, b""))
+        return self.api.snapshot()[before:]
+
+    def test_the_same_message_twice_is_processed_once(self):
+        params = fresh_sid({"From": "+14155550960", "To": NUMBER, "Body": "only once"})
+        self.assertEqual(len(self.post(params)), 1)
+        self.assertEqual(self.post(params), [])
+
+    def test_sms_message_sid_alone_counts_too(self):
+        params = {"From": "+14155550961", "To": NUMBER, "Body": "old field",
+                  "SmsMessageSid": "SMold%d" % next(SIDS)}
+        self.assertEqual(len(self.post(params)), 1)
+        self.assertEqual(self.post(params), [])
+
+    def test_two_sids_are_two_messages(self):
+        params = {"From": "+14155550962", "To": NUMBER, "Body": "same words"}
+        self.assertEqual(len(self.post(fresh_sid(params))), 1)
+        self.assertEqual(len(self.post(fresh_sid(params))), 1)
+
+    def test_a_message_without_sid_is_processed_each_time(self):
+        params = {"From": "+14155550963", "To": NUMBER, "Body": "no sid"}
+        self.assertEqual(len(self.post(params)), 1)
+        self.assertEqual(len(self.post(params)), 1)
+
+    def test_the_same_message_at_once_on_two_connections(self):
+        params = fresh_sid({"From": "+14155550964", "To": NUMBER, "Body": "racing"})
+        results = in_threads([lambda: self.post(params)] * 2)
+        self.assertFalse([r for r in results if isinstance(r, Exception)], results)
+        sent = [r for r in self.api.snapshot() if form_of(r).get("To") == ["+14155550964"]]
+        self.assertEqual(len(sent), 1, sent)
+
+    def test_dedupe_ttl_must_be_a_number_of_seconds(self):
+        assert_refused(self, 'twilio:\n  account_sid: "AC1"\n  auth_token: "t"\n'
+                             '  twilio_number: "+1555"\n  dedupe_ttl: "x"\n', "dedupe_ttl")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ array of bot messages, answered 202, then sent through the channel's senders in 
 Each bundled push channel (Slack, Telegram, Facebook Messenger, Twilio) talks to a stand-in of its
 platform API (api_url), which records the exact calls; the ordering tests use the callback channel,
 whose every bot message is one POST to a stand-in."""
+import hashlib
+import hmac
 import json
 import threading
 import time
@@ -184,7 +186,9 @@ class FacebookTests(StandInHostCase):
         recs = wait_requests(self.api, self.api.snapshot, "Send API", 2)
         for rec in recs:
             self.assertEqual((rec.method, rec.path), ("POST", "/v19.0/me/messages"))
-            self.assertEqual(rec.query, {"access_token": PAGE_TOKEN})
+            # appsecret_proof: hex HMAC-SHA256 of the page token keyed with the app secret.
+            self.assertEqual(rec.query, {"access_token": PAGE_TOKEN, "appsecret_proof": hmac.new(
+                b"s", PAGE_TOKEN.encode(), hashlib.sha256).hexdigest()})
         self.assertEqual([r.json for r in recs], [
             {"recipient": {"id": "6284105748312"}, "messaging_type": "RESPONSE",
              "message": {"text": "Your order shipped"}},

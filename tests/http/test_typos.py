@@ -73,7 +73,7 @@ class UnknownParameters(unittest.TestCase):
         self.assertEqual(result.returncode, 1, result.stderr)
         self.assertRegex(result.stderr, r"credentials\.yml:5:3: channel 'twilio': unknown parameter "
                          r"'colour' \(the twilio channel's parameters: account_sid, api_url, auth_token, "
-                         r"timeout, twilio_number\)")
+                         r"dedupe_ttl, timeout, twilio_number\)")
 
     def test_a_reload_with_a_typo_is_rejected(self):
         folder = project({"credentials.yml": 'telegram:\n  access_token: "123:abc"\n',
