@@ -56,8 +56,9 @@ channel.parameters = {
   api_url = { type = "base_url", default = "https://slack.com/api" },
   timeout = { type = "seconds", default = 10 },
   dedupe_ttl = { type = "seconds", default = 3600 },
-  -- Rasa's keys that have no effect here (docs/channels/slack.md): accepted, not used.
+  -- The Web API calls' proxy (http://, https:// or socks5://); secret: it may hold a password.
   proxy = { type = "string", secret = true },
+  -- Rasa's keys that have no effect here (docs/channels/slack.md): accepted, not used.
   slack_retry_reason_header = { type = "string" },
   slack_retry_number_header = { type = "string" },
 }
@@ -80,11 +81,6 @@ end
 
 function channel.init(config)
   local v = util.params(config, channel, { number_as_text = true }):values()
-  if v.proxy then
-    -- sb.http.request has no proxy option; libcurl reads the environment's instead.
-    sb.log.warn("slack: `proxy` is not applied: Web API calls use the proxy of the host's " ..
-      "environment (https_proxy, http_proxy, no_proxy)")
-  end
   cfg = {
     token = v.slack_token,
     secret = v.slack_signing_secret,
@@ -94,6 +90,7 @@ function channel.init(config)
     ignore_retry = retry_reasons(v.errors_ignore_retry),
     api_url = v.api_url,
     timeout = v.timeout,
+    proxy = v.proxy,
     dedupe_ttl = v.dedupe_ttl,
   }
 end
@@ -466,6 +463,7 @@ local function post(body)
     },
     json = body,
     timeout = cfg.timeout,
+    proxy = cfg.proxy,
   })
   if not res then
     error(("slack: chat.postMessage failed: %s"):format(err), 0)

@@ -125,7 +125,7 @@ static void blocking_done(void *ctx, const struct outbound_result *result)
     call->results = sb_push_http_result(call->L, result);
 }
 
-/* sb.http.request{method=, url=, headers=, body=, json=, form=, timeout=, ca_file=}
+/* sb.http.request{method=, url=, headers=, body=, json=, form=, timeout=, ca_file=, proxy=}
  *   -> {status=, headers=, body=, json=} | nil, error   [-0,+(1|2),e]
  * Waits without blocking the worker; outside the workers (startup hooks) it blocks. */
 static int l_http_request(lua_State *L)
@@ -147,6 +147,7 @@ static int l_http_request(lua_State *L)
     lua_getfield(L, 1, "form");      /* 8 */
     lua_getfield(L, 1, "timeout");   /* 9 */
     lua_getfield(L, 1, "ca_file");   /* 10 */
+    lua_getfield(L, 1, "proxy");     /* 11 */
 
     struct outbound_request req = {0};
     struct outbound_header headers[MAX_REQUEST_HEADERS + 1];
@@ -186,7 +187,12 @@ static int l_http_request(lua_State *L)
     if (!(req.timeout > 0) || !(req.timeout <= MAX_HTTP_TIMEOUT))
         return luaL_error(L, "sb.http.request: timeout must be a number of seconds > 0 and at "
                              "most %d", MAX_HTTP_TIMEOUT);
-    req.ca_file = luaL_optstring(L, 10, NULL);
+    if (!lua_isnil(L, 10) && lua_type(L, 10) != LUA_TSTRING)
+        return luaL_error(L, "sb.http.request: ca_file must be a file name");
+    req.ca_file = lua_tostring(L, 10);
+    if (!lua_isnil(L, 11) && lua_type(L, 11) != LUA_TSTRING)
+        return luaL_error(L, "sb.http.request: proxy must be a URL such as http://proxy:3128");
+    req.proxy = lua_tostring(L, 11);
     req.request_id = t ? t->request_id : NULL;
 
     char err[256];

@@ -298,6 +298,8 @@ static struct outbound_call *call_new(const struct outbound_request *req, outbou
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
     if (req->ca_file)
         curl_easy_setopt(e, CURLOPT_CAINFO, req->ca_file);
+    if (req->proxy)
+        curl_easy_setopt(e, CURLOPT_PROXY, req->proxy);
     if (strcmp(req->method, "GET") != 0 || req->body) {
         if (req->body) {
             call->body = malloc(req->body_len ? req->body_len : 1);

@@ -31,6 +31,8 @@ struct outbound_request {
     size_t body_len;
     double timeout;                 /* seconds for the whole exchange */
     const char *ca_file;            /* extra CA bundle for HTTPS, or NULL for the system's */
+    const char *proxy;              /* proxy URL (http://, https://, socks5://...), or NULL for
+                                     * the environment's (http_proxy, https_proxy, no_proxy) */
     const char *request_id;         /* for log lines */
 };
 

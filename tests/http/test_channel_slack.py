@@ -831,26 +831,37 @@ class RedeliveryTtlTests(unittest.TestCase):
 
 
 class ProxyTests(unittest.TestCase):
-    """Rasa's `proxy` cannot be applied per channel (outbound HTTP has no proxy option): the
-    channel says so at startup, and the proxy of the host's environment (http_proxy,
-    https_proxy, no_proxy) carries its Web API calls."""
+    """Rasa's `proxy`: the Web API calls go through it (sb.http.request's proxy option); without
+    it, the proxy of the host's environment (http_proxy, https_proxy, no_proxy) applies."""
 
-    def test_the_environment_proxy_carries_the_calls_and_proxy_is_reported(self):
+    def post_through(self, extra, env):
+        creds = credentials_yml("slack", 'slack_token: "%s"' % TOKEN,
+                                'slack_signing_secret: "%s"' % SECRET,
+                                "api_url: http://slack.invalid/api", *extra)
+        with serve({"credentials.yml": creds, "recording_bot.lua":
+                    channel_fixtures.RECORDING_BOT}, bot=BOT, env=env) as host:
+            body = event_body("message_im.json", text="through the proxy")
+            status, _, _ = host.request("POST", WEBHOOK, body=body, headers=signed(body))
+            self.assertEqual(status, 200)
+            return host
+
+    def check(self, proxy):
+        [rec] = proxy.wait_for(1)
+        self.assertEqual(rec.target, "http://slack.invalid/api/chat.postMessage")
+        self.assertEqual(rec.json["text"], "through the proxy")
+
+    def test_the_proxy_parameter_carries_the_calls(self):
+        with StandIn(Reply(json={"ok": True})) as proxy, \
+                StandIn(Reply(json={"ok": True})) as environment_proxy:
+            self.post_through(["proxy: %s" % proxy.url("")],
+                              {"http_proxy": environment_proxy.url("")})
+            self.check(proxy)
+            self.assertEqual(environment_proxy.snapshot(), [])
+
+    def test_without_it_the_environment_proxy_carries_the_calls(self):
         with StandIn(Reply(json={"ok": True})) as proxy:
-            creds = credentials_yml("slack", 'slack_token: "%s"' % TOKEN,
-                                    'slack_signing_secret: "%s"' % SECRET,
-                                    "api_url: http://slack.invalid/api",
-                                    "proxy: http://proxy.invalid:3128")
-            with serve({"credentials.yml": creds, "recording_bot.lua":
-                        channel_fixtures.RECORDING_BOT}, bot=BOT,
-                       env={"http_proxy": proxy.url("")}) as host:
-                host.wait_for_log(r"WARNING slack: `proxy` is not applied")
-                body = event_body("message_im.json", text="through the proxy")
-                status, _, _ = host.request("POST", WEBHOOK, body=body, headers=signed(body))
-                self.assertEqual(status, 200)
-                [rec] = proxy.wait_for(1)
-                self.assertEqual(rec.target, "http://slack.invalid/api/chat.postMessage")
-                self.assertEqual(rec.json["text"], "through the proxy")
+            self.post_through([], {"http_proxy": proxy.url("")})
+            self.check(proxy)
 
 
 if __name__ == "__main__":
