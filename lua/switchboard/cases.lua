@@ -506,9 +506,10 @@ local function check_case(case, request, defaults)
 end
 
 -- Run every case of a case file (channels: name -> {key, params}); prints a line per case
--- unless quiet. With `repeat: N` the cases run N times in order, in the same state. Returns
+-- unless quiet. With `repeat: N` the cases run N times in order, in the same Lua state; each pass
+-- after the first starts with store_reset() (an empty sb.store, as the first had). Returns
 -- passed, failed, and the first failure as one line (or nil).
-function M.run_file(file_case, path, request, channels, quiet)
+function M.run_file(file_case, path, request, channels, quiet, store_reset)
   local passed, failed, first_failure = 0, 0, nil
   local write = quiet and function() end or write
   local defaults = { platform = file_case.platform, channels = channels or {} }
@@ -537,6 +538,9 @@ function M.run_file(file_case, path, request, channels, quiet)
     end
   end
   for pass = 1, passes do
+    if pass > 1 and store_reset then
+      store_reset()
+    end
     for i, case in ipairs(file_case.cases or {}) do
       local name = case.name or ("case " .. i)
       run_case(case, passes > 1 and format("%s (pass %d)", name, pass) or name)

@@ -641,6 +641,14 @@ class CaseFileTests(unittest.TestCase):
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
         self.assertTrue(result.stdout.endswith("3 passed, 0 failed\n"), result.stdout)
 
+    def test_each_repeat_pass_starts_with_an_empty_store(self):
+        # The second pass sends the same updates again: a store kept from the first pass would
+        # take them for redeliveries.
+        folder = project({"telegram.cases.yml": "repeat: 2\n" + CASES})
+        result = run_to_exit(["test", "telegram.cases.yml"], cwd=folder, timeout=60)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertTrue(result.stdout.endswith("6 passed, 0 failed\n"), result.stdout)
+
 
 # A push channel of a project with its own send_text_with_buttons and no send_quick_replies: quick
 # replies reach it through the host's fallback. Each call is POSTed to `api_url`.
