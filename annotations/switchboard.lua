@@ -232,6 +232,36 @@ function sb.base64_decode(s) end
 ---@return boolean
 function sb.secure_compare(a, b) end
 
+---JSON Web Tokens (compact JWS): `verify` and `sign` (docs/lua-api.md, "sb.jwt").
+---@class switchboard.jwt
+sb.jwt = {}
+
+---@class switchboard.JwtVerifyOptions
+---@field secret? string The shared secret of the HS algorithms (never a PEM).
+---@field key? string|table A PEM public key, certificate or private key; a JWK; a JWK set `{keys = {...}}` (a table or JSON text).
+---@field algorithms? string|string[] Allowed algorithms (default: what the key can check).
+---@field leeway? number Seconds of clock difference allowed in `exp`, `nbf` and `iat`.
+---@field iss? string|string[] Accepted issuers.
+---@field aud? string|string[] Accepted audiences.
+---@field require? string|string[] Claims that must be present.
+---@field now? number The time to check against (default `sb.now()`).
+
+---Checks a token: its claims and header, or `nil` and a reason (`"expired"`, `"bad signature"`,
+---`"algorithm not allowed"`, `"unknown kid ..."`, `"malformed token: ..."`, ...). Bad options raise.
+---@param token string
+---@param opts switchboard.JwtVerifyOptions
+---@return table? claims
+---@return table|string header_or_reason
+function sb.jwt.verify(token, opts) end
+
+---Makes a token: `key` is the secret (HS256/384/512) or a PEM private key (RS*, PS*, ES256/384).
+---@param claims table
+---@param key string
+---@param alg "HS256"|"HS384"|"HS512"|"RS256"|"RS384"|"RS512"|"PS256"|"PS384"|"PS512"|"ES256"|"ES384"
+---@param header? table More header fields (`kid`, `typ`).
+---@return string token
+function sb.jwt.sign(claims, key, alg, header) end
+
 ---`s` without leading and trailing white space (ASCII and Unicode spaces, as Python's `str.strip()`).
 ---@param s string
 ---@return string

@@ -177,4 +177,62 @@ function util.succeeded(res) end
 ---@return switchboard.HttpResponse|false
 function util.deliver(opts, about) end
 
+
+---@class switchboard.JwksCache
+local JwksCache = {}
+
+---`sb.jwt.verify(token, opts)` with the set as `opts.key`; an unknown `kid` fetches the set again
+---(at most once per `refetch_interval`).
+---@param token string
+---@param opts? switchboard.JwtVerifyOptions
+---@return table? claims
+---@return table|string header_or_reason
+function JwksCache:verify(token, opts) end
+
+---The set `{keys = {...}}`, or `nil, err`.
+---@return table? set
+---@return string? err
+function JwksCache:keys() end
+
+---@class switchboard.JwksCacheOptions
+---@field refetch_interval? number Seconds between two fetches (30).
+---@field max_age? number Seconds a set without `Cache-Control: max-age` is kept (3600).
+---@field timeout? number Seconds for a fetch (10).
+---@field headers? table<string, string>
+---@field store? boolean `false`: each worker keeps its own set.
+
+---A JWK set fetched from `url` and kept (Cache-Control, shared through `sb.store`).
+---@param url string
+---@param opts? switchboard.JwksCacheOptions
+---@return switchboard.JwksCache
+function util.jwks_cache(url, opts) end
+
+---@class switchboard.OAuthTokenCache
+local OAuthTokenCache = {}
+
+---The access token, or `nil` and why.
+---@return string? token
+---@return string? err
+function OAuthTokenCache:get() end
+
+---Forgets the token: the next `get` fetches another.
+function OAuthTokenCache:invalidate() end
+
+---@class switchboard.OAuthTokenOptions
+---@field token_url string
+---@field client_id? string
+---@field client_secret? string
+---@field scope? string
+---@field form? table<string, string> More form fields.
+---@field auth? "body"|"basic"
+---@field margin? number Seconds before expiry the token is renewed (60).
+---@field expires_in? number Lifetime assumed when the answer gives none (3600).
+---@field timeout? number Seconds for the fetch (10).
+---@field store? boolean `false`: each worker keeps its own token.
+
+---OAuth2 client-credentials tokens, kept until shortly before they expire; one fetch at a time.
+---@param opts switchboard.OAuthTokenOptions
+---@return switchboard.OAuthTokenCache
+function util.oauth_token_cache(opts) end
+
 return util

@@ -19,8 +19,8 @@
 --     session_persistence: false
 --     socketio_path: /socket.io
 --     metadata_key: customData
---     jwt_key: ...              # then a client must connect with auth {token: <HS256 JWT>}
---     jwt_method: HS256
+--     jwt_key: ...              # then a client must connect with auth {token: <JWT>}
+--     jwt_method: HS256         # or HS384/512, RS/PS256/384/512, ES256/384 (jwt_key a PEM key)
 local sb = require "switchboard"
 local util = require "switchboard.channel"
 
@@ -36,7 +36,8 @@ channel.parameters = {
   socketio_path = { type = "string", default = "/socket.io" },
   metadata_key = { type = "string", default = "customData" },
   jwt_key = { type = "string", secret = true },
-  jwt_method = { type = "string", default = "HS256", choices = { "HS256" } },
+  jwt_method = { type = "string", default = "HS256", choices = { "HS256", "HS384", "HS512",
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384" } },
   namespace = { type = "string" },
   ping_interval = { type = "seconds", default = 25 },
   ping_timeout = { type = "seconds", default = 20 },
@@ -126,27 +127,18 @@ local function emit(room, event, data)
   end
 end
 
--- ---- JWT (HS256) ------------------------------------------------------------------------------
+-- ---- JWT ---------------------------------------------------------------------------------------
 
-local function base64url_decode(s)
-  s = s:gsub("-", "+"):gsub("_", "/")
-  s = s .. string.rep("=", (4 - #s % 4) % 4)
-  return sb.base64_decode(s)
-end
-
+-- Whether a client's token is valid for jwt_key and jwt_method (sb.jwt: signature, exp, nbf,
+-- iat); else false and why. An HS method takes jwt_key as the secret, the others as a PEM
+-- public key (or a JWK), as Rasa's PyJWT does.
 local function jwt_valid(token)
-  if type(token) ~= "string" then return false end
-  local head, body, sig = token:match("^([%w_%-]+)%.([%w_%-]+)%.([%w_%-]*)$")
-  if not head then return false end
-  local header = decode(base64url_decode(head) or "null")
-  if type(header) ~= "table" or header.alg ~= cfg.jwt_method then return false end
-  local expected = sb.base64(sb.hmac("sha256", cfg.jwt_key, head .. "." .. body))
-    :gsub("%+", "-"):gsub("/", "_"):gsub("=", "")
-  if not sb.secure_compare(expected, sig) then return false end
-  local ok, claims = pcall(decode, base64url_decode(body) or "")
-  if not ok or type(claims) ~= "table" then return false end
-  if type(claims.exp) == "number" and claims.exp < sb.now() then return false end
-  return true
+  if type(token) ~= "string" then return false, "no token" end
+  local opts = { algorithms = { cfg.jwt_method } }
+  if cfg.jwt_method:sub(1, 2) == "HS" then opts.secret = cfg.jwt_key else opts.key = cfg.jwt_key end
+  local ok, claims, reason = pcall(sb.jwt.verify, token, opts)
+  if not ok then return false, tostring(claims) end
+  return claims ~= nil, reason
 end
 
 -- ---- Socket.IO packets ------------------------------------------------------------------------
@@ -185,8 +177,10 @@ local function sio_connect(session, ns, body)
   end
   if cfg.jwt_key then
     local ok, auth = pcall(decode, body ~= "" and body or "null")
-    if not ok or type(auth) ~= "table" or not jwt_valid(auth.token) then
-      sb.log.info("socketio: a client without a valid token was refused")
+    local valid, reason = false, "no auth object"
+    if ok and type(auth) == "table" then valid, reason = jwt_valid(auth.token) end
+    if not valid then
+      sb.log.info("socketio: a client without a valid token was refused (%s)", tostring(reason))
       send(session, "44" .. ns_prefix(ns) .. encode({ message = "Connection rejected by server" }))
       return
     end

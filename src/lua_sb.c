@@ -7,6 +7,7 @@
 #include "log.h"
 #include "lua_crypto.h"
 #include "lua_json.h"
+#include "lua_jwt.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -235,6 +236,7 @@ int luaopen_switchboard(lua_State *L)
 
     luaL_newlib(L, functions);
     lua_crypto_register(L);
+    lua_jwt_register(L);
     lua_sb_text_register(L);
     lua_sb_http_open(L);
     lua_setfield(L, -2, "http");

@@ -353,15 +353,21 @@ end
 -- Whether a platform's delivery id (an event id, an update id, a message id) is seen for the
 -- first time: platforms deliver again when an answer came late, and a repeat must be answered
 -- as usual but not handed to the bot twice. Kept in sb.store for `ttl` seconds (default one
--- hour), shared by every worker. A nil id, or a store that fails, counts as first: better a
--- message twice than none.
+-- hour), shared by every worker. A nil id, or a store that fails or raises, counts as first:
+-- better a message twice than none. An id longer than MAX_DELIVERY_ID bytes is remembered by its
+-- SHA-256 (the store's keys hold at most 1024 bytes).
+local MAX_DELIVERY_ID = 200
 function M.first_delivery(channel_name, id, ttl)
   if id == nil or id == json.null then
     return true
   end
-  local added = sb.store.add("delivered:" .. tostring(channel_name) .. ":" .. tostring(id), true,
+  id = tostring(id)
+  if #id > MAX_DELIVERY_ID then
+    id = sb.hex(sb.digest("sha256", id))
+  end
+  local ok, added = pcall(sb.store.add, "delivered:" .. tostring(channel_name) .. ":" .. id, true,
     ttl or 3600)
-  if added == nil then
+  if not ok or added == nil then
     return true
   end
   return added
@@ -410,6 +416,307 @@ function M.deliver(opts, about)
     return false
   end
   return res
+end
+
+
+---------------------------------------------------------------------------------------------------
+-- Caches of what checking and making tokens needs: a JWK set (util.jwks_cache) and an OAuth2
+-- client-credentials token (util.oauth_token_cache). Each keeps its value in the object (per
+-- worker) and, when the host has a store, in sb.store, so the workers share one fetch.
+
+-- sb.store[op](...), or nil when the host has no store (the cache then stays per worker).
+local function shared(cache, op, ...)
+  if not cache.use_store then
+    return nil
+  end
+  local ok, result = pcall(sb.store[op], ...)
+  if ok then
+    return result
+  end
+  if tostring(result):find("has no store", 1, true) then
+    cache.use_store = false
+    return nil
+  end
+  error(result, 0)
+end
+
+-- The answer's body as JSON: res.json, or the body decoded whatever its Content-Type.
+local function body_json(res)
+  if res.json ~= nil then
+    return res.json
+  end
+  local ok, decoded = pcall(json.decode, res.body)
+  return ok and decoded or nil
+end
+
+-- Seconds an answer may be kept by its Cache-Control (max-age less Age; no-store and no-cache
+-- count as 0), or `default` when it says nothing.
+local function fresh_for(res, default)
+  local cc = (res.headers["cache-control"] or ""):lower()
+  if cc:find("no-store", 1, true) or cc:find("no-cache", 1, true) then
+    return 0
+  end
+  local max_age = tonumber(cc:match("max%-age%s*=%s*\"?(%d+)"))
+  if not max_age then
+    return default
+  end
+  return math.max(0, max_age - (tonumber(res.headers.age) or 0))
+end
+
+local function check_url(what, url)
+  if type(url) ~= "string" or not url:lower():match("^https?://.") then
+    error(("switchboard.channel.%s: the URL must be an http:// or https:// URL"):format(what), 3)
+  end
+end
+
+local function check_seconds(what, name, v, default)
+  if v == nil then
+    return default
+  end
+  if type(v) ~= "number" or v ~= v or v < 0 then
+    error(("switchboard.channel.%s: %s must be a number of seconds >= 0"):format(what, name), 3)
+  end
+  return v
+end
+
+local Jwks = {}
+Jwks.__index = Jwks
+
+-- util.jwks_cache(url [, opts]): the JWK set at `url`, fetched on first use, kept as its
+-- Cache-Control says (else opts.max_age), fetched again for a token whose kid it lacks, but at
+-- most once per opts.refetch_interval across the workers, so a flood of made-up kids costs one
+-- fetch. opts: refetch_interval (30 s), max_age (3600 s), timeout (10 s), headers, store (true).
+function M.jwks_cache(url, opts)
+  check_url("jwks_cache", url)
+  opts = opts or {}
+  local interval = check_seconds("jwks_cache", "refetch_interval", opts.refetch_interval, 30)
+  return setmetatable({
+    url = url,
+    refetch_interval = interval,
+    max_age = check_seconds("jwks_cache", "max_age", opts.max_age, 3600),
+    timeout = opts.timeout or 10,
+    headers = opts.headers,
+    use_store = opts.store ~= false,
+    store_key = "switchboard.jwks:" .. url,
+    doc = nil,
+    fetched = 0,
+    expires = 0,
+    next_fetch = 0,
+  }, Jwks)
+end
+
+-- Whether a fetch may start now: none in this worker within refetch_interval of the last, and,
+-- with a store, none in another worker either.
+function Jwks:may_fetch()
+  if sb.now() < self.next_fetch then
+    return false
+  end
+  return shared(self, "add", self.store_key .. "#fetch", true, self.refetch_interval) ~= false
+end
+
+-- Fetch the set now: the document, or nil and why.
+function Jwks:fetch()
+  self.next_fetch = sb.now() + self.refetch_interval
+  shared(self, "set", self.store_key .. "#fetch", true, self.refetch_interval)
+  local res, err = sb.http.request({ url = self.url, headers = self.headers,
+    timeout = self.timeout })
+  if not res then
+    return nil, err
+  end
+  local doc = body_json(res)
+  if res.status ~= 200 or type(doc) ~= "table" or type(doc.keys) ~= "table" then
+    return nil, ("%s answered HTTP %d without a JWK set"):format(self.url, res.status)
+  end
+  -- Kept at least refetch_interval: max-age=0 must not mean a fetch per token.
+  local ttl = math.max(fresh_for(res, self.max_age), self.refetch_interval)
+  self.doc, self.fetched, self.expires = { keys = doc.keys }, sb.now(), sb.now() + ttl
+  shared(self, "set", self.store_key, { keys = doc.keys, fetched = self.fetched,
+    expires = self.expires }, ttl)
+  return self.doc
+end
+
+-- The store's set when it is still fresh and another worker fetched it after this one's copy
+-- (older: nil); it becomes this worker's copy.
+function Jwks:stored_newer()
+  local stored = shared(self, "get", self.store_key)
+  if type(stored) ~= "table" or type(stored.keys) ~= "table"
+      or (tonumber(stored.expires) or 0) <= sb.now()
+      or (tonumber(stored.fetched) or 0) <= (self.fetched or 0) then
+    return nil
+  end
+  self.doc, self.fetched, self.expires = { keys = stored.keys }, stored.fetched, stored.expires
+  return self.doc
+end
+
+-- The set: this worker's copy while fresh, else the store's, else fetched. A failed fetch
+-- falls back on the stale copy (logged). nil and why when there is none.
+function Jwks:keys()
+  local now = sb.now()
+  if self.doc and now < self.expires then
+    return self.doc
+  end
+  local stored = self:stored_newer()
+  if stored then
+    return stored
+  end
+  if self.doc and not self:may_fetch() then
+    return self.doc
+  end
+  local doc, err = self:fetch()
+  if doc then
+    return doc
+  end
+  if self.doc then
+    sb.log.warn("fetching the JWK set %s failed (%s): the previous one is kept", self.url, err)
+    return self.doc
+  end
+  return nil, err
+end
+
+-- sb.jwt.verify(token, opts) with opts.key the set; a kid the set lacks fetches it again (within
+-- the limit) and checks once more. Returns what sb.jwt.verify returns; without a set,
+-- nil, "no JWK set: <why>".
+function Jwks:verify(token, opts)
+  local doc, err = self:keys()
+  if not doc then
+    return nil, "no JWK set: " .. tostring(err)
+  end
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  o.key = doc
+  local claims, reason = sb.jwt.verify(token, o)
+  if claims == nil and reason:find("^unknown kid") then
+    -- Another worker may have fetched the set since: its copy first, then a fetch.
+    local newer = self:stored_newer()
+    if not newer and self:may_fetch() then
+      newer = self:fetch()
+    end
+    if newer then
+      o.key = newer
+      return sb.jwt.verify(token, o)
+    end
+  end
+  return claims, reason
+end
+
+local Tokens = {}
+Tokens.__index = Tokens
+
+-- util.oauth_token_cache(opts): OAuth2 client-credentials tokens (RFC 6749 §4.4) from
+-- opts.token_url, kept until `margin` seconds (60, at most half the lifetime) before their
+-- expires_in; one fetch at a time per token URL, client and scope (across the workers with a
+-- store). opts: token_url, client_id, client_secret, scope, form (more fields), auth ("body" or
+-- "basic"), margin, expires_in (assumed when the answer has none: 3600), timeout (10 s), store.
+function M.oauth_token_cache(opts)
+  if type(opts) ~= "table" then
+    error("switchboard.channel.oauth_token_cache: opts must be a table", 2)
+  end
+  check_url("oauth_token_cache", opts.token_url)
+  if opts.auth ~= nil and opts.auth ~= "body" and opts.auth ~= "basic" then
+    error('switchboard.channel.oauth_token_cache: auth must be "body" or "basic"', 2)
+  end
+  return setmetatable({
+    token_url = opts.token_url,
+    client_id = opts.client_id,
+    client_secret = opts.client_secret,
+    scope = opts.scope,
+    form = opts.form,
+    auth = opts.auth or "body",
+    margin = check_seconds("oauth_token_cache", "margin", opts.margin, 60),
+    default_expires_in = check_seconds("oauth_token_cache", "expires_in", opts.expires_in, 3600),
+    timeout = opts.timeout or 10,
+    use_store = opts.store ~= false,
+    store_key = ("switchboard.oauth:%s|%s|%s"):format(opts.token_url, tostring(opts.client_id),
+      tostring(opts.scope)),
+    token = nil,
+    refresh_at = 0,
+    fetching = false,
+  }, Tokens)
+end
+
+-- One POST to the token URL: the token, or nil and why.
+local function request_token(self)
+  local form, headers = { grant_type = "client_credentials" }, {}
+  for k, v in pairs(self.form or {}) do form[k] = v end
+  form.scope = self.scope
+  if self.auth == "basic" then -- RFC 6749 §2.3.1: each part form-encoded, then Basic
+    headers.Authorization = "Basic " .. sb.base64(sb.urlencode(tostring(self.client_id)) .. ":"
+      .. sb.urlencode(tostring(self.client_secret)))
+  else
+    form.client_id, form.client_secret = self.client_id, self.client_secret
+  end
+  local res, err = sb.http.request({ url = self.token_url, form = form, headers = headers,
+    timeout = self.timeout })
+  if not res then
+    return nil, err
+  end
+  local body = body_json(res)
+  if res.status ~= 200 or type(body) ~= "table" or type(body.access_token) ~= "string" then
+    return nil, ("%s answered HTTP %d without an access_token: %s"):format(self.token_url,
+      res.status, res.body:sub(1, 300))
+  end
+  local lifetime = tonumber(body.expires_in) or self.default_expires_in
+  local ttl = lifetime - math.min(self.margin, lifetime / 2)
+  self.token, self.refresh_at = body.access_token, sb.now() + ttl
+  if ttl > 0 then
+    shared(self, "set", self.store_key, { access_token = body.access_token,
+      refresh_at = self.refresh_at }, ttl)
+  end
+  return body.access_token
+end
+
+-- Fetch a token now (this coroutine holds the fetch): the token, or nil and why.
+function Tokens:fetch()
+  self.fetching = true
+  local ok, token, err = pcall(request_token, self)
+  self.fetching = false
+  shared(self, "del", self.store_key .. "#lock")
+  if not ok then
+    error(token, 0)
+  end
+  return token, err
+end
+
+-- The store's token (another worker's fetch), which becomes this object's; nil when none.
+function Tokens:stored()
+  local stored = shared(self, "get", self.store_key)
+  if type(stored) ~= "table" or type(stored.access_token) ~= "string" then
+    return nil
+  end
+  self.token, self.refresh_at = stored.access_token, tonumber(stored.refresh_at) or 0
+  return self.token
+end
+
+-- The token to send: the one kept while fresh, else the store's, else fetched. A caller that
+-- finds a fetch under way waits for it (polling every 50 ms, at most the fetch's timeout).
+function Tokens:get()
+  local lock = self.store_key .. "#lock"
+  for _ = 1, math.ceil((self.timeout + 1) / 0.05) do
+    if self.token and sb.now() < self.refresh_at then
+      return self.token
+    end
+    local token = self:stored()
+    if token then
+      return token
+    end
+    if not self.fetching and shared(self, "add", lock, true, self.timeout + 1) ~= false then
+      -- A fetch may have ended between the look above and taking the lock.
+      token = self:stored()
+      if token then
+        shared(self, "del", lock)
+        return token
+      end
+      return self:fetch()
+    end
+    sb.sleep(0.05)
+  end
+  return nil, "timed out waiting for another request's fetch of the token"
+end
+
+-- Forget the token (the API refused it): the next get fetches another.
+function Tokens:invalidate()
+  self.token, self.refresh_at = nil, 0
+  shared(self, "del", self.store_key)
 end
 
 return M

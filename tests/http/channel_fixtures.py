@@ -133,7 +133,7 @@ def assert_refused(test, credentials, *words):
 
 # The npm packages tests/sdk/package.json pins; tests/sdk/node_modules holds them after npm ci.
 SDK_PACKAGES = ("twilio", os.path.join("@slack", "bolt"), "ws", "socket.io-client",
-                "puppeteer-core")
+                "puppeteer-core", "jsonwebtoken", "jose")
 
 
 def sdk(script, data, timeout=60.0):

@@ -8,6 +8,9 @@ import base64
 import hashlib
 import hmac
 import json
+import os
+import subprocess
+import tempfile
 import time
 import unittest
 
@@ -132,6 +135,44 @@ class SocketIOTests(unittest.TestCase):
                 (bad,) = check(host, auth=auth, messages=["hi"], timeout=4000)
                 self.assertEqual(bad["error"], "Connection rejected by server")
                 self.assertEqual(bad["replies"], [])
+
+    def test_an_rs256_jwt_method_checks_tokens_with_a_public_key(self):
+        # As Rasa (PyJWT): with an RS method jwt_key is the PEM public key. Tokens signed by
+        # openssl with the private key.
+        folder = tempfile.mkdtemp(prefix="sb-sio-rs256-")
+        private = os.path.join(folder, "private.pem")
+        subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
+                        "rsa_keygen_bits:2048", "-out", private], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        public = subprocess.run(["openssl", "pkey", "-in", private, "-pubout"], check=True,
+                                stdout=subprocess.PIPE, text=True).stdout
+
+        def b64(data):
+            return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+        def token(claims, alg="RS256"):
+            signing_input = (b64(json.dumps({"alg": alg, "typ": "JWT"}).encode()) + "." +
+                             b64(json.dumps(claims).encode()))
+            signature = subprocess.run(["openssl", "dgst", "-sha256", "-sign", private],
+                                       input=signing_input.encode(), check=True,
+                                       stdout=subprocess.PIPE).stdout
+            return signing_input + "." + b64(signature)
+
+        key_yaml = "".join("    " + line + "\n" for line in public.splitlines())
+        with serve("socketio:\n  jwt_method: RS256\n  jwt_key: |\n" + key_yaml) as host:
+            (good,) = check(host, auth={"token": token({"sub": "u"})}, messages=["hi"])
+            self.assertIsNone(good["error"])
+            self.assertEqual(good["replies"], [{"text": "echo: hi 0"}])
+            # Algorithm confusion: an HS256 token keyed with the public key's PEM text.
+            confused = (b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + "." +
+                        b64(json.dumps({"sub": "u"}).encode()))
+            confused += "." + b64(hmac.new(public.encode(), confused.encode(),
+                                           hashlib.sha256).digest())
+            for auth in ({"token": token({"exp": 1})}, {"token": confused}):
+                (bad,) = check(host, auth=auth, messages=["hi"], timeout=4000)
+                self.assertEqual(bad["error"], "Connection rejected by server")
+            host.wait_for_log(r"refused \(expired")
+            host.wait_for_log(r"refused \(algorithm")
 
     def test_engine_io_errors(self):
         with serve() as host:
