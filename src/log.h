@@ -29,8 +29,9 @@ void log_msg(enum log_level level, const char *request_id, const char *fmt, ...)
 void log_msg_in(enum log_level level, const char *request_id, const char *channel,
                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* A capture of this thread's events (`switchboard test` checks what a case logged): while one is
- * set, every event this thread logs is also handed to fn as its line, as written but without the
- * newline; the event still goes to stderr. fn NULL ends it. fn must not log. */
+ * set, every event of level info and above this thread logs is handed to fn as its line, as
+ * written but without the newline, whatever log_set_level says; events at or above that level
+ * still go to stderr too. fn NULL ends it. fn must not log. */
 typedef void (*log_capture_fn)(void *ctx, const char *line, size_t len);
 void log_set_capture(log_capture_fn fn, void *ctx);
 

@@ -309,6 +309,13 @@ function SIGNERS.twilio(params, req, form)
   req.headers["x-twilio-signature"] = base64(hmac("sha1", params.auth_token or "",
     table.concat(text)))
 end
+-- Twilio signs voice webhooks as it signs messaging ones.
+SIGNERS.twilio_voice = SIGNERS.twilio
+
+-- hex(HMAC-SHA1(secret, body)) in X-Spark-Signature.
+function SIGNERS.webexteams(params, req)
+  req.headers["x-spark-signature"] = hex(hmac("sha1", params.secret or "", req.body or ""))
+end
 
 function SIGNERS.telegram(params, req)
   req.headers["x-telegram-bot-api-secret-token"] = params.secret_token
@@ -326,7 +333,8 @@ local function sign(case, req, channels)
   local scheme = sign_as == true and channel.key or sign_as
   local signer = SIGNERS[scheme]
   if not signer then
-    error(format("sign: no signing scheme %s (slack, facebook, twilio or telegram)",
+    error(format("sign: no signing scheme %s (slack, facebook, twilio, twilio_voice, telegram "
+      .. "or webexteams)",
       show(scheme)), 0)
   end
   local form = (case.request or {}).form

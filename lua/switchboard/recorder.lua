@@ -156,6 +156,7 @@ local SIGNATURES = {
   ["x-slack-signature"] = "slack", ["x-slack-request-timestamp"] = "slack",
   ["x-hub-signature-256"] = "facebook", ["x-hub-signature"] = "facebook",
   ["x-twilio-signature"] = "twilio", ["x-telegram-bot-api-secret-token"] = "telegram",
+  ["x-spark-signature"] = "webexteams",
 }
 -- Headers that describe the connection, not the request: a replay sets its own.
 local CONNECTION = { ["content-length"] = true, connection = true, ["transfer-encoding"] = true,

@@ -102,7 +102,15 @@ credentials:
   telegram:
     access_token: "1:t"
     secret_token: tgsecret
+  twilio_voice:
+    auth_token: twv
+  webexteams:
+    access_token: wx
+    secret: wxsecret
+    api_url: https://webex.test
 platform:
+  - {url_pattern: "/v1/people/me$", json: {id: BOT}}
+  - {url_pattern: "/v1/messages/M1$", json: {id: M1, roomId: R1, personId: P1, text: hi}}
   - json: {ok: true}
 cases:
   - name: slack, signed
@@ -132,6 +140,23 @@ cases:
       json: {update_id: 1, message: {message_id: 5, date: 1, chat: {id: 42, type: private},
              text: hello}}
     expect: {status: 200, messages: [{sender_id: "42", text: hello}]}
+  - name: twilio_voice, signed as twilio
+    request:
+      channel: twilio_voice
+      sign: true
+      form: {CallSid: CA1, From: "+15551234", To: "+15550001", CallStatus: ringing}
+    expect: {status: 200, messages: [{sender_id: "+15551234"}]}
+  - name: webexteams, with X-Spark-Signature
+    request:
+      channel: webexteams
+      sign: true
+      json: {resource: messages, event: created, data: {id: M1, roomId: R1, personId: P1}}
+    expect: {status: 200, messages: [{text: hi}]}
+  - name: webexteams, unsigned, is refused by the channel
+    request:
+      channel: webexteams
+      json: {resource: messages, event: created, data: {id: M1, roomId: R1, personId: P1}}
+    expect: {status: 403}
 """
 
 SHOUT = """\
@@ -183,6 +208,32 @@ class CaseRunnerTests(unittest.TestCase):
         self.assertIn('json.1.text: expected "something else", got "bot got x"', out)
         self.assertTrue(out.endswith("3 passed, 1 failed\n"), out)
 
+    def test_expect_log_sees_info_and_warning_lines_which_are_not_printed(self):
+        channel = ('local sb = require "switchboard"\n'
+                   'local c = { name = "noisy" }\n'
+                   'function c.receive(req)\n'
+                   '  sb.log.info("noisy: got %s", req.json.message)\n'
+                   '  sb.log.warn("noisy: careful")\n'
+                   '  sb.log.debug("noisy: not captured")\n'
+                   '  return {}\n'
+                   'end\n'
+                   'return c\n')
+        cases = ("credentials:\n  noisy:\n"
+                 "cases:\n"
+                 "  - name: info and warning lines\n"
+                 "    request: {channel: noisy, json: {message: hi}}\n"
+                 "    expect: {status: 200, log: ['INFO .*noisy: got hi', 'WARNING .*careful']}\n"
+                 "  - name: no debug line\n"
+                 "    request: {channel: noisy, json: {message: hi}}\n"
+                 "    expect: {log: ['not captured']}\n")
+        folder = project({"noisy.cases.yml": cases, "noisy.lua": channel})
+        result = run_test(folder)
+        self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+        self.assertIn("ok    ./noisy.cases.yml: info and warning lines\n", result.stdout)
+        self.assertIn("FAIL  ./noisy.cases.yml: no debug line\n", result.stdout)
+        # The host's own info lines stay off the terminal.
+        self.assertNotIn("noisy: got hi", result.stderr)
+
     def test_a_call_the_case_has_no_answer_for_fails_in_the_script(self):
         # `verify` makes the channel ask getMe first, which the case does not answer: the
         # script gets nil and the message, as if the platform were unreachable.
@@ -203,7 +254,7 @@ class CaseRunnerTests(unittest.TestCase):
         folder = project({"signed.cases.yml": SIGNED_CASES})
         result = run_test(folder)
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
-        self.assertTrue(result.stdout.endswith("5 passed, 0 failed\n"), result.stdout)
+        self.assertTrue(result.stdout.endswith("8 passed, 0 failed\n"), result.stdout)
 
     def test_a_broken_case_file_is_an_error_and_exits_2(self):
         folder = project({"bad.cases.yml": "cases: [\n", "nochannels.cases.yml": "cases: []\n"})
