@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 static void respond_json(struct http_exchange *x, int status, const char *body, size_t len,
                          const struct http_header *headers, size_t header_count)
@@ -172,6 +173,48 @@ static void path_names_init(struct path_names *pn, const struct engine *e,
         pn->names[2] = "<endpoints.yml's folder>/";
 }
 
+static void json_time(struct json_writer *j, time_t t)
+{
+    char text[32];
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    json_string(j, text);
+}
+
+/* "store": the backend of sb.store; for Redis its state (docs/multi-host.md). */
+static void write_store_status(struct json_writer *j, struct engine *e)
+{
+    json_key(j, "store");
+    json_object_begin(j);
+    json_key(j, "backend");
+    json_string(j, e->redis ? "redis" : "embedded");
+    if (e->redis) {
+        struct store_redis_status st;
+        store_redis_host_status(e->redis, &st);
+        json_key(j, "url");
+        json_string(j, st.url);
+        json_key(j, "prefix");
+        json_string(j, st.prefix);
+        json_key(j, "state");
+        json_string(j, st.connected ? "connected" : "reconnecting");
+        json_key(j, "since");
+        json_time(j, st.since);
+        json_key(j, "workers_connected");
+        json_integer(j, st.up);
+        json_key(j, "reconnects");
+        json_integer(j, (long long)st.reconnects);
+        json_key(j, "last_error");
+        json_string(j, st.last_error[0] ? st.last_error : NULL);
+        json_key(j, "last_error_at");
+        if (st.last_error[0])
+            json_time(j, st.last_error_at);
+        else
+            json_null(j);
+    }
+    json_object_end(j);
+}
+
 /* GET /status (docs/reloading-and-guards.md): version, uptime, generations, the last reload
  * error, the bot, the channels and the answers by status class. No absolute path and no secret:
  * the page may be read by whoever holds the admin token. */
@@ -253,6 +296,7 @@ static void respond_status(struct worker *w, struct http_exchange *x)
         json_integer(&j, (long long)answers[cls]);
     }
     json_object_end(&j);
+    write_store_status(&j, e);
     json_object_end(&j);
 
     size_t len;
@@ -273,7 +317,12 @@ static void respond_metrics(struct worker *w, struct http_exchange *x)
     store_stats(w->engine->store, &stats);
     struct metrics_store store = {stats.keys, stats.bytes, stats.max_bytes, stats.evictions,
                                   stats.expirations};
-    if (metrics_write(&text) != 0 || metrics_write_store(&text, &store) != 0) {
+    struct store_redis_status redis;
+    if (w->engine->redis)
+        store_redis_host_status(w->engine->redis, &redis);
+    if (metrics_write(&text) != 0 || metrics_write_store(&text, &store) != 0 ||
+        (w->engine->redis &&
+         metrics_write_store_redis(&text, redis.connected, redis.reconnects) != 0)) {
         buffer_free(&text);
         respond_error(x, 503, "overloaded", "out of memory", NULL, 0);
         return;

@@ -144,6 +144,12 @@ void endpoints_defaults(struct endpoints *e)
     e->server.websocket_max_message = 1048576;
     e->server.websocket_send_queue = 4194304;
     e->server.websocket_ping_interval = 25;
+    e->store.port = 6379;
+    snprintf(e->store.prefix, sizeof e->store.prefix, "switchboard:");
+    e->store.connect_timeout = 2;
+    e->store.command_timeout = 5;
+    e->store.order = 1;
+    e->store.order_lease = 10;
 }
 
 /* The value as a number. A string whose text reads as a number counts as one, because ${VAR}
@@ -389,6 +395,239 @@ static int read_server(struct endpoints *e, char *err, size_t errlen)
     return 0;
 }
 
+
+/* ---- store: ---------------------------------------------------------------------------------- */
+
+static const char *const store_keys[] = {"url",   "password",        "username",
+                                         "prefix", "tls",           "connect_timeout",
+                                         "command_timeout", "order", "order_lease"};
+#define N_STORE_KEYS (sizeof store_keys / sizeof store_keys[0])
+
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* Copy s[0..len) into out, %XX decoded (a user or password in a URL). -1: too long, a bad %XX or
+ * a NUL byte. */
+static int url_decode_part(const char *s, size_t len, char *out, size_t size)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (c == '%') {
+            if (i + 2 >= len)
+                return -1;
+            int hi = hex_digit(s[i + 1]), lo = hex_digit(s[i + 2]);
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+                return -1;
+            c = (char)(hi * 16 + lo);
+            i += 2;
+        }
+        if (n + 1 >= size)
+            return -1;
+        out[n++] = c;
+    }
+    out[n] = '\0';
+    return 0;
+}
+
+/* redis://[[user][:password]@]host[:port][/db] into the store section. NULL when it holds, else
+ * what is wrong (never quoting the value: it may hold a password). */
+static const char *parse_redis_url(const char *url, struct store_config *sc)
+{
+    if (strncmp(url, "rediss://", 9) == 0)
+        return "rediss:// (Redis over TLS) is not supported: the hiredis of Debian 12 (0.14) has "
+               "no TLS; reach Redis over a private network or through a TLS tunnel (see "
+               "docs/multi-host.md)";
+    if (strncmp(url, "redis://", 8) != 0)
+        return "must be a URL redis://[user:password@]host[:port][/db]";
+    const char *p = url + 8;
+    const char *end = p + strcspn(p, "/?#");
+    if (*end == '?' || *end == '#')
+        return "takes no query or fragment (use the keys of store: for options)";
+    const char *at = NULL;
+    for (const char *q = p; q < end; q++)
+        if (*q == '@')
+            at = q;
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        size_t user_len = colon ? (size_t)(colon - p) : (size_t)(at - p);
+        if (url_decode_part(p, user_len, sc->username, sizeof sc->username) != 0)
+            return "has a user name that is too long or badly %-encoded";
+        if (colon && url_decode_part(colon + 1, (size_t)(at - colon - 1), sc->password,
+                                     sizeof sc->password) != 0)
+            return "has a password that is too long or badly %-encoded";
+        p = at + 1;
+    }
+    const char *host_end;
+    if (*p == '[') {
+        const char *close = memchr(p, ']', (size_t)(end - p));
+        if (!close)
+            return "has an IPv6 address without its closing ]";
+        if ((size_t)(close - p - 1) >= sizeof sc->host || close == p + 1)
+            return "has an empty or too long host";
+        memcpy(sc->host, p + 1, (size_t)(close - p - 1));
+        sc->host[close - p - 1] = '\0';
+        host_end = close + 1;
+    } else {
+        host_end = p + strcspn(p, ":/");
+        if (host_end > end)
+            host_end = end;
+        if (host_end == p || (size_t)(host_end - p) >= sizeof sc->host)
+            return "has an empty or too long host";
+        memcpy(sc->host, p, (size_t)(host_end - p));
+        sc->host[host_end - p] = '\0';
+    }
+    if (host_end < end && *host_end == ':') {
+        char *num_end;
+        errno = 0;
+        long port = strtol(host_end + 1, &num_end, 10);
+        if (num_end == host_end + 1 || num_end != end || errno || port < 1 || port > 65535)
+            return "has a port that is not a number from 1 to 65535";
+        sc->port = (unsigned)port;
+    } else if (host_end != end) {
+        return "has something after the host that is not :port";
+    }
+    if (*end == '/' && end[1]) {
+        char *num_end;
+        errno = 0;
+        long db = strtol(end + 1, &num_end, 10);
+        if (*num_end || errno || db < 0 || db > 1000000 || !(end[1] >= '0' && end[1] <= '9'))
+            return "has a path that is not a database number (/0, /1, ...)";
+        sc->db = (unsigned)db;
+    }
+    return NULL;
+}
+
+/* A string (or a number, which ${VAR} may give) of 0..size-1 characters into out. */
+static int store_string(const struct endpoints *e, const cfg_value *v, const char *key,
+                        int allow_empty, char *out, size_t size, char *err, size_t errlen)
+{
+    if (!v->text || (v->type != CFG_STRING && v->type != CFG_INT && v->type != CFG_FLOAT))
+        return cfg_value_error(err, errlen, e->path, v, "store: '%s' must be a string, not %s",
+                               key, cfg_type_name(v->type));
+    size_t len = strlen(v->text);
+    if ((!allow_empty && len == 0) || len >= size)
+        return cfg_value_error(err, errlen, e->path, v,
+                               "store: '%s' must have %d to %zu characters", key, !allow_empty,
+                               size - 1);
+    memcpy(out, v->text, len + 1);
+    return 0;
+}
+
+static int store_seconds(const struct endpoints *e, const cfg_value *v, const char *key,
+                         double *out, char *err, size_t errlen)
+{
+    cfg_value n = numeric_view(v);
+    if ((n.type != CFG_INT && n.type != CFG_FLOAT) || !(n.number > 0) || !(n.number <= 3600))
+        return cfg_value_error(err, errlen, e->path, v,
+                               "store: '%s' must be a number of seconds greater than 0 and at "
+                               "most 3600",
+                               key);
+    *out = n.number;
+    return 0;
+}
+
+static int read_store(struct endpoints *e, char *err, size_t errlen)
+{
+    struct store_config *sc = &e->store;
+    size_t at;
+    if (!cfg_map_find(e->root, "store", &at))
+        return 0;
+    const cfg_value *store = &e->root->items[at];
+    sc->line = e->root->key_pos ? e->root->key_pos[at].line : 0;
+    sc->column = e->root->key_pos ? e->root->key_pos[at].column : 0;
+    if (store->type == CFG_NULL)
+        return 0; /* `store:` alone: the embedded store */
+    if (store->type != CFG_MAP)
+        return cfg_value_error(err, errlen, e->path, store,
+                               "'store' must be a map with 'url' (redis://host:port/db), not %s",
+                               cfg_type_name(store->type));
+    for (size_t i = 0; i < store->count; i++) {
+        size_t k;
+        for (k = 0; k < N_STORE_KEYS && strcmp(store->keys[i], store_keys[k]); k++)
+            ;
+        if (k == N_STORE_KEYS)
+            return cfg_error(err, errlen, e->path, store->key_pos[i].line,
+                             store->key_pos[i].column,
+                             "store: unknown key '%s' (known keys: url, password, username, "
+                             "prefix, tls, connect_timeout, command_timeout, order, order_lease)",
+                             store->keys[i]);
+    }
+    const cfg_value *url = cfg_map_get(store, "url");
+    if (!url)
+        return cfg_error(err, errlen, e->path, sc->line, sc->column,
+                         "store: needs 'url' (redis://host:port/db)");
+    if (url->type != CFG_STRING || !url->text)
+        return cfg_value_error(err, errlen, e->path, url, "store: 'url' must be a string, not %s",
+                               cfg_type_name(url->type));
+    const char *problem = parse_redis_url(url->text, sc);
+    if (problem)
+        return cfg_value_error(err, errlen, e->path, url, "store: 'url' %s", problem);
+    const cfg_value *v;
+    if ((v = cfg_map_get(store, "tls")) != NULL) {
+        if (v->type != CFG_BOOL)
+            return cfg_value_error(err, errlen, e->path, v, "store: 'tls' must be true or false, "
+                                   "not %s", cfg_type_name(v->type));
+        if (v->boolean)
+            return cfg_value_error(err, errlen, e->path, v,
+                                   "store: 'tls: true' is not supported: the hiredis of Debian 12 "
+                                   "(0.14) has no TLS; reach Redis over a private network or "
+                                   "through a TLS tunnel (see docs/multi-host.md)");
+    }
+    if ((v = cfg_map_get(store, "password")) != NULL) {
+        if (sc->password[0])
+            return cfg_value_error(err, errlen, e->path, v,
+                                   "store: the password is given twice (in 'url' and in "
+                                   "'password')");
+        if (store_string(e, v, "password", 0, sc->password, sizeof sc->password, err, errlen))
+            return -1;
+    }
+    if ((v = cfg_map_get(store, "username")) != NULL) {
+        if (sc->username[0])
+            return cfg_value_error(err, errlen, e->path, v,
+                                   "store: the user name is given twice (in 'url' and in "
+                                   "'username')");
+        if (store_string(e, v, "username", 0, sc->username, sizeof sc->username, err, errlen))
+            return -1;
+    }
+    if (sc->username[0] && !sc->password[0])
+        return cfg_value_error(err, errlen, e->path, url,
+                               "store: a user name needs a password (in 'url' or 'password')");
+    if ((v = cfg_map_get(store, "prefix")) != NULL &&
+        store_string(e, v, "prefix", 1, sc->prefix, sizeof sc->prefix, err, errlen))
+        return -1;
+    if ((v = cfg_map_get(store, "connect_timeout")) != NULL &&
+        store_seconds(e, v, "connect_timeout", &sc->connect_timeout, err, errlen))
+        return -1;
+    if ((v = cfg_map_get(store, "command_timeout")) != NULL &&
+        store_seconds(e, v, "command_timeout", &sc->command_timeout, err, errlen))
+        return -1;
+    if ((v = cfg_map_get(store, "order")) != NULL) {
+        if (v->type != CFG_BOOL)
+            return cfg_value_error(err, errlen, e->path, v, "store: 'order' must be true or "
+                                   "false, not %s", cfg_type_name(v->type));
+        sc->order = v->boolean;
+    }
+    if ((v = cfg_map_get(store, "order_lease")) != NULL) {
+        if (store_seconds(e, v, "order_lease", &sc->order_lease, err, errlen))
+            return -1;
+        if (sc->order_lease < 0.1)
+            return cfg_value_error(err, errlen, e->path, v,
+                                   "store: 'order_lease' must be at least 0.1 seconds");
+    }
+    int ipv6 = strchr(sc->host, ':') != NULL;
+    snprintf(sc->url_shown, sizeof sc->url_shown, "redis://%s%s%s%s%s:%u/%u", sc->username,
+             sc->username[0] ? "@" : "", ipv6 ? "[" : "", sc->host, ipv6 ? "]" : "", sc->port,
+             sc->db);
+    sc->redis = 1;
+    return 0;
+}
+
 int endpoints_load(const char *path, struct endpoints *out, char *err, size_t errlen)
 {
     endpoints_defaults(out);
@@ -401,7 +640,8 @@ int endpoints_load(const char *path, struct endpoints *out, char *err, size_t er
                         "the top level must be a map of sections (bot, server, ...)");
         goto fail;
     }
-    if (read_bot(out, err, errlen) < 0 || read_server(out, err, errlen) < 0)
+    if (read_bot(out, err, errlen) < 0 || read_server(out, err, errlen) < 0 ||
+        read_store(out, err, errlen) < 0)
         goto fail;
     return 0;
 fail:

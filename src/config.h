@@ -75,18 +75,37 @@ struct bot_config {
     int line, column;            /* position of the `bot:` key (0 when absent) */
 };
 
+/* The `store:` section: the Redis backend of sb.store (docs/configuration.md#store). Without
+ * it (redis 0) sb.store is the embedded store. Fixed arrays, so a copy compares with memcmp. */
+struct store_config {
+    int redis;                   /* 1: `store:` names a Redis server */
+    char host[256];              /* from url: a name, an IPv4 address or an IPv6 one (no []) */
+    unsigned port;               /* from url: 6379 */
+    unsigned db;                 /* from url's path: 0 */
+    char username[128];          /* url's user or `username`: "" (AUTH with the password only) */
+    char password[256];          /* url's password or `password`: "" (no AUTH) */
+    char prefix[128];            /* prefix: put before every key: "switchboard:" */
+    double connect_timeout;      /* connect_timeout, seconds: 2 */
+    double command_timeout;      /* command_timeout, seconds a call waits for Redis: 5 */
+    int order;                   /* order: each sender's turn kept across hosts in Redis: 1 */
+    double order_lease;          /* order_lease, seconds a host holds a turn unrenewed: 10 */
+    char url_shown[448];         /* the URL without its password, for /status and the log */
+    int line, column;            /* position of the `store:` key (0 when absent) */
+};
+
 struct endpoints {
     char *path;                  /* NULL when no endpoints file was used */
     char *dir;                   /* its folder, absolute */
     struct bot_config bot;
     struct server_limits server;
+    struct store_config store;
     cfg_value *root;             /* owned, NULL when no file */
 };
 
 /* Fill defaults: demo bot, the server limits above, path/dir/root NULL. */
 void endpoints_defaults(struct endpoints *e);
 /* Load endpoints.yml over the defaults. `bot:` needs exactly one of `url` or `script`; unknown keys
- * in `server:` are errors (they are typos); other top-level sections (Rasa's tracker_store,
+ * in `server:` and `store:` are errors (they are typos); other top-level sections (Rasa's tracker_store,
  * action_endpoint, ...) are ignored. Errors as for credentials_load. */
 int endpoints_load(const char *path, struct endpoints *out, char *err, size_t errlen);
 void endpoints_free(struct endpoints *e);

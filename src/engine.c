@@ -8,6 +8,7 @@
 #include "channel.h"
 #include "config.h"
 #include "log.h"
+#include "list.h"
 #include "lua_budget.h"
 #include "metrics.h"
 #include "offline.h"
@@ -121,6 +122,58 @@ static void drain_inbox(struct worker *w)
     }
 }
 
+/* ---- the remote store: a job waits for its answer (store_backend.h) ------------------------- */
+
+/* The job stops waiting (its deadline, its end): an answer already in is dropped from the soon
+ * list, one still coming is detached; either way the call's record goes. */
+static int cancel_remote(struct job *job)
+{
+    if (job->remote_answered)
+        LIST_UNLINK(job->w->soon, job, soon_prev, soon_next);
+    job->remote_answered = 0;
+    void (*cancel)(void *) = job->remote_cancel;
+    job->remote_cancel = NULL;
+    if (cancel)
+        cancel(job->remote_ctx);
+    job->remote_ctx = NULL;
+    return 1;
+}
+
+static const struct job_wait wait_remote = {"the store's answer", cancel_remote};
+
+static void remote_park(struct lua_task *t, void (*cancel)(void *ctx), void *ctx)
+{
+    struct job *job = (struct job *)t;
+    job->remote_cancel = cancel;
+    job->remote_ctx = ctx;
+    job->remote_answered = 0;
+    job->wait = &wait_remote;
+}
+
+/* The answer came (from the worker's loop): the job resumes with the next batch of the soon list
+ * (jobs_run_soon), which clears its wait. */
+static void remote_wake(struct lua_task *t)
+{
+    struct job *job = (struct job *)t;
+    job->remote_cancel = NULL;
+    job->remote_ctx = NULL;
+    job->remote_answered = 1;
+    LIST_PUSH(job->w->soon, job, soon_prev, soon_next);
+}
+
+/* As the embedded store's pop: inside a message its deadline ends the wait first, outside one (a
+ * long poll) it is at most the response timeout; while the host stops, a pop does not wait. */
+static double remote_wait_bound(struct lua_task *t, double seconds)
+{
+    struct job *job = (struct job *)t;
+    double longest = job->w->engine->opt.response_timeout;
+    if (job->deadline.slot != TIMER_IDLE)
+        longest += 1;
+    if (atomic_load(&job->w->draining))
+        longest = 0;
+    return seconds <= longest ? seconds : longest;
+}
+
 /* ---- workers -------------------------------------------------------------------------------- */
 
 static long earliest(long a, long b)
@@ -160,6 +213,10 @@ static void *worker_main(void *arg)
     struct epoll_event events[64];
     metrics_bind_worker(w->index);
     publish_memory(w);
+    if (w->redis) {
+        store_backend_bind(&w->store_backend);
+        store_redis_start(w->redis);
+    }
     int going_away = 0;
     uint64_t next_sweep = 0;
     while (!atomic_load(&w->stopping)) {
@@ -169,6 +226,8 @@ static void *worker_main(void *arg)
             if (!going_away) {
                 connections_going_away(w); /* 1001 to every client; their close ends them */
                 jobs_end_pops(w);
+                if (w->redis)
+                    store_redis_end_waits(w->redis); /* long polls answer now */
                 going_away = 1;
             }
             if ((!w->jobs && !http_server_busy(w->http) && !w->connection_count) ||
@@ -187,6 +246,8 @@ static void *worker_main(void *arg)
                                    events[i].events);
             else if (tag == CONN_EPOLL_TAG)
                 connection_on_socket(w, (int)(uint32_t)events[i].data.u64, events[i].events);
+            else if (tag == REDIS_EPOLL_TAG && w->redis)
+                store_redis_on_event(w->redis, (uint32_t)events[i].data.u64, events[i].events);
             else if (events[i].data.u64 == EV_WAKE)
                 drain_inbox(w);
         }
@@ -197,12 +258,13 @@ static void *worker_main(void *arg)
         connections_run_ready(w);
         jobs_run_soon(w);
         http_server_run(w->http);
-        if (w->index == 0 && timers_now_ms() >= next_sweep) {
+        if (w->index == 0 && !w->redis && timers_now_ms() >= next_sweep) {
             store_sweep(w->engine->store, timers_now_ms(), 1000); /* expired keys nobody reads */
             next_sweep = timers_now_ms() + 1000;
         }
         publish_memory(w);
     }
+    store_backend_bind(NULL);
     lua_budget_thread_exit();
     return NULL;
 }
@@ -262,6 +324,16 @@ static int worker_init(struct engine *e, struct worker *w, unsigned index,
     w->outbound = outbound_create(w->epfd, err, errlen);
     if (!w->outbound)
         return -1;
+    if (e->redis) {
+        w->redis = store_redis_create(e->redis, index, w->epfd, &w->timers);
+        if (!w->redis) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        w->store_backend = (struct store_backend){.redis = w->redis, .park = remote_park,
+                                                  .wake = remote_wake,
+                                                  .wait_bound = remote_wait_bound};
+    }
     struct epoll_event http_ev = {.events = EPOLLIN, .data.u64 = EV_HTTP};
     struct epoll_event wake_ev = {.events = EPOLLIN, .data.u64 = EV_WAKE};
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, http_server_fd(w->http), &http_ev) != 0 ||
@@ -288,6 +360,8 @@ static void worker_cleanup(struct worker *w)
         w->jobs->x = NULL; /* the server answered and freed it */
         job_free(w->jobs);
     }
+    store_redis_destroy(w->redis); /* every job detached its calls above */
+    w->redis = NULL;
     outbound_destroy(w->outbound);
     w->outbound = NULL;
     while (w->retired)
@@ -324,6 +398,16 @@ struct engine *engine_create(const struct engine_options *opt, char *err, size_t
     if (!e->store) {
         snprintf(err, errlen, "out of memory");
         goto fail;
+    }
+    const struct store_config *sc = &opt->config->endpoints.store;
+    if (sc->redis) {
+        /* Redis down at startup is no error: the host serves what needs no store and every
+         * worker keeps trying (docs/multi-host.md). */
+        e->redis = store_redis_host_create(sc, e->worker_count);
+        if (!e->redis) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
     }
     snprintf(e->push_token, sizeof e->push_token, "%s",
              opt->config->endpoints.server.push_token);
@@ -394,6 +478,7 @@ void engine_destroy(struct engine *e)
         return;
     free(e->workers);
     store_destroy(e->store);
+    store_redis_host_destroy(e->redis);
     script_config_unref(e->config);
     e->config = NULL;
     pthread_mutex_destroy(&e->reload_lock);

@@ -6,7 +6,8 @@
  * cancellation, its deadline), host_api.c (the `host` table pipeline.lua is given),
  * builtin_routes.c (the routes answered in C: root, status, metrics, health, 404, 405) and
  * connections.c (WebSocket connections: their sockets, frames and events for Lua).
- * Uses: http, outbound, timers, scripts, lua_sb (struct lua_task), sender_gate, metrics. */
+ * Uses: http, outbound, timers, scripts, lua_sb (struct lua_task), sender_gate, metrics, store,
+ * store_redis and store_backend (the Redis backend of sb.store). */
 #ifndef SB_ENGINE_INTERNAL_H
 #define SB_ENGINE_INTERNAL_H
 
@@ -17,6 +18,8 @@
 #include "scripts.h"
 #include "sender_gate.h"
 #include "store.h"
+#include "store_backend.h"
+#include "store_redis.h"
 #include "timers.h"
 
 #include <pthread.h>
@@ -61,6 +64,11 @@ struct job {
     char deadline_text[96];
     struct gate_waiter gate;
     char *gate_sender;            /* the sender whose gate the job holds or waits for */
+    /* The order across hosts (store.order, docs/multi-host.md): the sender's turn in Redis the
+     * job holds or waits for, and its arrival number (asked while it waits on this host). */
+    struct store_redis_turn *turn;
+    struct store_redis_call *seq_call;
+    unsigned long long seq;
     unsigned gate_held : 1;
     unsigned streaming : 1;
     unsigned in_message : 1;      /* between host.message_begin and message_end */
@@ -75,6 +83,11 @@ struct job {
     struct timer store_timer;     /* ... for at most this long */
     struct buffer store_value;    /* the value a push handed it */
     char *store_key;              /* the key it waits on */
+    /* A call to the remote store (engine.c, store_backend.h): its cancel while it waits, and
+     * whether its answer came (the job is then on the soon list). */
+    void (*remote_cancel)(void *ctx);
+    void *remote_ctx;
+    unsigned remote_answered : 1;
 };
 
 struct worker {
@@ -107,6 +120,10 @@ struct worker {
     size_t conn_by_fd_size;
     struct connection *conn_ready;    /* to look at between events */
     struct job *soon;                 /* jobs to resume at the next turn (sb.store answers) */
+    struct store_redis *redis;        /* sb.store's Redis backend (NULL: the embedded store) */
+    struct store_backend store_backend; /* ... as lua_sb_store.c reaches it */
+    uint64_t order_logged_ms;         /* the last "order across hosts not kept" log line */
+    unsigned long order_unlogged;     /* ... and the messages since, not logged one by one */
 
     struct timer_heap timers;
     struct job *jobs;
@@ -122,6 +139,7 @@ struct engine {
     time_t started;
     char admin_token[256];         /* server.admin_token at startup ("" when not set) */
     struct store *store;           /* sb.store, shared by every worker */
+    struct store_redis_host *redis; /* sb.store's Redis backend (endpoints.yml `store:`), or NULL */
     char push_token[256];          /* server.push_token at startup ("" when not set: no
                                       proactive messages route) */
     pthread_mutex_t reload_lock;   /* guards the two fields below (read by /status) */

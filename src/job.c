@@ -44,8 +44,15 @@ static int cancel_http(struct job *job)
     return 1;
 }
 
+static void drop_seq_call(struct job *job)
+{
+    store_redis_detach(job->seq_call);
+    job->seq_call = NULL;
+}
+
 static int cancel_turn(struct job *job)
 {
+    drop_seq_call(job);
     if (!sender_gate_cancel(job->gate_sender, &job->gate))
         return 0; /* handed the turn meanwhile: the inbox resumes it into the cancellation */
     free(job->gate_sender);
@@ -72,16 +79,128 @@ static const struct job_wait wait_http = {"an outbound request", cancel_http};
 static const struct job_wait wait_turn = {"the sender's turn", cancel_turn};
 static const struct job_wait wait_soon = {"the store's answer", cancel_soon};
 static const struct job_wait wait_store_pop = {"sb.store.pop", cancel_store_pop};
+static int cancel_order(struct job *job);
+static const struct job_wait wait_order = {"the sender's turn across hosts", cancel_order};
 
 /* ---- the sender's turn ---------------------------------------------------------------------- */
+
+/* ---- the order across hosts (store.order, docs/multi-host.md) -------------------------------
+ * Only the message holding its sender's gate on this host asks Redis for the sender's turn, so
+ * a host has one place in a sender's queue in Redis at most; the messages waiting behind it on
+ * this host take an arrival number each, and a release queues the host again at once with the
+ * number of its next one. */
+
+static int order_on(const struct job *job) { return store_redis_order(job->w->redis); }
+
+/* A release reached Redis: the next message of this host, if any, gets the gate, and with it the
+ * turn when the host kept it. */
+static void turn_released(const char *sender, int held)
+{
+    sender_gate_leave_handing(sender, held);
+}
+
+/* Redis cannot be asked: the message goes in its turn on this host only (logged at most every
+ * 10 s per worker, counted always). */
+static void order_fallback(struct job *job, const char *error)
+{
+    struct worker *w = job->w;
+    metrics_order(ORDER_FALLBACK);
+    uint64_t now = timers_now_ms();
+    if (w->order_logged_ms && now - w->order_logged_ms < 10000) {
+        w->order_unlogged++;
+        return;
+    }
+    log_msg(LOG_ERROR, job->id, "sb.store: the order of a sender's messages across hosts is not "
+                                "kept for this message (%s): it goes in its turn on this host "
+                                "only%s",
+            error ? error : "Redis is unreachable",
+            w->order_unlogged ? "; so did earlier messages since the last such line" : "");
+    w->order_logged_ms = now;
+    w->order_unlogged = 0;
+}
+
+/* The turn in Redis came (held), or cannot come: the waiting job goes on at the next turn of the
+ * loop either way. A turn lost while held (the connection went) only leaves the job without it. */
+static void turn_ready(void *ctx, int held, const char *error)
+{
+    struct job *job = ctx;
+    if (!held) {
+        job->turn = NULL;
+        if (job->wait != &wait_order)
+            return;
+        order_fallback(job, error);
+    }
+    if (job->wait == &wait_order) {
+        LIST_PUSH(job->w->soon, job, soon_prev, soon_next);
+        job->wait = &wait_soon;
+    }
+}
+
+/* The job holds the gate on this host: ask for the turn in Redis (handed: this host's previous
+ * message passed it on, keep it). Returns 1 when the job must wait for it. */
+static int take_turn(struct job *job, int handed)
+{
+    char err[320];
+    if (job->seq_call) /* its number is late: the turn takes a new one */
+        drop_seq_call(job);
+    job->turn = store_redis_turn_take(job->w->redis, job->gate_sender, job->seq, handed,
+                                      turn_ready, job, err, sizeof err);
+    if (!job->turn) {
+        order_fallback(job, err);
+        return 0;
+    }
+    if (handed)
+        return 0;
+    job->wait = &wait_order;
+    return 1;
+}
+
+static void number_came(void *ctx, const struct store_reply *reply)
+{
+    struct job *job = ctx;
+    job->seq_call = NULL;
+    if (reply->kind == STORE_REPLY_INT && reply->integer > 0 && job->gate_sender) {
+        job->seq = (unsigned long long)reply->integer;
+        sender_gate_set_seq(job->gate_sender, &job->gate, job->seq);
+    }
+}
+
+/* Leave the gate. With a turn in Redis the turn is released first, and the gate is left when
+ * Redis answered; a turn the host was handed for this job (handed) is released too. */
+static void leave_gate(struct job *job, int handed)
+{
+    struct store_redis_turn *t = job->turn;
+    job->turn = NULL;
+    if (!t && handed && order_on(job)) {
+        char err[320];
+        t = store_redis_turn_take(job->w->redis, job->gate_sender, 0, 1, NULL, NULL, err,
+                                  sizeof err);
+    }
+    if (t)
+        store_redis_turn_release(t, sender_gate_first_seq(job->gate_sender), turn_released);
+    else
+        sender_gate_leave(job->gate_sender);
+}
+
+/* The deadline (or the job's end) while the turn in Redis is awaited: it is given back, and the
+ * gate on this host goes with the release. */
+static int cancel_order(struct job *job)
+{
+    leave_gate(job, 0);
+    job->gate_held = 0;
+    free(job->gate_sender);
+    job->gate_sender = NULL;
+    return 1;
+}
 
 /* Leave the gate, or the queue for it; a turn handed over meanwhile is passed on. */
 static void release_gate(struct job *job)
 {
+    drop_seq_call(job);
     if (job->gate_held)
-        sender_gate_leave(job->gate_sender);
+        leave_gate(job, 0);
     else if (job->wait == &wait_turn && !sender_gate_cancel(job->gate_sender, &job->gate))
-        sender_gate_leave(job->gate_sender);
+        leave_gate(job, job->gate.handed);
     job->gate_held = 0;
     free(job->gate_sender);
     job->gate_sender = NULL;
@@ -125,11 +244,16 @@ int job_message_begin(struct job *job, const char *sender)
     job->gate_sender = strdup(sender);
     if (!job->gate_sender)
         return -1;
+    job->seq = 0;
     if (sender_gate_enter(sender, &job->gate)) {
         job->gate_held = 1;
-        return 0;
+        return order_on(job) ? take_turn(job, 0) : 0;
     }
     job->wait = &wait_turn;
+    if (order_on(job)) { /* its place in the arrival order across hosts */
+        char err[320];
+        job->seq_call = store_redis_turn_number(job->w->redis, number_came, job, err, sizeof err);
+    }
     return 1;
 }
 
@@ -328,6 +452,11 @@ void job_resume_from_inbox(struct job *job)
         return;
     }
     job->gate_held = 1;
+    /* Resumed into a cancellation, it asks Redis for nothing, but a turn it was handed is
+     * released when it leaves. */
+    if (order_on(job) && (job->gate.handed || !job->task.cancelled) &&
+        take_turn(job, job->gate.handed))
+        return;
     job_resume(job, 0);
 }
 

@@ -6,11 +6,19 @@
  *
  * Values: a string is kept as it is (so incr works on what set stored, as in Redis); a table,
  * number or boolean as JSON behind a marker byte. A string that starts with the marker byte is
- * escaped. Uses: Lua, lua_sb (the task's operations), lua_json, store. */
+ * escaped. The same bytes go to either backend, so a script works unchanged on both.
+ *
+ * Backends: the embedded store (store.c) through the task's operations; or, on an engine worker
+ * whose host has `store:` in endpoints.yml, Redis (store_redis.c) through the worker's backend
+ * (store_backend.h): the call is sent, the coroutine parks, and the reply resumes it at the next
+ * turn of the loop. Uses: Lua, lua_sb (the task's operations), lua_json, store, store_backend,
+ * store_redis. */
 #include "lua_sb.h"
 
 #include "lua_json.h"
 #include "store.h"
+#include "store_backend.h"
+#include "store_redis.h"
 #include "timers.h"
 
 #include <lauxlib.h>
@@ -22,6 +30,12 @@
 #define MARK_JSON 'J'     /* then JSON */
 #define MARK_STRING 'S'   /* then a string that itself starts with MARK */
 #define MAX_WAIT 3600.0   /* seconds a pop may wait */
+
+static _Thread_local const struct store_backend *thread_backend;
+
+void store_backend_bind(const struct store_backend *b) { thread_backend = b; }
+
+const struct store_backend *store_backend_current(void) { return thread_backend; }
 
 /* The store of the running task, or an error naming the call. */
 static struct store *task_store(lua_State *L, const char *what, struct lua_task **task)
@@ -94,6 +108,145 @@ static void push_decoded(lua_State *L, const char *v, size_t len)
     }
 }
 
+
+/* ---- the remote backend ------------------------------------------------------------------- */
+
+/* One call to the remote backend: the answer is kept here until the coroutine resumes. */
+struct remote {
+    const struct store_backend *b;
+    struct lua_task *t;
+    struct store_redis_call *call; /* NULL once answered */
+    enum store_reply_kind kind;
+    long long integer;
+    char *data;
+    size_t len;
+    char *error;
+};
+
+static void remote_free(struct remote *p)
+{
+    free(p->data);
+    p->data = NULL;
+    free(p->error);
+    p->error = NULL;
+    free(p);
+}
+
+/* The backend answered (on the worker's thread, from its loop): keep it, resume next turn. */
+static void remote_done(void *ctx, const struct store_reply *reply)
+{
+    struct remote *p = ctx;
+    p->call = NULL;
+    p->kind = reply->kind;
+    p->integer = reply->integer;
+    if (reply->kind == STORE_REPLY_VALUE) {
+        p->data = malloc(reply->len ? reply->len : 1);
+        if (p->data) {
+            memcpy(p->data, reply->data, reply->len);
+            p->len = reply->len;
+        } else {
+            p->kind = STORE_REPLY_ERROR; /* error NULL: out of memory */
+        }
+    } else if (reply->kind == STORE_REPLY_ERROR && reply->error) {
+        p->error = strdup(reply->error);
+    }
+    p->b->wake(p->t);
+}
+
+/* The task stopped waiting (its deadline, its end): the answer is not wanted. */
+static void remote_cancel(void *ctx)
+{
+    struct remote *p = ctx;
+    if (p->call)
+        store_redis_detach(p->call);
+    remote_free(p);
+}
+
+static void push_decoded(lua_State *L, const char *v, size_t len);
+
+/* The kept answer, as the embedded path returns it.  [-0,+1|2,m] */
+static int l_push_remote(lua_State *L)
+{
+    struct remote *p = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    switch (p->kind) {
+    case STORE_REPLY_BOOL:
+        lua_pushboolean(L, p->integer != 0);
+        return 1;
+    case STORE_REPLY_INT:
+        lua_pushinteger(L, (lua_Integer)p->integer);
+        return 1;
+    case STORE_REPLY_VALUE:
+        push_decoded(L, p->data, p->len);
+        return 1;
+    case STORE_REPLY_ERROR:
+        lua_pushnil(L);
+        lua_pushstring(L, p->error ? p->error : "the store is out of memory");
+        return 2;
+    case STORE_REPLY_NIL:
+        break;
+    }
+    lua_pushnil(L);
+    return 1;
+}
+
+/* Resumed: the answer (pushed in a protected call, so the record is freed whatever happens), or
+ * the cancellation (the record was freed by remote_cancel). */
+static int after_remote(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    struct lua_task *t = lua_task_of(L);
+    if (t && t->cancelled) {
+        lua_pushstring(L, t->cancelled);
+        return lua_error(L);
+    }
+    struct remote *p = (struct remote *)ctx;
+    lua_settop(L, 0);
+    lua_pushcfunction(L, l_push_remote);
+    lua_pushlightuserdata(L, p);
+    int rc = lua_pcall(L, 1, LUA_MULTRET, 0);
+    remote_free(p);
+    if (rc != LUA_OK)
+        return lua_error(L);
+    return lua_gettop(L);
+}
+
+static int park(lua_State *L, struct lua_task *t, int n);
+
+/* Send the call and park until its answer; a call that cannot be sent answers nil, err on the
+ * next turn, as the embedded store's errors do. */
+static int remote_send(lua_State *L, struct lua_task *t, const struct store_backend *b,
+                       const struct store_request *req)
+{
+    char err[320];
+    struct remote *p = calloc(1, sizeof *p);
+    if (!p) {
+        snprintf(err, sizeof err, "the store is out of memory");
+    } else {
+        p->b = b;
+        p->t = t;
+        p->call = store_redis_call(b->redis, req, remote_done, p, err, sizeof err);
+    }
+    if (!p || !p->call) {
+        free(p);
+        lua_settop(L, 0);
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return park(L, t, 2);
+    }
+    b->park(t, remote_cancel, p);
+    lua_settop(L, 0);
+    return lua_yieldk(L, 0, (lua_KContext)p, after_remote);
+}
+
+/* A call on the key at index 1 (checked) with no value.  */
+static int remote_key_call(lua_State *L, struct lua_task *t, const struct store_backend *b,
+                           struct store_request *req)
+{
+    req->key = lua_tolstring(L, 1, &req->key_len);
+    return remote_send(L, t, b, req);
+}
+
 static double check_ttl(lua_State *L, int idx)
 {
     double ttl = luaL_optnumber(L, idx, 0);
@@ -158,6 +311,9 @@ static int l_get(lua_State *L)
     struct lua_task *t;
     struct store *s = task_store(L, "sb.store.get", &t);
     const char *key = check_key(L, 1);
+    const struct store_backend *b = store_backend_current();
+    if (b)
+        return remote_key_call(L, t, b, &(struct store_request){.op = STORE_OP_GET});
     struct buffer out = {0};
     int rc = store_get(s, key, timers_now_ms(), &out);
     lua_settop(L, 0);
@@ -183,6 +339,12 @@ static int set_or_add(lua_State *L, const char *what, int only_if_absent)
     push_encoded(L, 2);
     size_t len;
     const char *v = lua_tolstring(L, -1, &len);
+    const struct store_backend *b = store_backend_current();
+    if (b)
+        return remote_key_call(L, t, b,
+                               &(struct store_request){.op = STORE_OP_SET, .value = v,
+                                                       .value_len = len, .ttl_ms = ttl_ms(ttl),
+                                                       .only_if_absent = only_if_absent});
     int rc = store_set(s, key, v, len, ttl_ms(ttl), only_if_absent, timers_now_ms());
     return answer(L, t, rc, 1);
 }
@@ -200,6 +362,10 @@ static int l_incr(lua_State *L)
     struct store *s = task_store(L, "sb.store.incr", &t);
     const char *key = check_key(L, 1);
     lua_Integer by = luaL_optinteger(L, 2, 1);
+    const struct store_backend *b = store_backend_current();
+    if (b)
+        return remote_key_call(L, t, b,
+                               &(struct store_request){.op = STORE_OP_INCR, .by = (long long)by});
     int64_t result = 0;
     int rc = store_incr(s, key, (int64_t)by, timers_now_ms(), &result);
     lua_settop(L, 0);
@@ -220,6 +386,9 @@ static int l_del(lua_State *L)
     struct lua_task *t;
     struct store *s = task_store(L, "sb.store.del", &t);
     const char *key = check_key(L, 1);
+    const struct store_backend *b = store_backend_current();
+    if (b)
+        return remote_key_call(L, t, b, &(struct store_request){.op = STORE_OP_DEL});
     return answer(L, t, store_del(s, key, timers_now_ms()), 1);
 }
 
@@ -231,6 +400,10 @@ static int l_expire(lua_State *L)
     const char *key = check_key(L, 1);
     luaL_checknumber(L, 2);
     double ttl = check_ttl(L, 2);
+    const struct store_backend *b = store_backend_current();
+    if (b)
+        return remote_key_call(
+            L, t, b, &(struct store_request){.op = STORE_OP_EXPIRE, .ttl_ms = ttl_ms(ttl)});
     return answer(L, t, store_expire(s, key, ttl_ms(ttl), timers_now_ms()), 1);
 }
 
@@ -244,6 +417,11 @@ static int l_push(lua_State *L)
     push_encoded(L, 2);
     size_t len;
     const char *v = lua_tolstring(L, -1, &len);
+    const struct store_backend *b = store_backend_current();
+    if (b)
+        return remote_key_call(L, t, b,
+                               &(struct store_request){.op = STORE_OP_PUSH, .value = v,
+                                                       .value_len = len});
     return answer(L, t, store_push(s, key, v, len, timers_now_ms()), 0);
 }
 
@@ -278,6 +456,13 @@ static int l_pop(lua_State *L)
     double wait = luaL_optnumber(L, 2, 0);
     if (!(wait >= 0) || wait > MAX_WAIT)
         luaL_argerror(L, 2, "a wait is a number of seconds from 0 to 3600");
+    const struct store_backend *b = store_backend_current();
+    if (b) {
+        double bound = wait > 0 ? b->wait_bound(t, wait) : 0;
+        uint64_t wait_ms = bound > 0 ? (uint64_t)(bound * 1000.0 + 0.5) : 0;
+        return remote_key_call(L, t, b,
+                               &(struct store_request){.op = STORE_OP_POP, .wait_ms = wait_ms});
+    }
     struct buffer out = {0};
     int rc = store_pop(s, key, timers_now_ms(), &out, NULL);
     if (rc < 0) {
@@ -308,6 +493,9 @@ static int l_length(lua_State *L)
     struct lua_task *t;
     struct store *s = task_store(L, "sb.store.length", &t);
     const char *key = check_key(L, 1);
+    const struct store_backend *b = store_backend_current();
+    if (b)
+        return remote_key_call(L, t, b, &(struct store_request){.op = STORE_OP_LENGTH});
     return answer(L, t, store_list_length(s, key, timers_now_ms()), 0);
 }
 

@@ -492,8 +492,23 @@ static int command_check(const struct cli *c)
 }
 
 /* SIGHUP: read both files again and reload everything from them, all or nothing. */
+/* What a SIGHUP cannot change: the sections read once, at startup. */
+struct startup_only {
+    struct server_limits server;
+    struct store_config store;
+};
+
+/* Whether two store: sections name the same store with the same settings (where they were
+ * written in the file does not matter). */
+static int same_store(const struct store_config *a, const struct store_config *b)
+{
+    struct store_config x = *a, y = *b;
+    x.line = y.line = x.column = y.column = 0;
+    return memcmp(&x, &y, sizeof x) == 0;
+}
+
 static void reload_configuration(struct engine *engine, const struct cli *c,
-                                 const struct server_limits *running)
+                                 const struct startup_only *running)
 {
     char err[4096];
     struct script_config *config =
@@ -503,8 +518,11 @@ static void reload_configuration(struct engine *engine, const struct cli *c,
         engine_note_reload_error(engine, err);
         return;
     }
-    if (memcmp(&config->endpoints.server, running, sizeof *running) != 0)
+    if (memcmp(&config->endpoints.server, &running->server, sizeof running->server) != 0)
         log_msg(LOG_WARNING, NULL, "SIGHUP: changes to the server: section apply at the next "
+                                   "restart");
+    if (!same_store(&config->endpoints.store, &running->store))
+        log_msg(LOG_WARNING, NULL, "SIGHUP: changes to the store: section apply at the next "
                                    "restart");
     if (engine_reload(engine, config, err, sizeof err) != 0)
         log_msg(LOG_ERROR, NULL, "SIGHUP: reload rejected, generation %u keeps serving: %s",
@@ -555,7 +573,7 @@ static void start_of_next_tick(struct timespec *at)
 /* The main thread's loop: signals and script changes, until SIGINT or SIGTERM. Returns the
  * number of workers the drain left behind (see engine_drain). */
 static unsigned control_loop(struct engine *engine, const struct cli *c, int signal_fd,
-                         struct watch *watch, const struct server_limits *running,
+                         struct watch *watch, const struct startup_only *running,
                          const struct timespec *loaded_at, int *listen_fd)
 {
     watch_current_files(watch, engine);
@@ -613,7 +631,7 @@ static int command_run(const struct cli *c)
     char *cert = NULL, *key = NULL;
     struct engine *engine = NULL;
     struct watch *watch = NULL;
-    struct server_limits running = o.config->endpoints.server;
+    struct startup_only running = {o.config->endpoints.server, o.config->endpoints.store};
     o.http.cors_origins = c->cors_count ? c->cors : NULL;
     o.http.access_log = c->access_log;
     if (c->ssl_certificate) {

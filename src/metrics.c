@@ -48,6 +48,7 @@ static _Atomic(struct shard *) worker_shards[METRICS_MAX_WORKERS];
 static _Thread_local struct shard *my_shard;
 
 static atomic_ulong reloads[2][2]; /* [trigger][ok] */
+static atomic_ulong order_events[ORDER_EVENTS]; /* rare: one shared counter each */
 
 static struct {
     atomic_uint generation;
@@ -454,6 +455,46 @@ int metrics_write_store(struct buffer *out, const struct metrics_store *st)
             rc = sample(out, rows[i].name, "", value);
     }
     return rc;
+}
+
+int metrics_write_store_redis(struct buffer *out, int up, unsigned long long reconnects)
+{
+    char value[32];
+    int rc = family(out, "switchboard_store_redis_up", "gauge",
+                    "1 when every worker is connected to the Redis of sb.store, else 0.");
+    if (rc == 0)
+        rc = sample(out, "switchboard_store_redis_up", "", up ? "1" : "0");
+    if (rc == 0)
+        rc = family(out, "switchboard_store_redis_reconnects_total", "counter",
+                    "Connections to the Redis of sb.store made again after one was lost or "
+                    "refused.");
+    snprintf(value, sizeof value, "%llu", reconnects);
+    if (rc == 0)
+        rc = sample(out, "switchboard_store_redis_reconnects_total", "", value);
+    static const struct {
+        const char *name, *help;
+    } order_rows[ORDER_EVENTS] = {
+        {"switchboard_order_fallbacks_total",
+         "Messages handled in their sender's turn on this host only, Redis being unreachable."},
+        {"switchboard_order_leases_lost_total",
+         "Senders' turns this host held whose lease ran out before the message ended."},
+        {"switchboard_order_leases_expired_total",
+         "Senders' turns taken over from a holder whose lease ran out (a host gone)."},
+    };
+    for (int i = 0; i < ORDER_EVENTS && rc == 0; i++) {
+        snprintf(value, sizeof value, "%lu",
+                 atomic_load_explicit(&order_events[i], memory_order_relaxed));
+        rc = family(out, order_rows[i].name, "counter", order_rows[i].help);
+        if (rc == 0)
+            rc = sample(out, order_rows[i].name, "", value);
+    }
+    return rc;
+}
+
+void metrics_order(enum metrics_order_event event)
+{
+    if (event >= 0 && event < ORDER_EVENTS)
+        atomic_fetch_add_explicit(&order_events[event], 1, memory_order_relaxed);
 }
 
 static int write_bot(struct buffer *out)

@@ -65,6 +65,14 @@ struct metrics_store {
     unsigned long long keys, bytes, max_bytes, evictions, expirations;
 };
 int metrics_write_store(struct buffer *out, const struct metrics_store *st);
+/* The Redis backend of sb.store, written after metrics_write when the host uses it: up (1 when
+ * every worker's connections are up) and the connections made again after a loss. */
+int metrics_write_store_redis(struct buffer *out, int up, unsigned long long reconnects);
+/* Events of the order across hosts (docs/multi-host.md), written with the Redis metrics: a
+ * message handled without it (Redis unreachable), a turn this host held whose lease ran out
+ * before its message ended, a turn taken over from a holder whose lease ran out. */
+enum metrics_order_event { ORDER_FALLBACK, ORDER_LEASE_LOST, ORDER_LEASE_EXPIRED, ORDER_EVENTS };
+void metrics_order(enum metrics_order_event event);
 /* A message went into the bot (host.message_begin) / came back (host.message_end, or its job
  * ended first: seconds < 0 then, nothing is observed). */
 void metrics_message_begin(void);

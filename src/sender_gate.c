@@ -66,6 +66,8 @@ int sender_gate_enter(const char *sender, struct gate_waiter *w)
     } else {
         struct gate_entry *e = *slot;
         w->next = NULL;
+        w->seq = 0;
+        w->handed = 0;
         if (e->tail)
             e->tail->next = w;
         else
@@ -84,7 +86,9 @@ static int handing_over(const struct gate_waiter *w)
     return 0;
 }
 
-void sender_gate_leave(const char *sender)
+void sender_gate_leave(const char *sender) { sender_gate_leave_handing(sender, 0); }
+
+void sender_gate_leave_handing(const char *sender, int handed)
 {
     struct gate_waiter *next = NULL;
     struct hand_over self = {NULL, NULL};
@@ -98,6 +102,7 @@ void sender_gate_leave(const char *sender)
             if (!e->head)
                 e->tail = NULL;
             next->next = NULL;
+            next->handed = handed;
             self.waiter = next;
             self.next = hand_overs;
             hand_overs = &self;
@@ -146,6 +151,27 @@ int sender_gate_cancel(const char *sender, struct gate_waiter *w)
         pthread_cond_wait(&hand_over_done, &gate_lock);
     pthread_mutex_unlock(&gate_lock);
     return removed;
+}
+
+unsigned long long sender_gate_first_seq(const char *sender)
+{
+    unsigned long long seq = 0;
+    pthread_mutex_lock(&gate_lock);
+    struct gate_entry *e = *find_slot(sender);
+    if (e && e->head)
+        seq = e->head->seq;
+    pthread_mutex_unlock(&gate_lock);
+    return seq;
+}
+
+void sender_gate_set_seq(const char *sender, struct gate_waiter *w, unsigned long long seq)
+{
+    pthread_mutex_lock(&gate_lock);
+    struct gate_entry *e = *find_slot(sender);
+    for (struct gate_waiter *it = e ? e->head : NULL; it; it = it->next)
+        if (it == w)
+            it->seq = seq;
+    pthread_mutex_unlock(&gate_lock);
 }
 
 unsigned long sender_gate_active(void)

@@ -13,6 +13,11 @@ struct gate_waiter {
      * handed the gate. The waiter then owns it and must leave it later. */
     void (*wake)(struct gate_waiter *w);
     struct gate_waiter *next;
+    /* For the order across hosts (docs/multi-host.md): the waiter's number in the sender's
+     * arrival order in Redis (0: none yet), and what the leaving holder handed it (1: the host's
+     * turn in Redis, which it must then release). Both under the gate's lock. */
+    unsigned long long seq;
+    int handed;
 };
 
 /* Returns 1 when the gate was free and is now the caller's, 0 when `w` was queued (wake comes
@@ -20,6 +25,12 @@ struct gate_waiter {
 int sender_gate_enter(const char *sender, struct gate_waiter *w);
 /* The current holder leaves: the next waiter, if any, is handed the gate and woken. */
 void sender_gate_leave(const char *sender);
+/* The same, handing the next waiter `handed` (its gate_waiter.handed; 0 when there is none). */
+void sender_gate_leave_handing(const char *sender, int handed);
+/* The arrival number of the sender's first waiter (0: no waiter, or it has none yet). */
+unsigned long long sender_gate_first_seq(const char *sender);
+/* Record a queued waiter's arrival number (nothing when it is no longer queued). */
+void sender_gate_set_seq(const char *sender, struct gate_waiter *w, unsigned long long seq);
 /* Take a queued waiter back (its message is abandoned). Returns 1 when it was removed, 0 when it
  * had already been handed the gate (then the caller owns the gate and must leave it). A 0 comes
  * only once the hand-over's wake call has returned, so the caller may free `w` either way. */

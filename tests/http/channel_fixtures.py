@@ -133,7 +133,8 @@ def assert_refused(test, credentials, *words):
 
 # The npm packages tests/sdk/package.json pins; tests/sdk/node_modules holds them after npm ci.
 SDK_PACKAGES = ("twilio", os.path.join("@slack", "bolt"), "ws", "socket.io-client",
-                "puppeteer-core", "jsonwebtoken", "jose")
+                "puppeteer-core", "jsonwebtoken", "jose", "botframework-connector",
+                "botframework-schema")
 
 
 def sdk(script, data, timeout=60.0):

@@ -106,7 +106,8 @@ class DebianPackage(unittest.TestCase):
                          "switchboard_%s_%s.deb" % (self.field("Version"),
                                                     self.field("Architecture")))
         depends = [d.split()[0] for d in self.field("Depends").split(", ")]
-        for package in ("libmicrohttpd12", "libyaml-0-2", "libcurl4", "libssl3"):
+        for package in ("libmicrohttpd12", "libyaml-0-2", "libcurl4", "libssl3",
+                        "libhiredis0.14"):
             self.assertIn(package, depends)
         # Lua and lua-cjson are linked in.
         self.assertFalse([d for d in depends if "lua" in d], depends)

@@ -605,6 +605,14 @@ class SighupTests(ReloadCase):
         host.wait_for_log(r"WARNING .*server: section apply at the next restart")
         self.assert_serves(host, "v1")
 
+    def test_store_section_changes_need_a_restart(self):
+        host, folder = self.start(one_channel())
+        write_files(folder, {"endpoints.yml": "store:\n  url: redis://127.0.0.1:1/0\n"})
+        st = self.hup_and_wait(host, 2)
+        self.assertEqual(st["store"]["backend"], "embedded", st)
+        host.wait_for_log(r"WARNING .*store: section apply at the next restart")
+        self.assert_serves(host, "v1")
+
 
 if __name__ == "__main__":
     unittest.main()

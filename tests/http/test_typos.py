@@ -219,7 +219,8 @@ class HookTypos(unittest.TestCase):
 
 
 class UnknownChannels(unittest.TestCase):
-    BUNDLED = "bundled channels: callback, facebook, rest, slack, socketio, telegram, twilio"
+    BUNDLED = ("bundled channels: botframework, callback, facebook, hangouts, mattermost, rest, "
+               "rocketchat, slack, socketio, telegram, twilio, twilio_voice, webchat, webexteams")
 
     def test_a_bundled_name_is_suggested(self):
         result, _ = check({"credentials.yml": "rest:\ntelegam:\n", "endpoints.yml": ONE})
@@ -289,7 +290,8 @@ class DocsMatchDeclarations(unittest.TestCase):
         return out
 
     def test_each_platform_channel(self):
-        for name in ("facebook", "slack", "telegram", "twilio"):
+        for name in ("facebook", "slack", "telegram", "twilio", "twilio_voice", "mattermost",
+                     "rocketchat", "webexteams"):
             with self.subTest(channel=name):
                 self.assertEqual(self.documented(name), self.declared(name))
 

@@ -1,0 +1,157 @@
+/* SPDX-License-Identifier: MIT */
+/* store_redis: the Redis backend of sb.store (docs/lua-api.md "sb.store", docs/multi-host.md),
+ * for hosts that share their state. One `struct store_redis` per engine worker: it owns two
+ * connections made with hiredis's async API, both driven by the worker's epoll loop and timer
+ * heap, so no call ever blocks the thread:
+ *   - the command connection: every sb.store call, pipelined, answered in order;
+ *   - the subscriber connection: a pop that waits subscribes to the key's channel
+ *     (<prefix>pushed:<key>), which every push publishes to after its RPUSH; a notification makes
+ *     the oldest local waiter of that key try LPOP again. No connection is ever blocked (no
+ *     BLPOP), so one waiting pop costs a subscription, not a connection.
+ * Both connections go up and down together: when either fails, both are dropped, every call in
+ * flight and every waiting pop fails ("store unavailable: ..."), and a new pair is tried after a
+ * backoff (100 ms doubling to 5 s, jittered). While the pair is not connected, calls fail at once.
+ *
+ * Values are bytes: what lua_sb_store.c stores (its marker-byte encoding) goes to Redis as it is.
+ * Every key is prefixed with the configured prefix.
+ *
+ * The host-wide part (`struct store_redis_host`) holds the configuration and what /status and
+ * /metrics show; the workers write their state into it under its mutex (rare: at transitions).
+ * Uses: hiredis (async), timers, config (struct store_config), log, metrics. */
+#ifndef SB_STORE_REDIS_H
+#define SB_STORE_REDIS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "config.h"
+#include "timers.h"
+
+/* epoll data of the connections' sockets: this tag in the high 32 bits. */
+#define REDIS_EPOLL_TAG 0x5244u
+
+struct store_redis_host;
+struct store_redis;
+struct store_redis_call;
+
+enum store_op {
+    STORE_OP_GET,    /* -> value | nil */
+    STORE_OP_SET,    /* -> boolean (add: false when the key existed) */
+    STORE_OP_INCR,   /* -> integer */
+    STORE_OP_DEL,    /* -> boolean */
+    STORE_OP_EXPIRE, /* -> boolean */
+    STORE_OP_PUSH,   /* -> integer: the list's length */
+    STORE_OP_POP,    /* -> value | nil (wait_ms: waits that long for a push) */
+    STORE_OP_LENGTH, /* -> integer */
+};
+
+struct store_request {
+    enum store_op op;
+    const char *key;       /* without the prefix */
+    size_t key_len;
+    const char *value;     /* set, push */
+    size_t value_len;
+    uint64_t ttl_ms;       /* set, expire: 0 = none */
+    int only_if_absent;    /* set: add */
+    long long by;          /* incr */
+    uint64_t wait_ms;      /* pop: 0 = answer at once */
+};
+
+enum store_reply_kind { STORE_REPLY_NIL, STORE_REPLY_BOOL, STORE_REPLY_INT, STORE_REPLY_VALUE,
+                        STORE_REPLY_ERROR };
+
+struct store_reply {
+    enum store_reply_kind kind;
+    long long integer;     /* BOOL (0/1), INT */
+    const char *data;      /* VALUE: bytes, valid during the done call only */
+    size_t len;
+    const char *error;     /* ERROR: what sb.store returns after nil (valid during the call) */
+};
+
+/* Called once with the answer, on the worker's thread from its loop (never from inside
+ * store_redis_call), unless the call was detached first. */
+typedef void (*store_redis_done)(void *ctx, const struct store_reply *reply);
+
+/* ---- the host ------------------------------------------------------------------------------ */
+
+/* The shared part for `workers` workers; cfg is copied. NULL when out of memory. */
+struct store_redis_host *store_redis_host_create(const struct store_config *cfg,
+                                                 unsigned workers);
+void store_redis_host_destroy(struct store_redis_host *h);
+
+/* What /status and /metrics show. */
+struct store_redis_status {
+    char url[448];            /* without the password */
+    char prefix[128];
+    unsigned workers, up;     /* workers, and those whose connections are up */
+    int connected;            /* every worker is up */
+    time_t since;             /* connected: since every worker is; else: since the first worker
+                               * in trouble lost its connection (or started) */
+    char last_error[256];     /* "" when none yet */
+    time_t last_error_at;
+    unsigned long long reconnects; /* connections made again after one was lost or refused */
+};
+void store_redis_host_status(struct store_redis_host *h, struct store_redis_status *out);
+
+/* ---- one worker ---------------------------------------------------------------------------- */
+
+/* The worker's backend: its sockets go into epfd, its timers into `timers` (the worker's). Does
+ * not connect yet. NULL when out of memory. */
+struct store_redis *store_redis_create(struct store_redis_host *h, unsigned index, int epfd,
+                                       struct timer_heap *timers);
+/* Start connecting (on the worker's thread). */
+void store_redis_start(struct store_redis *r);
+/* An epoll event for data.u64 with REDIS_EPOLL_TAG (its low 32 bits are `data`). */
+void store_redis_on_event(struct store_redis *r, uint32_t data, uint32_t events);
+/* Graceful stop: every waiting pop answers nil now, and later pops do not wait. */
+void store_redis_end_waits(struct store_redis *r);
+/* Frees the connections (calls still in flight get no answer: detach them first) and r. */
+void store_redis_destroy(struct store_redis *r);
+
+/* Send a call. Returns its handle, or NULL with the error sb.store returns in err ("store
+ * unavailable: ...", or "the value is too big for the store"): then done is never called. */
+struct store_redis_call *store_redis_call(struct store_redis *r, const struct store_request *req,
+                                          store_redis_done done, void *ctx, char *err,
+                                          size_t errlen);
+/* The caller does not want the answer any more (its request ended or timed out): done is never
+ * called. A value a waiting pop took meanwhile goes back to the front of the list. */
+void store_redis_detach(struct store_redis_call *call);
+
+/* ---- a sender's turn across hosts (docs/multi-host.md "Order across hosts") -----------------
+ * With `store.order` on, a message holding its sender's gate on this host also needs the
+ * sender's turn in Redis, which the hosts sharing the Redis pass on in the order their messages
+ * took their arrival numbers. The turn is a lease (store.order_lease), renewed every third of it
+ * while held; a waiting host is woken by a PUBLISH when the turn passes, and a timer armed to the
+ * holder's lease end lets it take over from a host that died. */
+struct store_redis_turn;
+/* held 1: the turn is the caller's. held 0: it could not be had, or was lost with the connection
+ * (error says why; the turn is gone: forget it). Called from the loop, never from inside a
+ * store_redis_turn_* call. */
+typedef void (*store_redis_turn_done)(void *ctx, int held, const char *error);
+/* A release is done: held 1 when the host keeps the turn for the number it gave (its next
+ * waiting message's). Always called once, from the loop. */
+typedef void (*store_redis_turn_released)(const char *sender, int held);
+
+/* Whether the order across hosts is on (store.order). */
+int store_redis_order(const struct store_redis *r);
+/* This host's id in Redis (random, per process). */
+const char *store_redis_host_id(const struct store_redis *r);
+/* Take an arrival number for a message that waits behind another of its sender on this host:
+ * a STORE_REPLY_INT, as store_redis_call. */
+struct store_redis_call *store_redis_turn_number(struct store_redis *r, store_redis_done done,
+                                                 void *ctx, char *err, size_t errlen);
+/* Ask for the sender's turn with the message's arrival number (0: take one now); held 1: this
+ * host's previous message handed it over, only renew it. NULL (err set) when Redis cannot be
+ * asked: then done is never called. */
+struct store_redis_turn *store_redis_turn_take(struct store_redis *r, const char *sender,
+                                               unsigned long long seq, int held,
+                                               store_redis_turn_done done, void *ctx, char *err,
+                                               size_t errlen);
+/* Give the turn back (held or still awaited; its done is not called any more); next_seq, when
+ * not 0, queues the host again at once for its next waiting message. Frees the turn once
+ * released is called. */
+void store_redis_turn_release(struct store_redis_turn *t, unsigned long long next_seq,
+                              store_redis_turn_released released);
+
+#endif
