@@ -45,88 +45,18 @@ local ISSUER = "chat@system.gserviceaccount.com"
 local LEEWAY = 10       -- seconds of clock difference allowed in exp, nbf and iat
 local MAX_AGE = 3600    -- seconds the certificates are kept when the answer says nothing
 
--- The parameters and the certificates (kid -> PEM) with their expiry, per worker.
+-- The parameters and Google's certificates (a map of kid -> PEM certificate, which
+-- util.jwks_cache keeps as it keeps a JWK set), per worker.
 local cfg = {}
-local certs = { map = nil, expires = 0, next_fetch = 0 }
+local certs
 
 function channel.init(config)
   cfg = util.params(config, channel):values()
-  certs = { map = nil, expires = 0, next_fetch = 0 }
+  certs = util.jwks_cache(cfg.certs_url, { refetch_interval = cfg.refetch_interval,
+    timeout = cfg.timeout, max_age = MAX_AGE })
 end
 
 -- ---- incoming: the token ---------------------------------------------------------------------
-
--- Seconds an answer may be kept: Cache-Control's max-age less Age, else MAX_AGE.
-local function fresh_for(res)
-  local cc = (res.headers["cache-control"] or ""):lower()
-  local max_age = tonumber(cc:match("max%-age%s*=%s*\"?(%d+)"))
-  if cc:find("no-store", 1, true) or cc:find("no-cache", 1, true) then
-    return 0
-  elseif not max_age then
-    return MAX_AGE
-  end
-  return math.max(0, max_age - (tonumber(res.headers.age) or 0))
-end
-
--- Fetch the certificates now (a JSON object of key id -> PEM certificate). A failure keeps the
--- ones known so far. Fetches are at least refetch_interval apart.
-local function fetch_certs()
-  certs.next_fetch = sb.now() + cfg.refetch_interval
-  local res, err = util.request({ url = cfg.certs_url, timeout = cfg.timeout })
-  local map = res and res.json
-  local ok = res and res.status == 200 and util.is_object(map, res.body)
-  if ok then
-    for _, pem in pairs(map) do
-      if type(pem) ~= "string" then
-        ok = false
-      end
-    end
-  end
-  if not ok then
-    local why = err or ("answered HTTP %d without certificates"):format(res.status)
-    if certs.map then
-      sb.log.warn("hangouts: fetching the certificates %s failed (%s): the previous ones are kept",
-        cfg.certs_url, why)
-    end
-    return nil, why
-  end
-  certs.map = map
-  certs.expires = sb.now() + math.max(fresh_for(res), cfg.refetch_interval)
-  return map
-end
-
--- The certificate of `kid`: from the certificates while fresh, else fetched again; a kid they
--- lack fetches them again too (a key Google rotated in), at most once per refetch_interval.
-local function cert_for(kid)
-  if not certs.map or sb.now() >= certs.expires then
-    if sb.now() >= certs.next_fetch or not certs.map then
-      local _, err = fetch_certs()
-      if not certs.map then
-        return nil, "cannot fetch the certificates: " .. err
-      end
-    end
-  end
-  local pem = certs.map[kid]
-  if not pem and sb.now() >= certs.next_fetch then
-    fetch_certs()
-    pem = certs.map[kid]
-  end
-  if not pem then
-    return nil, ("unknown kid %q"):format(kid:sub(1, 64))
-  end
-  return pem
-end
-
--- The `kid` of a token's header, or nil.
-local function kid_of(token)
-  local head = token:match("^([%w_%-]+)%.")
-  local raw = head and sb.base64_decode(head)
-  local ok, header = pcall(json.decode, raw or "")
-  if ok and type(header) == "table" and nonempty_string(header.kid) then
-    return header.kid
-  end
-  return nil
-end
 
 function channel.verify(req)
   if not cfg.project_id then
@@ -137,16 +67,8 @@ function channel.verify(req)
   if not token then
     return false, "no Bearer token in the Authorization header"
   end
-  local kid = kid_of(token)
-  if not kid then
-    return false, "token refused: its header names no key (kid)"
-  end
-  local pem, err = cert_for(kid)
-  if not pem then
-    return false, "token refused: " .. err
-  end
-  local claims, reason = sb.jwt.verify(token, { key = pem, algorithms = "RS256",
-    iss = ISSUER, aud = cfg.project_id, leeway = LEEWAY, require = "exp" })
+  local claims, reason = certs:verify(token, { algorithms = "RS256", iss = ISSUER,
+    aud = cfg.project_id, leeway = LEEWAY, require = "exp" })
   if not claims then
     return false, "token refused: " .. reason
   end

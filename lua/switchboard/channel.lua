@@ -482,6 +482,35 @@ end
 local Jwks = {}
 Jwks.__index = Jwks
 
+-- The key document a JWKS URL answered: a JWK set {keys = [...]}, or a map of key id -> PEM
+-- certificate (Google's x509 metadata URLs), kept as {x509 = map}; nil for anything else.
+local function key_document(doc)
+  if type(doc) ~= "table" then
+    return nil
+  end
+  if type(doc.keys) == "table" then
+    return { keys = doc.keys }
+  end
+  local any = false
+  for kid, pem in pairs(doc) do
+    if type(kid) ~= "string" or type(pem) ~= "string" then
+      return nil
+    end
+    any = true
+  end
+  return any and { x509 = doc } or nil
+end
+
+-- The `kid` of a compact token's header, or nil.
+local function kid_of(token)
+  local head = type(token) == "string" and token:match("^([%w_%-]+)%.")
+  local ok, header = pcall(json.decode, head and sb.base64_decode(head) or "")
+  if ok and type(header) == "table" and type(header.kid) == "string" then
+    return header.kid
+  end
+  return nil
+end
+
 -- util.jwks_cache(url [, opts]): the JWK set at `url`, fetched on first use, kept as its
 -- Cache-Control says (else opts.max_age), fetched again for a token whose kid it lacks, but at
 -- most once per opts.refetch_interval across the workers, so a flood of made-up kids costs one
@@ -523,14 +552,15 @@ function Jwks:fetch()
   if not res then
     return nil, err
   end
-  local doc = body_json(res)
-  if res.status ~= 200 or type(doc) ~= "table" or type(doc.keys) ~= "table" then
-    return nil, ("%s answered HTTP %d without a JWK set"):format(self.url, res.status)
+  local doc = res.status == 200 and key_document(body_json(res)) or nil
+  if not doc then
+    return nil, ("%s answered HTTP %d without a JWK set or certificates"):format(self.url,
+      res.status)
   end
   -- Kept at least refetch_interval: max-age=0 must not mean a fetch per token.
   local ttl = math.max(fresh_for(res, self.max_age), self.refetch_interval)
-  self.doc, self.fetched, self.expires = { keys = doc.keys }, sb.now(), sb.now() + ttl
-  shared(self, "set", self.store_key, { keys = doc.keys, fetched = self.fetched,
+  self.doc, self.fetched, self.expires = doc, sb.now(), sb.now() + ttl
+  shared(self, "set", self.store_key, { keys = doc.keys, x509 = doc.x509, fetched = self.fetched,
     expires = self.expires }, ttl)
   return self.doc
 end
@@ -539,12 +569,12 @@ end
 -- (older: nil); it becomes this worker's copy.
 function Jwks:stored_newer()
   local stored = shared(self, "get", self.store_key)
-  if type(stored) ~= "table" or type(stored.keys) ~= "table"
-      or (tonumber(stored.expires) or 0) <= sb.now()
+  local doc = type(stored) == "table" and key_document(stored.keys and stored or stored.x509)
+  if not doc or (tonumber(stored.expires) or 0) <= sb.now()
       or (tonumber(stored.fetched) or 0) <= (self.fetched or 0) then
     return nil
   end
-  self.doc, self.fetched, self.expires = { keys = stored.keys }, stored.fetched, stored.expires
+  self.doc, self.fetched, self.expires = doc, stored.fetched, stored.expires
   return self.doc
 end
 
@@ -573,6 +603,24 @@ function Jwks:keys()
   return nil, err
 end
 
+-- sb.jwt.verify with the key document: a JWK set as it is; from a certificate map, the
+-- certificate the token's kid names.
+local function verify_with(token, opts, doc)
+  if doc.keys then
+    opts.key = doc
+    return sb.jwt.verify(token, opts)
+  end
+  local kid = kid_of(token)
+  if not kid then
+    return nil, "no kid in the token's header: the certificates are chosen by kid"
+  end
+  opts.key = doc.x509[kid]
+  if not opts.key then
+    return nil, ("unknown kid %q"):format(kid:sub(1, 64))
+  end
+  return sb.jwt.verify(token, opts)
+end
+
 -- sb.jwt.verify(token, opts) with opts.key the set; a kid the set lacks fetches it again (within
 -- the limit) and checks once more. Returns what sb.jwt.verify returns; without a set,
 -- nil, "no JWK set: <why>".
@@ -583,8 +631,7 @@ function Jwks:verify(token, opts)
   end
   local o = {}
   for k, v in pairs(opts or {}) do o[k] = v end
-  o.key = doc
-  local claims, reason = sb.jwt.verify(token, o)
+  local claims, reason = verify_with(token, o, doc)
   if claims == nil and reason:find("^unknown kid") then
     -- Another worker may have fetched the set since: its copy first, then a fetch.
     local newer = self:stored_newer()
@@ -592,8 +639,7 @@ function Jwks:verify(token, opts)
       newer = self:fetch()
     end
     if newer then
-      o.key = newer
-      return sb.jwt.verify(token, o)
+      return verify_with(token, o, newer)
     end
   end
   return claims, reason

@@ -364,7 +364,8 @@ CASES = os.path.join(channel_fixtures.FIXTURES, "hangouts", "hangouts.cases.yml"
 
 class CaseFileTests(unittest.TestCase):
     def test_switchboard_test_runs_the_case_file(self):
-        folder = project({"hangouts.cases.yml": open(CASES).read()})
+        with open(CASES) as f:
+            folder = project({"hangouts.cases.yml": f.read()})
         result = run_to_exit(["test", "hangouts.cases.yml"], cwd=folder, timeout=60)
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
         self.assertRegex(result.stdout, r"\n(\d+) passed, 0 failed\n$")
