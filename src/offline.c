@@ -813,7 +813,7 @@ static char *try_bot_config(const char *endpoints_path, int echo, const char *da
 int offline_try(const struct offline_request *t, const struct lua_paths *paths,
                 const struct lua_limits *limits)
 {
-    char err[4096];
+    char err[4096] = ""; /* printed at the end only when something filled it */
     if (!t->credentials) {
         fprintf(stderr, "switchboard: try needs a credentials.yml (here, or --credentials FILE)\n");
         return 2;

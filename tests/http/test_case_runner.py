@@ -367,6 +367,7 @@ class TryTests(unittest.TestCase):
         self.assertEqual(result.returncode, 2, result.stdout)
         self.assertIn("no channel \"slak\" in the credentials (channels: rest, telegram)",
                       result.stdout)
+        self.assertEqual(result.stderr, "")  # nothing more, in particular no stale error text
 
 
 if __name__ == "__main__":
