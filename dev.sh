@@ -71,7 +71,7 @@ tsan_pass() {
   # reports also go to files, so one from a process nobody checks still fails the pass.
   # atexit_sleep_ms=0: TSan otherwise sleeps 1 s in exit while another thread lives, which is
   # exactly the stop that leaves a stuck worker behind (test_shutdown times that exit).
-  (cd build-tsan && TSAN_OPTIONS="suppressions=$PWD/../tests/tsan-suppressions.txt \
+  (cd build-tsan && SB_UNDER_TSAN=1 TSAN_OPTIONS="suppressions=$PWD/../tests/tsan-suppressions.txt \
       log_path=$reports/report second_deadlock_stack=1 atexit_sleep_ms=0" \
       ctest --output-on-failure -j2 -E "$(IFS='|'; echo "${excluded[*]}")") || rc=$?
   if compgen -G "$reports/report*" >/dev/null; then
