@@ -146,7 +146,7 @@ sb.connections = {}
 ---@param sender_id string
 ---@param data string Text (UTF-8), or bytes with `binary`.
 ---@param binary? boolean Send a binary message instead of a text one.
----@return integer count How many connections it was handed to (0: none is open).
+---@return integer count How many of this host's connections it was handed to (0: none is open here; with the Redis store, other hosts' connections get it too, uncounted).
 function sb.connections.send(sender_id, data, binary) end
 
 -- ---- sb.http ------------------------------------------------------------------------------------

@@ -6,7 +6,8 @@
 -- that the client makes by default. The host does the WebSocket framing; this file speaks the
 -- two protocols on top. A polling session lives in sb.store (any worker may take its next
 -- request): its packets wait in the list eio:out:<sid>, which a poll pops with a wait. A
--- WebSocket session lives on its connection (conn.data).
+-- WebSocket session lives on its connection (conn.data); what is emitted to its rooms reaches it
+-- through sb.connections.send, from any worker and, with the Redis store, from any host.
 --
 -- Events, as Rasa: session_request -> session_confirm; user_message_evt (user_uttered) -> the
 -- bot; each bot message -> bot_message_evt (bot_uttered) in Rasa's shapes, to the room of the

@@ -150,6 +150,9 @@ void endpoints_defaults(struct endpoints *e)
     e->store.command_timeout = 5;
     e->store.order = 1;
     e->store.order_lease = 10;
+    e->store.inbox = 1;
+    e->store.claim_interval = 30;
+    e->store.claim_idle = 0; /* the engine makes it the response timeout + 10 s */
 }
 
 /* The value as a number. A string whose text reads as a number counts as one, because ${VAR}
@@ -400,7 +403,8 @@ static int read_server(struct endpoints *e, char *err, size_t errlen)
 
 static const char *const store_keys[] = {"url",   "password",        "username",
                                          "prefix", "tls",           "connect_timeout",
-                                         "command_timeout", "order", "order_lease"};
+                                         "command_timeout", "order", "order_lease",
+                                         "inbox", "claim_interval", "claim_idle"};
 #define N_STORE_KEYS (sizeof store_keys / sizeof store_keys[0])
 
 static int hex_digit(char c)
@@ -555,7 +559,8 @@ static int read_store(struct endpoints *e, char *err, size_t errlen)
             return cfg_error(err, errlen, e->path, store->key_pos[i].line,
                              store->key_pos[i].column,
                              "store: unknown key '%s' (known keys: url, password, username, "
-                             "prefix, tls, connect_timeout, command_timeout, order, order_lease)",
+                             "prefix, tls, connect_timeout, command_timeout, order, order_lease, "
+                             "inbox, claim_interval, claim_idle)",
                              store->keys[i]);
     }
     const cfg_value *url = cfg_map_get(store, "url");
@@ -619,6 +624,27 @@ static int read_store(struct endpoints *e, char *err, size_t errlen)
         if (sc->order_lease < 0.1)
             return cfg_value_error(err, errlen, e->path, v,
                                    "store: 'order_lease' must be at least 0.1 seconds");
+    }
+    if ((v = cfg_map_get(store, "inbox")) != NULL) {
+        if (v->type != CFG_BOOL)
+            return cfg_value_error(err, errlen, e->path, v, "store: 'inbox' must be true or "
+                                   "false, not %s", cfg_type_name(v->type));
+        sc->inbox = v->boolean;
+    }
+    static const struct {
+        const char *key;
+        size_t at;
+    } claim_keys[] = {{"claim_interval", offsetof(struct store_config, claim_interval)},
+                      {"claim_idle", offsetof(struct store_config, claim_idle)}};
+    for (size_t i = 0; i < sizeof claim_keys / sizeof claim_keys[0]; i++) {
+        double *out = (double *)((char *)sc + claim_keys[i].at);
+        if ((v = cfg_map_get(store, claim_keys[i].key)) == NULL)
+            continue;
+        if (store_seconds(e, v, claim_keys[i].key, out, err, errlen))
+            return -1;
+        if (*out < 0.1)
+            return cfg_value_error(err, errlen, e->path, v,
+                                   "store: '%s' must be at least 0.1 seconds", claim_keys[i].key);
     }
     int ipv6 = strchr(sc->host, ':') != NULL;
     snprintf(sc->url_shown, sizeof sc->url_shown, "redis://%s%s%s%s%s:%u/%u", sc->username,

@@ -89,6 +89,10 @@ struct store_config {
     double command_timeout;      /* command_timeout, seconds a call waits for Redis: 5 */
     int order;                   /* order: each sender's turn kept across hosts in Redis: 1 */
     double order_lease;          /* order_lease, seconds a host holds a turn unrenewed: 10 */
+    int inbox;                   /* inbox: async messages kept in a Redis stream until done: 1 */
+    double claim_interval;       /* claim_interval, seconds between claim rounds: 30 */
+    double claim_idle;           /* claim_idle, seconds an entry's holder may stay silent before
+                                  * another host claims it: 0 = the response timeout + 10 s */
     char url_shown[448];         /* the URL without its password, for /status and the log */
     int line, column;            /* position of the `store:` key (0 when absent) */
 };

@@ -9,7 +9,9 @@
  * connection through its worker's inbox, by id: a connection may be gone by then.
  *
  * Senders find connections through bindings (conn:bind(sender_id)), a table shared by every
- * worker under one mutex.
+ * worker under one mutex. With the Redis store, sends also reach the senders' connections on the
+ * other hosts (docs/multi-host.md, "Open connections across hosts"): a worker's first binding of
+ * a sender subscribes to the sender's channel, and every send publishes there.
  *
  * Nothing here starts a job or frees a connection in the middle of a call: a change of state
  * puts the connection on its worker's `ready` list, and connections_run_ready (the worker's
@@ -148,6 +150,9 @@ static void table_remove(struct worker *w, struct connection *c)
 static pthread_mutex_t binding_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct binding *bindings[BINDING_BUCKETS];
 
+static void heard_from_hosts(void *ctx, const char *sender, int binary, const char *data,
+                             size_t len);
+
 static int binding_add(struct connection *c, const char *sender)
 {
     for (size_t i = 0; i < c->sender_count; i++)
@@ -156,7 +161,10 @@ static int binding_add(struct connection *c, const char *sender)
     char **grown = realloc(c->senders, (c->sender_count + 1) * sizeof *grown);
     struct binding *b = calloc(1, sizeof *b + strlen(sender) + 1);
     char *copy = strdup(sender);
-    if (!grown || !b || !copy) {
+    /* With Redis, the worker's first connection bound to the sender subscribes to it. */
+    int watch_failed = grown && b && copy && c->w->redis &&
+                       store_redis_conn_watch(c->w->redis, sender, heard_from_hosts, c->w) != 0;
+    if (!grown || !b || !copy || watch_failed) {
         if (grown)
             c->senders = grown;
         free(b);
@@ -191,8 +199,11 @@ static void bindings_drop(struct connection *c)
         }
     }
     pthread_mutex_unlock(&binding_lock);
-    for (size_t i = 0; i < c->sender_count; i++)
+    for (size_t i = 0; i < c->sender_count; i++) {
+        if (c->w->redis)
+            store_redis_conn_unwatch(c->w->redis, c->senders[i]);
         free(c->senders[i]);
+    }
     free(c->senders);
     c->senders = NULL;
     c->sender_count = 0;
@@ -855,7 +866,30 @@ int connections_send_to_sender(struct worker *self, const char *sender, int bina
             sent++;
         }
     }
+    /* The other hosts' connections: published without waiting, so not counted. */
+    if (self && self->redis)
+        store_redis_conn_publish(self->redis, sender, binary, data, len);
     return sent;
+}
+
+/* What another host sent to a sender this worker holds connections of (its Redis
+ * subscription): to each of them, on this worker only (every worker holding the sender hears
+ * it for itself). */
+static void heard_from_hosts(void *ctx, const char *sender, int binary, const char *data,
+                             size_t len)
+{
+    struct worker *w = ctx;
+    enum { MAX_TARGETS = 64 };
+    char ids[MAX_TARGETS][CONN_ID_SIZE];
+    int count = 0;
+    pthread_mutex_lock(&binding_lock);
+    for (struct binding *b = bindings[hash_text(sender) % BINDING_BUCKETS]; b; b = b->next) {
+        if (b->w == w && strcmp(b->sender, sender) == 0 && count < MAX_TARGETS)
+            memcpy(ids[count++], b->conn_id, CONN_ID_SIZE);
+    }
+    pthread_mutex_unlock(&binding_lock);
+    for (int i = 0; i < count; i++)
+        connection_send(w, ids[i], binary, data, len);
 }
 
 void connection_deliver_mail(struct worker *w, struct conn_mail *m)

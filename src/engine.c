@@ -174,6 +174,51 @@ static double remote_wait_bound(struct lua_task *t, double seconds)
     return seconds <= longest ? seconds : longest;
 }
 
+/* ---- the inbox stream: claimed entries (docs/multi-host.md "Nothing acked is lost") --------- */
+
+struct inbox_call {
+    struct worker *w;
+    const struct store_redis_claimed *e;
+    int channel;
+};
+
+/* pipeline.run("inbox", channel, message JSON, entry id, request id).  [-0,+5,m] */
+static int l_push_inbox(lua_State *L)
+{
+    struct inbox_call *c = lua_touserdata(L, 1);
+    struct script_state *st = c->w->lua;
+    lua_settop(L, 0);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, st->run_ref);
+    lua_pushliteral(L, "inbox");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, st->channel_refs[c->channel]);
+    lua_pushlstring(L, c->e->message, c->e->message_len);
+    lua_pushstring(L, c->e->id);
+    lua_pushstring(L, c->e->request);
+    return 6;
+}
+
+/* A claimed entry runs on this worker's current scripts, through its channel's senders; the
+ * entry of a channel that no longer exists is acknowledged unprocessed. */
+static void inbox_claimed(void *ctx, const struct store_redis_claimed *e)
+{
+    struct worker *w = ctx;
+    const struct channel_set *set = &w->lua->gen->channels;
+    int index = -1;
+    for (size_t i = 0; i < set->count && index < 0; i++)
+        if (set->defs[i].name && strcmp(set->defs[i].name, e->channel) == 0)
+            index = (int)i;
+    if (index < 0) {
+        log_msg(LOG_WARNING, e->request[0] ? e->request : NULL,
+                "sb.store: claimed inbox entry %s is for the channel '%s', which this host does "
+                "not have (any more): acknowledged without processing it",
+                e->id, e->channel);
+        store_redis_inbox_done(w->redis, e->id);
+        return;
+    }
+    struct inbox_call call = {w, e, index};
+    job_start_call(w, NULL, set->defs[index].name, l_push_inbox, &call, 5);
+}
+
 /* ---- workers -------------------------------------------------------------------------------- */
 
 static long earliest(long a, long b)
@@ -230,7 +275,9 @@ static void *worker_main(void *arg)
                     store_redis_end_waits(w->redis); /* long polls answer now */
                 going_away = 1;
             }
-            if ((!w->jobs && !http_server_busy(w->http) && !w->connection_count) ||
+            /* Acknowledgements of processed inbox entries go out before the loop ends. */
+            if ((!w->jobs && !http_server_busy(w->http) && !w->connection_count &&
+                 !store_redis_inbox_busy(w->redis)) ||
                 timers_now_ms() >= w->drain_until_ms)
                 break;
         }
@@ -333,6 +380,7 @@ static int worker_init(struct engine *e, struct worker *w, unsigned index,
         w->store_backend = (struct store_backend){.redis = w->redis, .park = remote_park,
                                                   .wake = remote_wake,
                                                   .wait_bound = remote_wait_bound};
+        store_redis_inbox_setup(w->redis, inbox_claimed, w);
     }
     struct epoll_event http_ev = {.events = EPOLLIN, .data.u64 = EV_HTTP};
     struct epoll_event wake_ev = {.events = EPOLLIN, .data.u64 = EV_WAKE};
@@ -403,7 +451,13 @@ struct engine *engine_create(const struct engine_options *opt, char *err, size_t
     if (sc->redis) {
         /* Redis down at startup is no error: the host serves what needs no store and every
          * worker keeps trying (docs/multi-host.md). */
-        e->redis = store_redis_host_create(sc, e->worker_count);
+        /* An inbox entry's holder renews it while it runs; others claim it after claim_idle of
+         * silence, by default the response timeout and 10 s (docs/configuration.md#store). */
+        struct store_config with_idle = *sc;
+        if (!(with_idle.claim_idle > 0))
+            with_idle.claim_idle = opt->response_timeout + 10;
+        e->redis = store_redis_host_create(&with_idle, e->worker_count);
+        explicit_bzero(with_idle.password, sizeof with_idle.password);
         if (!e->redis) {
             snprintf(err, errlen, "out of memory");
             goto fail;

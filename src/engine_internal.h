@@ -152,9 +152,10 @@ struct engine {
 /* Start a job for a webhook or a declared route: its coroutine runs pipeline.run. */
 void job_start(struct worker *w, struct http_exchange *x, const struct http_request *r,
                const struct route_match *m);
-/* Start a job without an HTTP exchange, for a connection's event: push (run protected on the
- * state's main thread) pushes the function to run and its nargs arguments. The connection is
- * told the job started and ended (connection_job_started, connection_job_done). */
+/* Start a job without an HTTP exchange, for a connection's event or (conn NULL) a claimed inbox
+ * entry, whose job id host.inbox_take sets later: push (run protected on the state's main
+ * thread) pushes the function to run and its nargs arguments. A connection is told the job
+ * started and ended (connection_job_started, connection_job_done). */
 void job_start_call(struct worker *w, struct connection *conn, const char *channel,
                     lua_CFunction push, void *ctx, int nargs);
 /* Resume a job from the worker's inbox: its sender's turn came, or a value for its pop. */

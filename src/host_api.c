@@ -1,14 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /* host_api: the `host` table pipeline.lua receives in pipeline.setup (see engine_internal.h).
  * These are the only calls from the pipeline into the engine: a message's turn and deadline,
- * streaming, answering before processing ends, counting a bot failure, and the recording of a
- * request. Each but bot_failure belongs to the request's own coroutine. */
+ * streaming, answering before processing ends, counting a bot failure, the recording of a
+ * request, and the inbox stream of async messages (store_redis.c). Each but bot_failure belongs
+ * to the request's own coroutine. */
 #include "engine_internal.h"
 
 #include "lua_state.h"
 #include "metrics.h"
 
 #include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
 
 static struct job *running_job(lua_State *L)
 {
@@ -106,6 +109,163 @@ static int l_host_record_calls(lua_State *L)
     return 0;
 }
 
+/* ---- the inbox stream (docs/multi-host.md "Nothing acked is lost") --------------------------- */
+
+/* host.inbox_enabled() -> boolean: the async messages go to the inbox stream first  [-0,+1,-] */
+static int l_host_inbox_enabled(lua_State *L)
+{
+    struct job *job = job_of(L);
+    lua_pushboolean(L, job && store_redis_inbox_on(job->w->redis));
+    return 1;
+}
+
+/* One host.inbox_add waiting for Redis: what came back is kept until the coroutine resumes. */
+struct inbox_wait {
+    struct job *job;
+    struct store_redis_inbox_add *add; /* NULL once answered */
+    char **ids;
+    size_t n;
+    char error[300];
+};
+
+static void inbox_wait_free(struct inbox_wait *p)
+{
+    for (size_t i = 0; p->ids && i < p->n; i++)
+        free(p->ids[i]);
+    free(p->ids);
+    p->ids = NULL;
+    free(p);
+}
+
+static void inbox_added(void *ctx, const char *const *ids, size_t n, const char *error)
+{
+    struct inbox_wait *p = ctx;
+    p->add = NULL;
+    if (ids && (p->ids = calloc(n, sizeof *p->ids)) != NULL) {
+        p->n = n;
+        for (size_t i = 0; i < n; i++)
+            if (!(p->ids[i] = strdup(ids[i])))
+                snprintf(p->error, sizeof p->error, "out of memory");
+    } else {
+        snprintf(p->error, sizeof p->error, "%s", error ? error : "out of memory");
+    }
+    p->job->w->store_backend.wake(&p->job->task);
+}
+
+/* The job stopped waiting (it ends): the entries are left to a claim. */
+static void inbox_cancel(void *ctx)
+{
+    struct inbox_wait *p = ctx;
+    store_redis_inbox_add_detach(p->add);
+    inbox_wait_free(p);
+}
+
+/* The ids as an array, or nil and the error.  [-0,+1|2,m] */
+static int l_push_inbox_ids(lua_State *L)
+{
+    struct inbox_wait *p = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    if (p->error[0]) {
+        lua_pushnil(L);
+        lua_pushstring(L, p->error);
+        return 2;
+    }
+    lua_createtable(L, (int)p->n, 0);
+    for (size_t i = 0; i < p->n; i++) {
+        lua_pushstring(L, p->ids[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 1;
+}
+
+static int after_inbox_add(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    struct job *job = job_of(L);
+    if (job && job->task.cancelled) { /* inbox_cancel freed the record */
+        lua_pushstring(L, job->task.cancelled);
+        return lua_error(L);
+    }
+    struct inbox_wait *p = (struct inbox_wait *)ctx;
+    lua_settop(L, 0);
+    lua_pushcfunction(L, l_push_inbox_ids);
+    lua_pushlightuserdata(L, p);
+    int rc = lua_pcall(L, 1, LUA_MULTRET, 0);
+    inbox_wait_free(p);
+    if (rc != LUA_OK)
+        return lua_error(L);
+    return lua_gettop(L);
+}
+
+/* host.inbox_add(channel, request_id, messages) -> ids | nil, err: appends each message (JSON
+ * text) to the inbox stream, this job running them; waits for Redis. nil when Redis cannot keep
+ * them (logged and counted: the caller processes them anyway)  [-3,+1|2,e] */
+static int l_host_inbox_add(lua_State *L)
+{
+    struct job *job = running_job(L);
+    const char *channel = luaL_checkstring(L, 1);
+    const char *request = luaL_checkstring(L, 2);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    size_t n = (size_t)lua_rawlen(L, 3);
+    if (n == 0 || n > 10000)
+        return luaL_argerror(L, 3, "1 to 10000 messages expected");
+    const char **texts = lua_newuserdatauv(L, n * (sizeof *texts + sizeof(size_t)), 0);
+    size_t *lens = (size_t *)(texts + n);
+    for (size_t i = 0; i < n; i++) {
+        if (lua_rawgeti(L, 3, (lua_Integer)i + 1) != LUA_TSTRING)
+            return luaL_argerror(L, 3, "the messages must be strings (JSON)");
+        texts[i] = lua_tolstring(L, -1, &lens[i]); /* the table keeps it alive */
+        lua_pop(L, 1);
+    }
+    char err[320];
+    struct inbox_wait *p = calloc(1, sizeof *p);
+    if (p) {
+        p->job = job;
+        p->add = store_redis_inbox_add(job->w->redis, channel, request, texts, lens, n, job,
+                                       inbox_added, p, err, sizeof err);
+    } else {
+        snprintf(err, sizeof err, "out of memory");
+    }
+    if (!p || !p->add) {
+        free(p);
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    job->w->store_backend.park(&job->task, inbox_cancel, p);
+    lua_settop(L, 0);
+    return lua_yieldk(L, 0, (lua_KContext)p, after_inbox_add);
+}
+
+/* host.inbox_done(id): the entry was processed: it is acknowledged and deleted  [-0,+0,e] */
+static int l_host_inbox_done(lua_State *L)
+{
+    struct job *job = running_job(L);
+    store_redis_inbox_done(job->w->redis, luaL_checkstring(L, 1));
+    return 0;
+}
+
+/* host.inbox_release(id): the entry was not processed: a claim runs it later  [-0,+0,e] */
+static int l_host_inbox_release(lua_State *L)
+{
+    struct job *job = running_job(L);
+    store_redis_inbox_release(job->w->redis, luaL_checkstring(L, 1));
+    return 0;
+}
+
+/* host.inbox_take(id, request_id) -> boolean: this job runs the claimed entry; its log lines
+ * carry the entry's request id from now on  [-0,+1,e] */
+static int l_host_inbox_take(lua_State *L)
+{
+    struct job *job = running_job(L);
+    const char *id = luaL_checkstring(L, 1);
+    const char *request = luaL_optstring(L, 2, "");
+    if (request[0])
+        snprintf(job->id, sizeof job->id, "%s", request);
+    lua_pushboolean(L, store_redis_inbox_take(job->w->redis, id, job) == 0);
+    return 1;
+}
+
 void host_api_push(lua_State *L)
 {
     static const luaL_Reg functions[] = {
@@ -116,6 +276,11 @@ void host_api_push(lua_State *L)
         {"answer", l_host_answer},
         {"bot_failure", l_host_bot_failure},
         {"record_calls", l_host_record_calls},
+        {"inbox_enabled", l_host_inbox_enabled},
+        {"inbox_add", l_host_inbox_add},
+        {"inbox_done", l_host_inbox_done},
+        {"inbox_release", l_host_inbox_release},
+        {"inbox_take", l_host_inbox_take},
         {NULL, NULL},
     };
     luaL_newlib(L, functions);

@@ -360,6 +360,8 @@ void job_free(struct job *job)
         job->wait->cancel(job);
     if (job->gate_sender)
         release_gate(job);
+    if (w->redis) /* inbox entries it did not finish are left to a claim */
+        store_redis_inbox_owner_ended(w->redis, job);
     lua_request_invalidate(job->req);
     luaL_unref(L, LUA_REGISTRYINDEX, job->req_ref);
     if (job->task.record_ref > 0)
@@ -941,9 +943,12 @@ static int l_call_prepare(lua_State *L)
 void job_start_call(struct worker *w, struct connection *conn, const char *channel,
                     lua_CFunction push, void *ctx, int nargs)
 {
-    struct job *job = job_new(w, connection_id(conn));
+    /* Without a connection: a claimed inbox entry, whose job takes its request id later
+     * (host.inbox_take). */
+    struct job *job = job_new(w, conn ? connection_id(conn) : "");
     if (!job) {
-        log_msg(LOG_ERROR, NULL, "connection %s: out of memory for an event", connection_id(conn));
+        log_msg(LOG_ERROR, NULL, "%s%s: out of memory for an event", conn ? "connection " : "",
+                conn ? connection_id(conn) : channel);
         return;
     }
     lua_State *L = job->st->L;
@@ -952,15 +957,17 @@ void job_start_call(struct worker *w, struct connection *conn, const char *chann
     job_enlist(job);
     struct call_prepare prepare = {job, push, ctx, nargs};
     if (lua_state_push_protected(L, l_call_prepare, &prepare) != LUA_OK) {
-        log_msg(LOG_ERROR, job->id, "no memory left in the channel's Lua state for a connection "
-                                    "event (server.lua_memory_limit): %s",
+        log_msg(LOG_ERROR, job->id, "no memory left in the channel's Lua state for a %s "
+                                    "(server.lua_memory_limit): %s",
+                conn ? "connection event" : "claimed message",
                 lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "");
         lua_settop(L, 0);
         job->conn = NULL;
         job_free(job);
         return;
     }
-    connection_job_started(conn, job);
+    if (conn)
+        connection_job_started(conn, job);
     job->task.co = job->co;
     lua_task_bind(job->co, &job->task);
     lua_xmove(L, job->co, nargs + 1);

@@ -137,7 +137,8 @@ static int l_conn_tostring(lua_State *L)
     return 1;
 }
 
-/* sb.connections.send(sender_id, data[, binary]) -> the number of connections it went to
+/* sb.connections.send(sender_id, data[, binary]) -> the number of this host's connections it
+ * went to (with the Redis store the other hosts' get it too, uncounted: connections.c)
  * [-0,+1,e] */
 static int l_send_to_sender(lua_State *L)
 {

@@ -49,6 +49,9 @@ static _Thread_local struct shard *my_shard;
 
 static atomic_ulong reloads[2][2]; /* [trigger][ok] */
 static atomic_ulong order_events[ORDER_EVENTS]; /* rare: one shared counter each */
+static atomic_ulong inbox_events[INBOX_EVENTS]; /* once per async message: shared, uncontended
+                                                  * enough next to a Redis round trip */
+static atomic_long inbox_pending;
 
 static struct {
     atomic_uint generation;
@@ -488,7 +491,47 @@ int metrics_write_store_redis(struct buffer *out, int up, unsigned long long rec
         if (rc == 0)
             rc = sample(out, order_rows[i].name, "", value);
     }
+    static const struct {
+        const char *name, *help;
+    } inbox_rows[INBOX_EVENTS] = {
+        {"switchboard_inbox_appended_total",
+         "Messages of async channels kept in the inbox stream before their answer."},
+        {"switchboard_inbox_claimed_total",
+         "Inbox entries this host claimed from a host that stopped renewing them."},
+        {"switchboard_inbox_acked_total", "Inbox entries acknowledged once processed."},
+        {"switchboard_inbox_unprotected_total",
+         "Messages of async channels processed without the inbox, Redis being unreachable."},
+        {"switchboard_inbox_dropped_total",
+         "Inbox entries dropped unprocessed after too many deliveries."},
+        {"switchboard_inbox_taken_over_total",
+         "Inbox entries this host ran that another host claimed meanwhile."},
+    };
+    for (int i = 0; i < INBOX_EVENTS && rc == 0; i++) {
+        snprintf(value, sizeof value, "%lu",
+                 atomic_load_explicit(&inbox_events[i], memory_order_relaxed));
+        rc = family(out, inbox_rows[i].name, "counter", inbox_rows[i].help);
+        if (rc == 0)
+            rc = sample(out, inbox_rows[i].name, "", value);
+    }
+    long pending = atomic_load_explicit(&inbox_pending, memory_order_relaxed);
+    snprintf(value, sizeof value, "%ld", pending > 0 ? pending : 0);
+    if (rc == 0)
+        rc = family(out, "switchboard_inbox_pending", "gauge",
+                    "Inbox entries this host holds and has not acknowledged yet.");
+    if (rc == 0)
+        rc = sample(out, "switchboard_inbox_pending", "", value);
     return rc;
+}
+
+void metrics_inbox(enum metrics_inbox_event event, unsigned long n)
+{
+    if (event >= 0 && event < INBOX_EVENTS)
+        atomic_fetch_add_explicit(&inbox_events[event], n, memory_order_relaxed);
+}
+
+void metrics_inbox_pending_add(long delta)
+{
+    atomic_fetch_add_explicit(&inbox_pending, delta, memory_order_relaxed);
 }
 
 void metrics_order(enum metrics_order_event event)

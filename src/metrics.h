@@ -73,6 +73,16 @@ int metrics_write_store_redis(struct buffer *out, int up, unsigned long long rec
  * before its message ended, a turn taken over from a holder whose lease ran out. */
 enum metrics_order_event { ORDER_FALLBACK, ORDER_LEASE_LOST, ORDER_LEASE_EXPIRED, ORDER_EVENTS };
 void metrics_order(enum metrics_order_event event);
+/* Events of the inbox stream (docs/multi-host.md "Nothing acked is lost"), written with the Redis
+ * metrics: messages of async channels appended before their answer, entries claimed from a
+ * silent host, entries acknowledged once processed, async messages processed without the inbox
+ * (Redis unreachable), entries dropped after too many deliveries, and entries this host ran
+ * that another host claimed meanwhile (they may have run twice). */
+enum metrics_inbox_event { INBOX_APPENDED, INBOX_CLAIMED, INBOX_ACKED, INBOX_UNPROTECTED,
+                           INBOX_DROPPED, INBOX_TAKEN_OVER, INBOX_EVENTS };
+void metrics_inbox(enum metrics_inbox_event event, unsigned long n);
+/* Entries this host holds in the inbox and has not acknowledged yet (+n / -n). */
+void metrics_inbox_pending_add(long delta);
 /* A message went into the bot (host.message_begin) / came back (host.message_end, or its job
  * ended first: seconds < 0 then, nothing is observed). */
 void metrics_message_begin(void);

@@ -202,6 +202,8 @@ struct store_redis {
     struct wait_key **buckets;
     size_t bucket_count, key_count;
     struct store_redis_turn *turns; /* every sender's turn of this worker (order) */
+    struct inbox *inbox;            /* the inbox stream (store.inbox), NULL when off */
+    struct conn_subs *conn_subs;    /* senders of this worker's connections (across hosts) */
 };
 
 static void settle(struct store_redis *r);
@@ -211,6 +213,10 @@ static void turns_heard(struct store_redis *r, struct wait_key *k, const redisRe
 static void fail_turns(struct store_redis *r, const char *error);
 static void on_reply(redisAsyncContext *ac, void *reply, void *privdata);
 static void on_subscription(redisAsyncContext *ac, void *reply, void *privdata);
+static void inbox_link_up(struct store_redis *r);
+static void inbox_free(struct store_redis *r);
+static void conn_subs_link_up(struct store_redis *r);
+static void conn_subs_free(struct store_redis *r);
 
 /* Note the first failure; settle() acts on it once hiredis has returned. */
 __attribute__((format(printf, 2, 3))) static void fail(struct store_redis *r, const char *fmt, ...)
@@ -757,6 +763,8 @@ static void link_up(struct store_redis *r)
     host_note(r, 1, NULL);
     r->failing = 0;
     r->logged_error[0] = '\0';
+    inbox_link_up(r); /* the inbox's group, acknowledgements cut by the loss, a claim round */
+    conn_subs_link_up(r); /* the subscriptions of connections' senders, again */
 }
 
 static void on_setup(redisAsyncContext *ac, void *reply_ptr, void *privdata)
@@ -1106,6 +1114,8 @@ void store_redis_destroy(struct store_redis *r)
         resolve_free(r->resolving);
         r->resolving = NULL;
     }
+    conn_subs_free(r);
+    inbox_free(r);
     free(r);
 }
 
@@ -1746,4 +1756,1204 @@ struct store_redis_call *store_redis_turn_number(struct store_redis *r, store_re
 {
     struct store_request req = {.op = STORE_OP_INCR, .key = "\0turn:seq", .key_len = 9, .by = 1};
     return store_redis_call(r, &req, done, ctx, err, errlen);
+}
+
+/* ---- open connections across hosts -----------------------------------------------------------
+ * Per worker, a table of the senders its connections are bound to, each with the state of its
+ * subscription to <prefix>conn:<sender> on the subscriber connection. The subscription callback
+ * is this section's own (conn_sub_reply), so the keys' callback never sees these channels. A
+ * message is the sending host's id (32 hex digits), 't' or 'b' (text or binary), then the data;
+ * a worker ignores what its own host sent (that host delivered it already). While the connection
+ * to Redis is down every subscription counts as gone; link_up makes them again. */
+
+#define CONN_INFIX "conn:"
+#define CONN_HOST_ID_LEN 32
+
+enum conn_sub_state { CSUB_NONE, CSUB_PENDING, CSUB_ACTIVE, CSUB_LEAVING };
+
+struct conn_sub {
+    struct conn_sub *next;
+    char *sender;
+    char *channel;              /* <prefix>conn:<sender> */
+    size_t channel_len;
+    unsigned count;             /* this worker's connections bound to the sender */
+    enum conn_sub_state state;
+};
+
+struct conn_subs {
+    struct conn_sub **buckets;
+    size_t bucket_count, count;
+    store_redis_conn_heard heard;
+    void *ctx;
+};
+
+static struct conn_sub **conn_sub_slot(struct conn_subs *t, const char *channel, size_t len)
+{
+    struct conn_sub **p = &t->buckets[hash_bytes(channel, len) & (t->bucket_count - 1)];
+    while (*p && !((*p)->channel_len == len && memcmp((*p)->channel, channel, len) == 0))
+        p = &(*p)->next;
+    return p;
+}
+
+static int conn_subs_grow(struct conn_subs *t)
+{
+    size_t n = t->bucket_count ? t->bucket_count * 2 : 64;
+    struct conn_sub **b = calloc(n, sizeof *b);
+    if (!b)
+        return -1;
+    for (size_t i = 0; i < t->bucket_count; i++) {
+        struct conn_sub *e = t->buckets[i];
+        while (e) {
+            struct conn_sub *next = e->next;
+            size_t at = hash_bytes(e->channel, e->channel_len) & (n - 1);
+            e->next = b[at];
+            b[at] = e;
+            e = next;
+        }
+    }
+    free(t->buckets);
+    t->buckets = b;
+    t->bucket_count = n;
+    return 0;
+}
+
+static void conn_sub_remove(struct conn_subs *t, struct conn_sub *e)
+{
+    struct conn_sub **p = conn_sub_slot(t, e->channel, e->channel_len);
+    if (*p == e) {
+        *p = e->next;
+        t->count--;
+    }
+    free(e->sender);
+    free(e->channel);
+    free(e);
+}
+
+static void conn_sub_reply(redisAsyncContext *ac, void *reply_ptr, void *privdata);
+
+static void conn_sub_send(struct store_redis *r, struct conn_sub *e, const char *verb)
+{
+    const char *argv[] = {verb, e->channel};
+    size_t lens[] = {strlen(verb), e->channel_len};
+    struct conn *c = &r->conns[CONN_SUBSCRIBER];
+    if (!c->ac || redisAsyncCommandArgv(c->ac, conn_sub_reply, r, 2, argv, lens) != REDIS_OK) {
+        /* The context is closing (link_up subscribes again) or out of memory. Not a failure
+         * of the link: this may run inside a script's call, where the link cannot be reset. */
+        e->state = CSUB_NONE;
+        return;
+    }
+    e->state = verb[0] == 'S' ? CSUB_PENDING : CSUB_LEAVING;
+}
+
+/* Subscribe or unsubscribe as the count says, from a settled state. */
+static void conn_sub_settle(struct store_redis *r, struct conn_sub *e)
+{
+    if (!can_send(r)) {
+        e->state = CSUB_NONE; /* the subscription (if any) goes with the connection */
+    } else if (e->count && e->state == CSUB_NONE) {
+        conn_sub_send(r, e, "SUBSCRIBE");
+    } else if (!e->count && e->state == CSUB_ACTIVE) {
+        conn_sub_send(r, e, "UNSUBSCRIBE");
+    }
+    /* PENDING and LEAVING: their confirmation looks at the count again. */
+    if (!e->count && e->state == CSUB_NONE)
+        conn_sub_remove(r->conn_subs, e);
+}
+
+static void conn_sub_heard(struct store_redis *r, struct conn_sub *e, const redisReply *msg)
+{
+    struct conn_subs *t = r->conn_subs;
+    if (msg->type != REDIS_REPLY_STRING || msg->len < CONN_HOST_ID_LEN + 1 || !t->heard ||
+        !e->count)
+        return;
+    if (memcmp(msg->str, r->h->id, CONN_HOST_ID_LEN) == 0)
+        return; /* this host's own send: its connections have it */
+    const char *data = msg->str + CONN_HOST_ID_LEN + 1;
+    t->heard(t->ctx, e->sender, msg->str[CONN_HOST_ID_LEN] == 'b', data,
+             msg->len - CONN_HOST_ID_LEN - 1);
+}
+
+/* A confirmation, or a message. A NULL reply (the context is being freed) says nothing about
+ * which channel: link_up starts every subscription afresh. */
+static void conn_sub_reply(redisAsyncContext *ac, void *reply_ptr, void *privdata)
+{
+    (void)ac;
+    struct store_redis *r = privdata;
+    const redisReply *reply = reply_ptr;
+    if (!reply || !r->conn_subs || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
+        reply->element[0]->type != REDIS_REPLY_STRING ||
+        reply->element[1]->type != REDIS_REPLY_STRING || !r->conn_subs->bucket_count)
+        return;
+    struct conn_sub *e =
+        *conn_sub_slot(r->conn_subs, reply->element[1]->str, reply->element[1]->len);
+    if (!e)
+        return;
+    const char *kind = reply->element[0]->str;
+    if (strcmp(kind, "message") == 0) {
+        conn_sub_heard(r, e, reply->element[2]); /* LEAVING too: a connection may bind again */
+    } else if (strcmp(kind, "subscribe") == 0 && e->state == CSUB_PENDING) {
+        e->state = CSUB_ACTIVE;
+        conn_sub_settle(r, e); /* every connection left meanwhile: unsubscribe */
+    } else if (strcmp(kind, "unsubscribe") == 0 && e->state == CSUB_LEAVING) {
+        e->state = CSUB_NONE;
+        conn_sub_settle(r, e); /* a connection came meanwhile: subscribe again */
+    }
+}
+
+static void conn_subs_link_up(struct store_redis *r)
+{
+    struct conn_subs *t = r->conn_subs;
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->bucket_count; i++) {
+        struct conn_sub *e = t->buckets[i];
+        while (e) {
+            struct conn_sub *next = e->next;
+            e->state = CSUB_NONE; /* whatever it was, it was on a connection that is gone */
+            conn_sub_settle(r, e);
+            e = next;
+        }
+    }
+}
+
+static void conn_subs_free(struct store_redis *r)
+{
+    struct conn_subs *t = r->conn_subs;
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->bucket_count; i++) {
+        while (t->buckets[i]) {
+            struct conn_sub *e = t->buckets[i];
+            t->buckets[i] = e->next;
+            free(e->sender);
+            free(e->channel);
+            free(e);
+        }
+    }
+    free(t->buckets);
+    free(t);
+    r->conn_subs = NULL;
+}
+
+int store_redis_conn_watch(struct store_redis *r, const char *sender,
+                           store_redis_conn_heard heard, void *ctx)
+{
+    if (!r->conn_subs && !(r->conn_subs = calloc(1, sizeof *r->conn_subs)))
+        return -1;
+    struct conn_subs *t = r->conn_subs;
+    t->heard = heard;
+    t->ctx = ctx;
+    size_t channel_len;
+    char *channel = joined(r->cfg->prefix, CONN_INFIX, sizeof CONN_INFIX - 1, sender,
+                           &channel_len);
+    if (!channel)
+        return -1;
+    if (t->count >= t->bucket_count && conn_subs_grow(t) != 0) {
+        free(channel);
+        return -1;
+    }
+    struct conn_sub **slot = conn_sub_slot(t, channel, channel_len);
+    struct conn_sub *e = *slot;
+    if (e) {
+        free(channel);
+    } else {
+        e = calloc(1, sizeof *e);
+        if (!e || !(e->sender = strdup(sender))) {
+            free(e);
+            free(channel);
+            return -1;
+        }
+        e->channel = channel;
+        e->channel_len = channel_len;
+        *slot = e;
+        t->count++;
+    }
+    e->count++;
+    if (e->count == 1)
+        conn_sub_settle(r, e);
+    return 0;
+}
+
+void store_redis_conn_unwatch(struct store_redis *r, const char *sender)
+{
+    struct conn_subs *t = r->conn_subs;
+    if (!t || !t->bucket_count)
+        return;
+    size_t channel_len;
+    char *channel = joined(r->cfg->prefix, CONN_INFIX, sizeof CONN_INFIX - 1, sender,
+                           &channel_len);
+    if (!channel)
+        return; /* the subscription stays until the connection to Redis goes: harmless */
+    struct conn_sub *e = *conn_sub_slot(t, channel, channel_len);
+    free(channel);
+    if (!e || !e->count)
+        return;
+    if (--e->count == 0)
+        conn_sub_settle(r, e);
+}
+
+int store_redis_conn_publish(struct store_redis *r, const char *sender, int binary,
+                             const char *data, size_t len)
+{
+    if (!can_send(r) || strlen(r->h->id) != CONN_HOST_ID_LEN)
+        return 0;
+    size_t channel_len;
+    char *channel = joined(r->cfg->prefix, CONN_INFIX, sizeof CONN_INFIX - 1, sender,
+                           &channel_len);
+    char *message = malloc(CONN_HOST_ID_LEN + 1 + len);
+    if (!channel || !message) {
+        free(channel);
+        free(message);
+        return 0;
+    }
+    memcpy(message, r->h->id, CONN_HOST_ID_LEN);
+    message[CONN_HOST_ID_LEN] = binary ? 'b' : 't';
+    if (len)
+        memcpy(message + CONN_HOST_ID_LEN + 1, data, len);
+    const char *argv[] = {"PUBLISH", channel, message};
+    size_t lens[] = {7, channel_len, CONN_HOST_ID_LEN + 1 + len};
+    send_untracked(r, 3, argv, lens); /* hiredis copies the command */
+    free(channel);
+    free(message);
+    return 1;
+}
+
+/* ---- the inbox stream ------------------------------------------------------------------------
+ * docs/multi-host.md "Nothing acked is lost". Keys: the stream <prefix> NUL "inbox" (no sb.store
+ * key holds a NUL byte), its consumer group "workers", one consumer per host (its id). Each entry
+ * holds one message: fields channel, request (the request id) and message (the UserMessage as
+ * JSON). Four scripts, each one round trip:
+ *   ADD:   XADD every message of a request, then XREADGROUP ">" until they are read: they are in
+ *          this host's pending list from the start, so XAUTOCLAIM can find them if it dies;
+ *   RENEW: for the entries a worker runs, XCLAIM ... JUSTID (idle time back to 0) while the host
+ *          still owns them; the ids it no longer owns come back (another host claimed them);
+ *   ACK:   XACK + XDEL of the entries still owned by this host (an entry another host claimed is
+ *          left to that host);
+ *   CLAIM: XAUTOCLAIM of the entries idle for longer than claim_idle, with their delivery counts
+ *          (XPENDING); those delivered too often are dropped; worker 0 also deletes consumers
+ *          without pending entries that stayed idle (hosts gone).
+ * The commands are tracked like sb.store's calls (the command timeout applies) but answered by
+ * this section's callback. Nothing here starts a job inside a Redis callback: claimed entries are
+ * handed over from a timer, acknowledgements go out from a timer of the next turn. */
+
+#define INBOX_KEY "\0inbox"
+#define INBOX_KEY_LEN 6
+#define INBOX_GROUP "workers"
+#define INBOX_CLAIM_BATCH 100u  /* claimed entries one worker runs at a time, at most */
+#define INBOX_MAX_DELIVERIES 5  /* more: dropped (a message that makes every host die) */
+#define INBOX_CHUNK 256u        /* ids per RENEW or ACK command */
+#define INBOX_ID_SIZE 48        /* "<ms>-<seq>": 41 characters at most */
+#define INBOX_LOG_EVERY_MS 10000u
+
+static const char INBOX_ADD_SCRIPT[] =
+    "local k, g, me, n = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3]) "
+    "local ids = {} "
+    "for i = 1, n do ids[i] = redis.call('xadd', k, '*', 'channel', ARGV[4], 'request', ARGV[5], "
+    "  'message', ARGV[5 + i]) end "
+    "local function read() "
+    "  return redis.pcall('xreadgroup', 'group', g, me, 'count', n + 100, 'streams', k, '>') end "
+    "local r = read() "
+    "if type(r) == 'table' and r.err then "
+    "  if not string.find(r.err, 'NOGROUP', 1, true) then return r end "
+    "  redis.call('xgroup', 'create', k, g, '0') r = read() end "
+    "for _ = 1, 1000 do "
+    "  if type(r) ~= 'table' or r.err then break end "
+    "  local got = r[1][2] "
+    "  if #got == 0 or got[#got][1] == ids[n] then break end "
+    "  r = read() end "
+    "return ids";
+
+static const char INBOX_RENEW_SCRIPT[] =
+    "local k, g, me = KEYS[1], ARGV[1], ARGV[2] "
+    "local lost = {} "
+    "for i = 3, #ARGV do "
+    "  local p = redis.pcall('xpending', k, g, ARGV[i], ARGV[i], 1) "
+    "  if type(p) == 'table' and p[1] and p[1][2] == me then "
+    "    redis.call('xclaim', k, g, me, 0, ARGV[i], 'justid') "
+    "  else lost[#lost + 1] = ARGV[i] end end "
+    "return lost";
+
+static const char INBOX_ACK_SCRIPT[] =
+    "local k, g, me = KEYS[1], ARGV[1], ARGV[2] "
+    "local out = {} "
+    "for i = 3, #ARGV do "
+    "  local p = redis.pcall('xpending', k, g, ARGV[i], ARGV[i], 1) "
+    "  local e = type(p) == 'table' and p[1] "
+    "  if e and e[2] ~= me then out[#out + 1] = 0 "
+    "  else "
+    "    if e then redis.call('xack', k, g, ARGV[i]) end "
+    "    redis.call('xdel', k, ARGV[i]) "
+    "    out[#out + 1] = e and 1 or 2 end end "
+    "return out";
+
+static const char INBOX_CLAIM_SCRIPT[] =
+    "local k, g, me = KEYS[1], ARGV[1], ARGV[2] "
+    "local r = redis.pcall('xautoclaim', k, g, me, ARGV[3], ARGV[4], 'count', ARGV[5]) "
+    "if type(r) == 'table' and r.err then "
+    "  if not string.find(r.err, 'NOGROUP', 1, true) then return r end "
+    "  redis.call('xgroup', 'create', k, g, '0', 'mkstream') return {'0-0', {}, {}} end "
+    "local run, dropped = {}, {} "
+    "for _, e in ipairs(r[2]) do "
+    "  if type(e) == 'table' and type(e[2]) == 'table' then "
+    "    local p = redis.call('xpending', k, g, e[1], e[1], 1) "
+    "    local n = p[1] and p[1][4] or 1 "
+    "    if n > tonumber(ARGV[6]) then "
+    "      redis.call('xack', k, g, e[1]) redis.call('xdel', k, e[1]) "
+    "      dropped[#dropped + 1] = {e[1], e[2], n} "
+    "    else run[#run + 1] = {e[1], e[2], n} end end end "
+    "if ARGV[7] == '1' then "
+    "  local gone = 0 "
+    "  for _, c in ipairs(redis.call('xinfo', 'consumers', k, g)) do "
+    "    local f = {} "
+    "    for i = 1, #c, 2 do f[c[i]] = c[i + 1] end "
+    "    if gone < 100 and f.pending == 0 and f.idle > tonumber(ARGV[3]) and f.name ~= me then "
+    "      redis.call('xgroup', 'delconsumer', k, g, f.name) gone = gone + 1 end end end "
+    "return {r[1], run, dropped}";
+
+enum inbox_cmd_kind { ICMD_GROUP, ICMD_ADD, ICMD_RENEW, ICMD_ACK, ICMD_CLAIM };
+
+struct inbox_entry {
+    struct inbox_entry *next_in_bucket;
+    struct inbox_entry *prev, *next; /* every entry of the worker */
+    char id[INBOX_ID_SIZE];
+    void *owner;                /* the job running it; NULL: claimed, its job not started yet */
+    unsigned claimed : 1;       /* from a claim: counts against INBOX_CLAIM_BATCH */
+    unsigned acking : 1;        /* processed: its acknowledgement is queued or on its way */
+    unsigned ack_sent : 1;      /* ... on its way */
+    unsigned lost : 1;          /* another host claimed it meanwhile (logged, counted) */
+};
+
+/* A claimed entry waiting for its job (started from a timer, not inside the reply). */
+struct inbox_start {
+    struct inbox_start *next;
+    struct store_redis_claimed e;
+    char *data;                 /* the strings e points into */
+};
+
+struct inbox {
+    struct store_redis *r;
+    char *key;                  /* <prefix> NUL inbox */
+    size_t key_len;
+    struct inbox_entry **buckets;
+    size_t bucket_count, count;
+    struct inbox_entry *head;
+    size_t claimed_running;     /* entries from claims not acknowledged yet */
+    size_t owned;               /* entries with an owner (a job's end looks only when some) */
+    size_t acks_queued, acks_sent;
+    struct timer renew_timer, claim_timer, flush_timer, start_timer;
+    struct inbox_start *starts, *starts_tail;
+    char cursor[INBOX_ID_SIZE]; /* where the next XAUTOCLAIM goes on */
+    int claiming;               /* a CLAIM waits for its reply */
+    store_redis_claimed_fn claimed;
+    void *ctx;
+    uint64_t logged_ms, lost_logged_ms;
+    unsigned long unlogged, lost_unlogged;
+};
+
+struct store_redis_inbox_add {
+    struct store_redis *r;
+    store_redis_added_fn done;  /* NULL once detached */
+    void *ctx, *owner;
+    size_t n;
+};
+
+struct inbox_cmd {
+    enum inbox_cmd_kind kind;
+    struct store_redis_inbox_add *add;
+    size_t n;
+    char (*ids)[INBOX_ID_SIZE]; /* RENEW, ACK */
+};
+
+static uint64_t inbox_idle_ms(const struct store_redis *r)
+{
+    return (uint64_t)(r->cfg->claim_idle * 1000.0 + 0.5);
+}
+
+int store_redis_inbox_on(const struct store_redis *r) { return r && r->cfg->inbox && r->inbox; }
+
+static size_t inbox_hash(const char *id) { return hash_bytes(id, strlen(id)); }
+
+static struct inbox_entry **inbox_slot(struct inbox *ib, const char *id)
+{
+    struct inbox_entry **p = &ib->buckets[inbox_hash(id) & (ib->bucket_count - 1)];
+    while (*p && strcmp((*p)->id, id) != 0)
+        p = &(*p)->next_in_bucket;
+    return p;
+}
+
+static struct inbox_entry *inbox_find(struct inbox *ib, const char *id)
+{
+    return ib && ib->bucket_count ? *inbox_slot(ib, id) : NULL;
+}
+
+static int inbox_grow(struct inbox *ib)
+{
+    size_t n = ib->bucket_count ? ib->bucket_count * 2 : 64;
+    struct inbox_entry **b = calloc(n, sizeof *b);
+    if (!b)
+        return -1;
+    for (struct inbox_entry *e = ib->head; e; e = e->next) {
+        size_t at = inbox_hash(e->id) & (n - 1);
+        e->next_in_bucket = b[at];
+        b[at] = e;
+    }
+    free(ib->buckets);
+    ib->buckets = b;
+    ib->bucket_count = n;
+    return 0;
+}
+
+static void inbox_arm_renewal(struct inbox *ib)
+{
+    if (ib->renew_timer.slot == TIMER_IDLE)
+        timer_start(ib->r->timers, &ib->renew_timer, timers_now_ms() + inbox_idle_ms(ib->r) / 3);
+}
+
+/* A new entry this worker runs (or is about to). NULL when out of memory (or already known). */
+static struct inbox_entry *inbox_track(struct inbox *ib, const char *id, size_t len, void *owner,
+                                       int claimed)
+{
+    if (len == 0 || len >= INBOX_ID_SIZE)
+        return NULL;
+    if (ib->count >= ib->bucket_count && inbox_grow(ib) != 0)
+        return NULL;
+    char key[INBOX_ID_SIZE];
+    memcpy(key, id, len);
+    key[len] = '\0';
+    struct inbox_entry **slot = inbox_slot(ib, key);
+    if (*slot)
+        return NULL;
+    struct inbox_entry *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    memcpy(e->id, key, len + 1);
+    e->owner = owner;
+    ib->owned += owner != NULL;
+    e->claimed = claimed != 0;
+    *slot = e;
+    e->next = ib->head;
+    if (ib->head)
+        ib->head->prev = e;
+    ib->head = e;
+    ib->count++;
+    if (claimed)
+        ib->claimed_running++;
+    metrics_inbox_pending_add(1);
+    inbox_arm_renewal(ib);
+    return e;
+}
+
+static void inbox_untrack(struct inbox *ib, struct inbox_entry *e)
+{
+    struct inbox_entry **slot = inbox_slot(ib, e->id);
+    if (*slot == e)
+        *slot = e->next_in_bucket;
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        ib->head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    ib->count--;
+    ib->owned -= e->owner != NULL;
+    if (e->claimed)
+        ib->claimed_running--;
+    if (e->acking && e->ack_sent)
+        ib->acks_sent--;
+    else if (e->acking)
+        ib->acks_queued--;
+    metrics_inbox_pending_add(-1);
+    free(e);
+}
+
+/* Some lines are logged at most every 10 s per worker (a Redis outage would flood the log). */
+static int inbox_may_log(uint64_t *last, unsigned long *unlogged)
+{
+    uint64_t now = timers_now_ms();
+    if (*last && now - *last < INBOX_LOG_EVERY_MS) {
+        (*unlogged)++;
+        return 0;
+    }
+    *last = now;
+    return 1;
+}
+
+/* Messages that run without the inbox: counted, logged at most every 10 s. */
+static void inbox_unprotected(struct store_redis *r, size_t n, const char *request,
+                              const char *error)
+{
+    struct inbox *ib = r->inbox;
+    metrics_inbox(INBOX_UNPROTECTED, n);
+    unsigned long before = ib->unlogged;
+    if (!inbox_may_log(&ib->logged_ms, &ib->unlogged))
+        return;
+    log_msg(LOG_ERROR, request, "sb.store: %zu message%s of an async channel could not be kept in "
+                                "the inbox stream (%s): processed without it, so they are lost if "
+                                "this host dies before they are done%s",
+            n, n == 1 ? "" : "s", error, before ? "; so were earlier messages since the last "
+                                                  "such line" : "");
+    ib->unlogged = 0;
+}
+
+static void inbox_taken_over(struct store_redis *r, struct inbox_entry *e)
+{
+    struct inbox *ib = r->inbox;
+    if (e->lost)
+        return;
+    e->lost = 1;
+    metrics_inbox(INBOX_TAKEN_OVER, 1);
+    unsigned long before = ib->lost_unlogged;
+    if (!inbox_may_log(&ib->lost_logged_ms, &ib->lost_unlogged))
+        return;
+    log_msg(LOG_WARNING, NULL, "sb.store: inbox entry %s was claimed by another host while worker "
+                               "%u ran it (it did not renew it within store.claim_idle %g s): "
+                               "the message may run twice%s",
+            e->id, r->index, r->cfg->claim_idle,
+            before ? "; so may earlier ones since the last such line" : "");
+    ib->lost_unlogged = 0;
+}
+
+static void inbox_on_reply(redisAsyncContext *ac, void *reply, void *privdata);
+
+/* Send one command of this section, tracked for the command timeout. */
+static int inbox_send(struct store_redis *r, struct inbox_cmd *cmd, int argc, const char **argv,
+                      const size_t *lens)
+{
+    if (!can_send(r) || r->fl_count >= MAX_IN_FLIGHT)
+        return -1;
+    struct store_redis_call *call = calloc(1, sizeof *call);
+    if (!call)
+        return -1;
+    call->r = r;
+    call->ctx = cmd;
+    call->timer = TIMER_INIT(wait_timed_out); /* never started */
+    if (redisAsyncCommandArgv(r->conns[CONN_COMMANDS].ac, inbox_on_reply, call, argc, argv,
+                              lens) != REDIS_OK) {
+        free(call);
+        return -1;
+    }
+    call->in_flight = 1;
+    call->sent_ms = timers_now_ms();
+    call->fl_prev = r->fl_tail;
+    if (r->fl_tail)
+        r->fl_tail->fl_next = call;
+    else
+        r->fl_head = call;
+    r->fl_tail = call;
+    r->fl_count++;
+    if (r->fl_head == call)
+        arm_reply_timer(r);
+    return 0;
+}
+
+/* EVAL script 1 key group consumer args... */
+static int inbox_eval(struct store_redis *r, struct inbox_cmd *cmd, const char *script,
+                      size_t script_len, size_t extra, const char *const *args,
+                      const size_t *arg_lens)
+{
+    size_t argc = 6 + extra;
+    const char **argv = malloc(argc * sizeof *argv);
+    size_t *lens = malloc(argc * sizeof *lens);
+    int rc = -1;
+    if (argv && lens) {
+        argv[0] = "EVAL", lens[0] = 4;
+        argv[1] = script, lens[1] = script_len;
+        argv[2] = "1", lens[2] = 1;
+        argv[3] = r->inbox->key, lens[3] = r->inbox->key_len;
+        argv[4] = INBOX_GROUP, lens[4] = sizeof INBOX_GROUP - 1;
+        argv[5] = r->h->id, lens[5] = strlen(r->h->id);
+        for (size_t i = 0; i < extra; i++) {
+            argv[6 + i] = args[i];
+            lens[6 + i] = arg_lens ? arg_lens[i] : strlen(args[i]);
+        }
+        rc = inbox_send(r, cmd, (int)argc, argv, lens);
+    }
+    free(argv);
+    free(lens);
+    return rc;
+}
+
+static struct inbox_cmd *inbox_cmd_new(enum inbox_cmd_kind kind, size_t n)
+{
+    struct inbox_cmd *cmd = calloc(1, sizeof *cmd);
+    if (!cmd)
+        return NULL;
+    cmd->kind = kind;
+    cmd->n = n;
+    if (n && !(cmd->ids = calloc(n, sizeof *cmd->ids))) {
+        free(cmd);
+        return NULL;
+    }
+    return cmd;
+}
+
+static void inbox_cmd_free(struct inbox_cmd *cmd)
+{
+    free(cmd->ids);
+    cmd->ids = NULL;
+    free(cmd);
+}
+
+/* RENEW or ACK for up to INBOX_CHUNK ids. */
+static int inbox_send_ids(struct store_redis *r, enum inbox_cmd_kind kind,
+                          struct inbox_entry **entries, size_t n)
+{
+    struct inbox_cmd *cmd = inbox_cmd_new(kind, n);
+    const char *args[INBOX_CHUNK];
+    if (!cmd)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(cmd->ids[i], entries[i]->id, INBOX_ID_SIZE);
+        args[i] = cmd->ids[i];
+    }
+    const char *script = kind == ICMD_ACK ? INBOX_ACK_SCRIPT : INBOX_RENEW_SCRIPT;
+    size_t len = kind == ICMD_ACK ? sizeof INBOX_ACK_SCRIPT - 1 : sizeof INBOX_RENEW_SCRIPT - 1;
+    if (inbox_eval(r, cmd, script, len, n, args, NULL) != 0) {
+        inbox_cmd_free(cmd);
+        return -1;
+    }
+    return 0;
+}
+
+static int inbox_flush_batch(struct store_redis *r, struct inbox_entry **batch, size_t *n)
+{
+    struct inbox *ib = r->inbox;
+    if (!can_send(r) || inbox_send_ids(r, ICMD_ACK, batch, *n) != 0)
+        return -1; /* sent when the connection is back (link_up) */
+    for (size_t i = 0; i < *n; i++)
+        batch[i]->ack_sent = 1;
+    ib->acks_queued -= *n;
+    ib->acks_sent += *n;
+    *n = 0;
+    return 0;
+}
+
+/* Send the queued acknowledgements (while connected; else when the connection is back). */
+static void inbox_flush(struct store_redis *r)
+{
+    struct inbox *ib = r->inbox;
+    struct inbox_entry *batch[INBOX_CHUNK];
+    size_t n = 0;
+    for (struct inbox_entry *e = ib->head; e && ib->acks_queued > n; e = e->next) {
+        if (!e->acking || e->ack_sent)
+            continue;
+        batch[n++] = e;
+        if (n == INBOX_CHUNK && inbox_flush_batch(r, batch, &n) != 0)
+            return;
+    }
+    if (n)
+        inbox_flush_batch(r, batch, &n);
+}
+
+static void inbox_flush_fired(struct timer *t)
+{
+    struct inbox *ib = CONTAINER(t, struct inbox, flush_timer);
+    inbox_flush(ib->r);
+    settle(ib->r);
+}
+
+/* Every third of claim_idle while the worker runs entries: renew those it still owns. */
+static void inbox_renew_fired(struct timer *t)
+{
+    struct inbox *ib = CONTAINER(t, struct inbox, renew_timer);
+    struct store_redis *r = ib->r;
+    struct inbox_entry *batch[INBOX_CHUNK];
+    size_t n = 0;
+    for (struct inbox_entry *e = ib->head; e && can_send(r); e = e->next) {
+        if (e->lost)
+            continue;
+        batch[n++] = e;
+        if (n == INBOX_CHUNK) {
+            if (inbox_send_ids(r, ICMD_RENEW, batch, n) != 0)
+                break;
+            n = 0;
+        }
+    }
+    if (n && can_send(r))
+        inbox_send_ids(r, ICMD_RENEW, batch, n);
+    if (ib->count)
+        timer_start(r->timers, &ib->renew_timer, timers_now_ms() + inbox_idle_ms(r) / 3);
+    settle(r);
+}
+
+static void inbox_schedule_claim(struct inbox *ib, uint64_t in_ms)
+{
+    struct store_redis *r = ib->r;
+    if (r->ending)
+        return;
+    timer_start(r->timers, &ib->claim_timer, timers_now_ms() + in_ms);
+}
+
+/* A round of claims: at most as many entries as the batch has room for. */
+static void inbox_claim_fired(struct timer *t)
+{
+    struct inbox *ib = CONTAINER(t, struct inbox, claim_timer);
+    struct store_redis *r = ib->r;
+    uint64_t interval = (uint64_t)(r->cfg->claim_interval * 1000.0 + 0.5);
+    /* 0.9 to 1.1 times the interval, so hosts started together do not claim in step. */
+    uint64_t next = interval - interval / 10 + (interval / 5 ? (unsigned)rand_r(&r->seed) %
+                                                                   (interval / 5) : 0);
+    size_t room = ib->claimed_running < INBOX_CLAIM_BATCH
+                      ? INBOX_CLAIM_BATCH - ib->claimed_running
+                      : 0;
+    if (ib->claiming || !can_send(r) || r->ending) {
+        inbox_schedule_claim(ib, next); /* link_up claims at once when the connection is back */
+        return;
+    }
+    if (room == 0) { /* the claimed entries still run: look again soon */
+        inbox_schedule_claim(ib, next < 1000 ? next : 1000);
+        return;
+    }
+    struct inbox_cmd *cmd = inbox_cmd_new(ICMD_CLAIM, 0);
+    char idle[32], count[32], max[32];
+    snprintf(idle, sizeof idle, "%llu", (unsigned long long)inbox_idle_ms(r));
+    snprintf(count, sizeof count, "%zu", room);
+    snprintf(max, sizeof max, "%d", INBOX_MAX_DELIVERIES);
+    const char *args[] = {idle, ib->cursor, count, max, r->index == 0 ? "1" : "0"};
+    if (cmd && inbox_eval(r, cmd, INBOX_CLAIM_SCRIPT, sizeof INBOX_CLAIM_SCRIPT - 1, 5, args,
+                          NULL) == 0)
+        ib->claiming = 1;
+    else if (cmd)
+        inbox_cmd_free(cmd);
+    inbox_schedule_claim(ib, next);
+    settle(r);
+}
+
+/* The claimed entries' jobs start, oldest first; an entry no job took is released. */
+static void inbox_start_fired(struct timer *t)
+{
+    struct inbox *ib = CONTAINER(t, struct inbox, start_timer);
+    struct store_redis *r = ib->r;
+    while (ib->starts) {
+        struct inbox_start *s = ib->starts;
+        ib->starts = s->next;
+        if (!ib->starts)
+            ib->starts_tail = NULL;
+        if (ib->claimed && !r->ending) /* a host that stops leaves them to the others */
+            ib->claimed(ib->ctx, &s->e);
+        struct inbox_entry *e = inbox_find(ib, s->e.id);
+        if (e && !e->owner && !e->acking) {
+            log_msg(LOG_WARNING, s->e.request, "sb.store: inbox entry %s (channel %s) could not "
+                                               "start on worker %u: left for a later claim",
+                    s->e.id, s->e.channel, r->index);
+            inbox_untrack(ib, e);
+        }
+        free(s->data);
+        free(s);
+    }
+    settle(r);
+}
+
+static const redisReply *field(const redisReply *fields, const char *name)
+{
+    for (size_t i = 0; i + 1 < fields->elements; i += 2)
+        if (fields->element[i]->type == REDIS_REPLY_STRING &&
+            strcmp(fields->element[i]->str, name) == 0 &&
+            fields->element[i + 1]->type == REDIS_REPLY_STRING)
+            return fields->element[i + 1];
+    return NULL;
+}
+
+/* A claimed (or dropped) entry: {id, {field, value, ...}, deliveries}. NULL when malformed. */
+static struct inbox_start *inbox_start_new(const redisReply *e)
+{
+    if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
+        e->element[0]->type != REDIS_REPLY_STRING || e->element[1]->type != REDIS_REPLY_ARRAY)
+        return NULL;
+    const redisReply *id = e->element[0], *fields = e->element[1];
+    const redisReply *channel = field(fields, "channel"), *request = field(fields, "request"),
+                     *message = field(fields, "message");
+    struct inbox_start *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    size_t cl = channel ? channel->len : 0, rl = request ? request->len : 0,
+           ml = message ? message->len : 0;
+    s->data = malloc(id->len + cl + rl + ml + 4);
+    if (!s->data) {
+        free(s);
+        return NULL;
+    }
+    char *p = s->data;
+    s->e.id = p;
+    memcpy(p, id->str, id->len);
+    p[id->len] = '\0';
+    p += id->len + 1;
+    s->e.channel = p;
+    if (cl)
+        memcpy(p, channel->str, cl);
+    p[cl] = '\0';
+    p += cl + 1;
+    s->e.request = p;
+    if (rl)
+        memcpy(p, request->str, rl);
+    p[rl] = '\0';
+    p += rl + 1;
+    s->e.message = p;
+    if (ml)
+        memcpy(p, message->str, ml);
+    p[ml] = '\0';
+    s->e.message_len = ml;
+    s->e.deliveries = e->element[2]->type == REDIS_REPLY_INTEGER ? e->element[2]->integer : 0;
+    return s;
+}
+
+static void inbox_claim_reply(struct store_redis *r, const redisReply *reply)
+{
+    struct inbox *ib = r->inbox;
+    ib->claiming = 0;
+    if (!reply)
+        return;
+    if (reply->type == REDIS_REPLY_ERROR || reply->type != REDIS_REPLY_ARRAY ||
+        reply->elements < 3 || reply->element[0]->type != REDIS_REPLY_STRING) {
+        log_msg(LOG_WARNING, NULL, "sb.store: worker %u could not claim inbox entries: %s",
+                r->index, reply->type == REDIS_REPLY_ERROR ? reply->str : "an unexpected reply");
+        return;
+    }
+    snprintf(ib->cursor, sizeof ib->cursor, "%s", reply->element[0]->str);
+    const redisReply *run = reply->element[1], *dropped = reply->element[2];
+    for (size_t i = 0; dropped->type == REDIS_REPLY_ARRAY && i < dropped->elements; i++) {
+        struct inbox_start *s = inbox_start_new(dropped->element[i]);
+        metrics_inbox(INBOX_DROPPED, 1);
+        if (!s)
+            continue;
+        log_msg(LOG_ERROR, s->e.request, "sb.store: inbox entry %s (channel %s) was delivered %lld "
+                                         "times without being processed (each host that ran it "
+                                         "stopped?): dropped unprocessed: %.*s",
+                s->e.id, s->e.channel, s->e.deliveries,
+                (int)(s->e.message_len > 300 ? 300 : s->e.message_len), s->e.message);
+        free(s->data);
+        free(s);
+    }
+    size_t claimed = 0;
+    for (size_t i = 0; run->type == REDIS_REPLY_ARRAY && i < run->elements; i++) {
+        struct inbox_start *s = inbox_start_new(run->element[i]);
+        if (!s || !inbox_track(ib, s->e.id, strlen(s->e.id), NULL, 1)) {
+            /* Not tracked: never renewed, so it is claimed again later. */
+            if (s)
+                free(s->data);
+            free(s);
+            continue;
+        }
+        claimed++;
+        if (ib->starts_tail)
+            ib->starts_tail->next = s;
+        else
+            ib->starts = s;
+        ib->starts_tail = s;
+    }
+    if (claimed) {
+        metrics_inbox(INBOX_CLAIMED, claimed);
+        log_msg(LOG_INFO, NULL, "sb.store: worker %u claimed %zu inbox entr%s of a host that "
+                                "stopped renewing them",
+                r->index, claimed, claimed == 1 ? "y" : "ies");
+        timer_start(r->timers, &ib->start_timer, timers_now_ms());
+    }
+    if (strcmp(ib->cursor, "0-0") != 0) /* more of the pending list to look at: soon */
+        inbox_schedule_claim(ib, claimed ? 100 : 1000);
+}
+
+static void inbox_add_reply(struct store_redis *r, struct store_redis_inbox_add *a,
+                            const redisReply *reply)
+{
+    struct inbox *ib = r->inbox;
+    char error[300] = "";
+    if (!reply)
+        snprintf(error, sizeof error, "store unavailable: %s", r->error);
+    else if (reply->type == REDIS_REPLY_ERROR)
+        snprintf(error, sizeof error, "store error: %s", reply->str);
+    else if (reply->type != REDIS_REPLY_ARRAY || reply->elements != a->n)
+        snprintf(error, sizeof error, "store error: an unexpected reply from Redis");
+    for (size_t i = 0; !error[0] && i < a->n; i++)
+        if (reply->element[i]->type != REDIS_REPLY_STRING ||
+            reply->element[i]->len >= INBOX_ID_SIZE)
+            snprintf(error, sizeof error, "store error: an unexpected reply from Redis");
+    if (error[0]) {
+        if (a->done) {
+            inbox_unprotected(r, a->n, NULL, error);
+            a->done(a->ctx, NULL, 0, error);
+        }
+        free(a);
+        return;
+    }
+    metrics_inbox(INBOX_APPENDED, a->n);
+    if (!a->done) { /* its job stopped waiting: the entries are left to a claim */
+        free(a);
+        return;
+    }
+    const char *ids[64], **many = a->n > 64 ? malloc(a->n * sizeof *many) : ids;
+    if (!many) {
+        a->done(a->ctx, NULL, 0, "out of memory");
+        free(a);
+        return;
+    }
+    for (size_t i = 0; i < a->n; i++) {
+        many[i] = reply->element[i]->str;
+        /* Not tracked (out of memory): not renewed, so claimed later; it may run twice. */
+        inbox_track(ib, reply->element[i]->str, reply->element[i]->len, a->owner, 0);
+    }
+    a->done(a->ctx, many, a->n, NULL);
+    if (many != ids)
+        free(many);
+    free(a);
+}
+
+static void inbox_ids_reply(struct store_redis *r, struct inbox_cmd *cmd, const redisReply *reply)
+{
+    struct inbox *ib = r->inbox;
+    int ok = reply && reply->type == REDIS_REPLY_ARRAY;
+    if (reply && !ok)
+        log_msg(LOG_WARNING, NULL, "sb.store: worker %u: an inbox %s failed: %s", r->index,
+                cmd->kind == ICMD_ACK ? "acknowledgement" : "renewal",
+                reply->type == REDIS_REPLY_ERROR ? reply->str : "an unexpected reply");
+    if (cmd->kind == ICMD_RENEW) {
+        for (size_t i = 0; ok && i < reply->elements; i++) {
+            const redisReply *id = reply->element[i];
+            struct inbox_entry *e = id->type == REDIS_REPLY_STRING ? inbox_find(ib, id->str) : NULL;
+            if (e)
+                inbox_taken_over(r, e);
+        }
+        return;
+    }
+    size_t acked = 0;
+    for (size_t i = 0; i < cmd->n; i++) {
+        struct inbox_entry *e = inbox_find(ib, cmd->ids[i]);
+        if (!e || !e->ack_sent)
+            continue;
+        if (!ok || i >= reply->elements) { /* to be sent again (the connection went) */
+            e->ack_sent = 0;
+            ib->acks_sent--;
+            ib->acks_queued++;
+            continue;
+        }
+        const redisReply *v = reply->element[i];
+        if (v->type == REDIS_REPLY_INTEGER && v->integer == 1)
+            acked++;
+        else if (v->type == REDIS_REPLY_INTEGER && v->integer == 0)
+            inbox_taken_over(r, e); /* the host that claimed it acknowledges it */
+        inbox_untrack(ib, e);
+    }
+    if (acked)
+        metrics_inbox(INBOX_ACKED, acked);
+}
+
+static void inbox_on_reply(redisAsyncContext *ac, void *reply_ptr, void *privdata)
+{
+    struct store_redis_call *call = privdata;
+    struct store_redis *r = call->r;
+    const redisReply *reply = reply_ptr;
+    if (call->in_flight) {
+        int was_head = r->fl_head == call;
+        fl_unlink(r, call);
+        call->in_flight = 0;
+        if (was_head)
+            arm_reply_timer(r);
+    }
+    if (!reply && !r->teardown)
+        fail(r, "%s", ac->err ? ac->errstr : "the connection to Redis closed");
+    struct inbox_cmd *cmd = call->ctx;
+    free(call);
+    if (r->inbox) {
+        switch (cmd->kind) {
+        case ICMD_GROUP:
+            if (reply && reply->type == REDIS_REPLY_ERROR &&
+                strncmp(reply->str, "BUSYGROUP", 9) != 0)
+                log_msg(LOG_WARNING, NULL, "sb.store: the inbox stream's group: %s", reply->str);
+            break;
+        case ICMD_ADD:
+            inbox_add_reply(r, cmd->add, reply);
+            break;
+        case ICMD_RENEW:
+        case ICMD_ACK:
+            inbox_ids_reply(r, cmd, reply);
+            break;
+        case ICMD_CLAIM:
+            inbox_claim_reply(r, reply);
+            break;
+        }
+    } else if (cmd->kind == ICMD_ADD) {
+        free(cmd->add);
+    }
+    inbox_cmd_free(cmd);
+}
+
+/* Connected (again): the group exists, acknowledgements that were cut go out, entries are
+ * renewed at once (they may have idled meanwhile) and a claim round follows. */
+static void inbox_link_up(struct store_redis *r)
+{
+    struct inbox *ib = r->inbox;
+    if (!ib)
+        return;
+    struct inbox_cmd *cmd = inbox_cmd_new(ICMD_GROUP, 0);
+    const char *argv[] = {"XGROUP", "CREATE", ib->key, INBOX_GROUP, "0", "MKSTREAM"};
+    size_t lens[] = {6, 6, ib->key_len, sizeof INBOX_GROUP - 1, 1, 8};
+    if (cmd && inbox_send(r, cmd, 6, argv, lens) != 0)
+        inbox_cmd_free(cmd);
+    if (ib->acks_queued)
+        timer_start(r->timers, &ib->flush_timer, timers_now_ms());
+    if (ib->count)
+        timer_start(r->timers, &ib->renew_timer, timers_now_ms());
+    snprintf(ib->cursor, sizeof ib->cursor, "0-0");
+    inbox_schedule_claim(ib, (unsigned)rand_r(&r->seed) % 200);
+}
+
+static void inbox_free(struct store_redis *r)
+{
+    struct inbox *ib = r->inbox;
+    if (!ib)
+        return;
+    timer_stop(r->timers, &ib->renew_timer);
+    timer_stop(r->timers, &ib->claim_timer);
+    timer_stop(r->timers, &ib->flush_timer);
+    timer_stop(r->timers, &ib->start_timer);
+    while (ib->head)
+        inbox_untrack(ib, ib->head);
+    while (ib->starts) {
+        struct inbox_start *s = ib->starts;
+        ib->starts = s->next;
+        free(s->data);
+        free(s);
+    }
+    free(ib->buckets);
+    free(ib->key);
+    free(ib);
+    r->inbox = NULL;
+}
+
+void store_redis_inbox_setup(struct store_redis *r, store_redis_claimed_fn claimed, void *ctx)
+{
+    if (!r->cfg->inbox || r->inbox)
+        return;
+    struct inbox *ib = calloc(1, sizeof *ib);
+    size_t plen = strlen(r->cfg->prefix);
+    if (!ib || !(ib->key = malloc(plen + INBOX_KEY_LEN))) {
+        free(ib);
+        log_msg(LOG_ERROR, NULL, "sb.store: out of memory for the inbox of worker %u", r->index);
+        return;
+    }
+    memcpy(ib->key, r->cfg->prefix, plen);
+    memcpy(ib->key + plen, INBOX_KEY, INBOX_KEY_LEN);
+    ib->key_len = plen + INBOX_KEY_LEN;
+    ib->r = r;
+    ib->claimed = claimed;
+    ib->ctx = ctx;
+    ib->renew_timer = TIMER_INIT(inbox_renew_fired);
+    ib->claim_timer = TIMER_INIT(inbox_claim_fired);
+    ib->flush_timer = TIMER_INIT(inbox_flush_fired);
+    ib->start_timer = TIMER_INIT(inbox_start_fired);
+    snprintf(ib->cursor, sizeof ib->cursor, "0-0");
+    r->inbox = ib;
+}
+
+struct store_redis_inbox_add *store_redis_inbox_add(struct store_redis *r, const char *channel,
+                                                    const char *request,
+                                                    const char *const *messages,
+                                                    const size_t *lens, size_t n, void *owner,
+                                                    store_redis_added_fn done, void *ctx,
+                                                    char *err, size_t errlen)
+{
+    if (!store_redis_inbox_on(r) || n == 0) {
+        snprintf(err, errlen, "the inbox is off");
+        return NULL;
+    }
+    if (!can_send(r)) {
+        snprintf(err, errlen, "store unavailable: %s",
+                 r->logged_error[0] ? r->logged_error : "not connected to Redis yet");
+        inbox_unprotected(r, n, request, err);
+        return NULL;
+    }
+    struct store_redis_inbox_add *a = calloc(1, sizeof *a);
+    struct inbox_cmd *cmd = inbox_cmd_new(ICMD_ADD, 0);
+    const char **args = malloc((n + 3) * sizeof *args);
+    size_t *arg_lens = malloc((n + 3) * sizeof *arg_lens);
+    char count[32];
+    int rc = -1;
+    if (a && cmd && args && arg_lens) {
+        a->r = r;
+        a->done = done;
+        a->ctx = ctx;
+        a->owner = owner;
+        a->n = n;
+        cmd->add = a;
+        args[0] = count, arg_lens[0] = (size_t)snprintf(count, sizeof count, "%zu", n);
+        args[1] = channel, arg_lens[1] = strlen(channel);
+        args[2] = request, arg_lens[2] = strlen(request);
+        for (size_t i = 0; i < n; i++)
+            args[3 + i] = messages[i], arg_lens[3 + i] = lens[i];
+        rc = inbox_eval(r, cmd, INBOX_ADD_SCRIPT, sizeof INBOX_ADD_SCRIPT - 1, n + 3, args,
+                        arg_lens);
+    }
+    free(args);
+    free(arg_lens);
+    if (rc != 0) {
+        free(a);
+        if (cmd)
+            inbox_cmd_free(cmd);
+        snprintf(err, errlen, "store unavailable: the connection to Redis is closing");
+        inbox_unprotected(r, n, request, err);
+        return NULL;
+    }
+    return a;
+}
+
+void store_redis_inbox_add_detach(struct store_redis_inbox_add *a)
+{
+    if (a)
+        a->done = NULL;
+}
+
+void store_redis_inbox_done(struct store_redis *r, const char *id)
+{
+    struct inbox *ib = r ? r->inbox : NULL;
+    struct inbox_entry *e = inbox_find(ib, id);
+    if (!e || e->acking)
+        return;
+    e->acking = 1;
+    ib->owned -= e->owner != NULL;
+    e->owner = NULL;
+    ib->acks_queued++;
+    /* Sent at the next turn of the loop, with the others of this turn. */
+    if (ib->flush_timer.slot == TIMER_IDLE)
+        timer_start(r->timers, &ib->flush_timer, timers_now_ms());
+}
+
+void store_redis_inbox_release(struct store_redis *r, const char *id)
+{
+    struct inbox *ib = r ? r->inbox : NULL;
+    struct inbox_entry *e = inbox_find(ib, id);
+    if (!e || e->acking)
+        return;
+    log_msg(LOG_WARNING, NULL, "sb.store: inbox entry %s was not processed on worker %u: left "
+                               "for a claim after store.claim_idle (%g s)",
+            id, r->index, r->cfg->claim_idle);
+    inbox_untrack(ib, e);
+}
+
+int store_redis_inbox_take(struct store_redis *r, const char *id, void *owner)
+{
+    struct inbox_entry *e = inbox_find(r ? r->inbox : NULL, id);
+    if (!e || e->owner || e->acking || !owner)
+        return -1;
+    e->owner = owner;
+    r->inbox->owned++;
+    return 0;
+}
+
+void store_redis_inbox_owner_ended(struct store_redis *r, void *owner)
+{
+    struct inbox *ib = r ? r->inbox : NULL;
+    if (!ib || !owner || !ib->owned)
+        return;
+    struct inbox_entry *e = ib->head;
+    while (e) {
+        struct inbox_entry *next = e->next;
+        if (e->owner == owner && !e->acking)
+            store_redis_inbox_release(r, e->id);
+        e = next;
+    }
+}
+
+int store_redis_inbox_busy(const struct store_redis *r)
+{
+    const struct inbox *ib = r ? r->inbox : NULL;
+    return ib && can_send(r) && (ib->acks_queued || ib->acks_sent);
 }

@@ -154,4 +154,74 @@ struct store_redis_turn *store_redis_turn_take(struct store_redis *r, const char
 void store_redis_turn_release(struct store_redis_turn *t, unsigned long long next_seq,
                               store_redis_turn_released released);
 
+
+/* ---- open connections across hosts (docs/multi-host.md "Open connections across hosts") -----
+ * A worker with connections bound to a sender subscribes, on its subscriber connection, to
+ * <prefix>conn:<sender> (once, however many of its connections are bound to it); a send to the
+ * sender on any host publishes there, led by the sending host's id, and the workers of the other
+ * hosts that hold the sender hand it to their connections. Redis drops the subscriptions of a
+ * host whose connection closes (a host that died), so no stale binding is kept; subscriptions
+ * lost with the connection are made again when it is back. */
+typedef void (*store_redis_conn_heard)(void *ctx, const char *sender, int binary,
+                                       const char *data, size_t len);
+/* One more connection of this worker is bound to sender; heard (with ctx, the same for every
+ * call) gets what the other hosts send to it, on the worker's thread. -1 when out of memory. */
+int store_redis_conn_watch(struct store_redis *r, const char *sender,
+                           store_redis_conn_heard heard, void *ctx);
+/* One connection bound to sender less on this worker; the last one unsubscribes. */
+void store_redis_conn_unwatch(struct store_redis *r, const char *sender);
+/* Send to the sender's connections on the other hosts, without waiting for Redis: 1 when it went
+ * to Redis, 0 when the connection to Redis is down (only this host's connections get it). */
+int store_redis_conn_publish(struct store_redis *r, const char *sender, int binary,
+                             const char *data, size_t len);
+
+/* ---- the inbox stream (docs/multi-host.md "Nothing acked is lost") --------------------------
+ * With `store.inbox` on, an async channel's messages are appended to the stream <prefix> NUL
+ * "inbox" (one entry per message, read into this host's pending list of the group "workers" in
+ * the same script) before the platform is answered, and acknowledged and deleted once processed.
+ * While an entry runs, its worker renews it every third of store.claim_idle; every worker claims,
+ * every store.claim_interval (and when it connects), the entries of any host that stayed silent
+ * for longer than claim_idle (XAUTOCLAIM), at most INBOX_CLAIM_BATCH running at a time, and runs
+ * them through `claimed`. An entry delivered more than 5 times is dropped with an ERROR. */
+struct store_redis_claimed {
+    const char *id, *channel, *request; /* the entry's id, its channel's name, its request id */
+    const char *message;                /* the UserMessage as JSON */
+    size_t message_len;
+    long long deliveries;               /* this one included */
+};
+/* Called from the loop (a timer, never inside a Redis callback) for each claimed entry: start
+ * its job, which takes it with store_redis_inbox_take; an entry nobody took is released. */
+typedef void (*store_redis_claimed_fn)(void *ctx, const struct store_redis_claimed *entry);
+/* Whether the inbox is on (Redis store and store.inbox). */
+int store_redis_inbox_on(const struct store_redis *r);
+/* Where claimed entries go. */
+void store_redis_inbox_setup(struct store_redis *r, store_redis_claimed_fn claimed, void *ctx);
+
+struct store_redis_inbox_add;
+/* The entries are in the stream (ids[0..n), in the order given; valid during the call), or could
+ * not be added (ids NULL, error says why: the messages run without the inbox, logged and counted
+ * here). Called once, from the loop, unless detached first. */
+typedef void (*store_redis_added_fn)(void *ctx, const char *const *ids, size_t n,
+                                     const char *error);
+/* Append n messages (JSON) of a request to the stream, owned by `owner` (the job that runs them).
+ * NULL when Redis cannot be asked (err says why, logged and counted): then done is never called. */
+struct store_redis_inbox_add *store_redis_inbox_add(struct store_redis *r, const char *channel,
+                                                    const char *request,
+                                                    const char *const *messages,
+                                                    const size_t *lens, size_t n, void *owner,
+                                                    store_redis_added_fn done, void *ctx,
+                                                    char *err, size_t errlen);
+/* The owner stopped waiting: done is never called; entries added meanwhile are left to a claim. */
+void store_redis_inbox_add_detach(struct store_redis_inbox_add *a);
+/* The entry was processed: acknowledge and delete it (batched, retried after a reconnection). */
+void store_redis_inbox_done(struct store_redis *r, const char *id);
+/* The entry was not processed: stop renewing it, so that a claim runs it later (logged). */
+void store_redis_inbox_release(struct store_redis *r, const char *id);
+/* A claimed entry's job takes it. 0, or -1 when the entry is not this worker's to run. */
+int store_redis_inbox_take(struct store_redis *r, const char *id, void *owner);
+/* The owner ended: entries it did not finish are released. */
+void store_redis_inbox_owner_ended(struct store_redis *r, void *owner);
+/* Acknowledgements are queued or on their way (a graceful stop waits for them). */
+int store_redis_inbox_busy(const struct store_redis *r);
+
 #endif

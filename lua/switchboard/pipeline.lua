@@ -25,7 +25,7 @@ local message = require "switchboard.message"
 
 local http_error, is_http_error = sb.http_error, sb.is_http_error
 local log_error, log_warn, log_info, log_debug = sb.log.error, sb.log.warn, sb.log.info, sb.log.debug
-local encode, null = sb.json.encode, sb.json.null
+local encode, decode, null = sb.json.encode, sb.json.decode, sb.json.null
 local SENDERS, new_out, channel_sink, collector =
   output.SENDERS, output.new_out, output.channel_sink, output.collector
 local normalize = message.normalize
@@ -233,6 +233,86 @@ local function finalize(resp)
   return status, content_type, body, headers
 end
 
+-- ---- the inbox stream (docs/multi-host.md "Nothing acked is lost") ---------------------------
+-- With the store on Redis, an async channel's messages are kept in a Redis stream before the
+-- platform is answered, and acknowledged once processed; a host that finds them left by a host
+-- that died runs them (inbox_run). Without the inbox (embedded store, `store: inbox: false`,
+-- switchboard test) nothing changes.
+
+local function inbox_enabled()
+  local enabled = host.inbox_enabled
+  return enabled ~= nil and enabled()
+end
+
+-- Keep the messages before the answer goes. Returns their entry ids, or nil when they run
+-- without the inbox (Redis unreachable: the host logged and counted it; a message that is not
+-- JSON: logged here). Never raises: the platform is answered whatever happens.
+local function inbox_keep(channel, req, normalized)
+  if #normalized == 0 or not inbox_enabled() then
+    return nil
+  end
+  local texts = {}
+  for i, msg in ipairs(normalized) do
+    local ok, text = pcall(encode, msg)
+    if not ok then
+      log_error("message %s of sender %s is not kept in the inbox (it would not survive this "
+        .. "host's end): %s", msg.message_id, msg.sender_id, first_line(text))
+      return nil
+    end
+    texts[i] = text
+  end
+  local ok, ids = pcall(host.inbox_add, channel.name, req.id, texts)
+  if ok then
+    return ids
+  end
+  log_error("the inbox failed: %s", first_line(ids))
+  return nil
+end
+
+-- A UserMessage as the inbox kept it (message.lua's fields).
+local function inbox_message(text)
+  local ok, m = pcall(decode, text)
+  if not ok or type(m) ~= "table" or type(m.sender_id) ~= "string"
+      or type(m.message_id) ~= "string" then
+    return nil
+  end
+  local function plain(v)
+    if v == null then return nil end
+    return v
+  end
+  return {
+    text = plain(m.text),
+    sender_id = m.sender_id,
+    message_id = m.message_id,
+    input_channel = plain(m.input_channel),
+    metadata = plain(m.metadata),
+    parse_data = plain(m.parse_data),
+    headers = plain(m.headers),
+  }
+end
+
+-- A claimed entry: a message another host acknowledged to its platform and did not finish. It
+-- runs as it would have there (its sender's turn, the bot, the channel's senders), then is
+-- acknowledged; one that cannot run (not a message, a channel that no longer sends) is logged
+-- and acknowledged.
+local function inbox_run(channel, text, id, request_id)
+  if not host.inbox_take(id, request_id) then
+    return
+  end
+  local msg = inbox_message(text)
+  if not msg then
+    log_error("claimed inbox entry %s is not a message: acknowledged without processing it", id)
+  elseif not pushes(channel) then
+    log_error("claimed inbox entry %s: the channel %s no longer sends replies itself: "
+      .. "acknowledged without processing it", id, channel.name)
+  else
+    log_info("running message %s of sender %s from inbox entry %s (claimed from a host that "
+      .. "stopped)", msg.message_id, msg.sender_id, id)
+    run_bot(channel, msg, channel_sink(channel), true)
+  end
+  host.inbox_done(id)
+end
+
 local deliver
 
 -- POST /webhooks/<name>/webhook. Returns a response table, or nil when the answer was streamed
@@ -277,8 +357,11 @@ function deliver(channel, req, state, messages, response, source)
   local rec = state.rec
   if pushes(channel) then
     local answer = response or hook(channel, "ack")(req)
+    local kept
     if channel.async then
       local status, content_type, body, answer_headers = finalize(answer)
+      -- In the inbox before the answer: a host that dies from now on leaves them to another.
+      kept = inbox_keep(channel, req, normalized)
       host.answer(status, content_type, body, answer_headers)
       state.answered = true
       if rec then
@@ -286,8 +369,11 @@ function deliver(channel, req, state, messages, response, source)
       end
     end
     local sink = channel_sink(channel)
-    for _, msg in ipairs(normalized) do
+    for i, msg in ipairs(normalized) do
       run_bot(channel, msg, sink, true, rec)
+      if kept then
+        host.inbox_done(kept[i])
+      end
     end
     if state.answered then
       return nil
@@ -514,10 +600,14 @@ local function run(kind, channel, req, spec, rec, conn)
 end
 
 -- The engine's entry: kind is "webhook" or "route" (then spec is the key of channel.routes the
--- request matched). Returns status, content type, body, headers (what job.c checks and sends);
+-- request matched); "push" (a proactive post), "websocket" (an upgrade), or "inbox" (an entry
+-- of the inbox stream claimed from a host that stopped: no request, see inbox_run). Returns status, content type, body, headers (what job.c checks and sends);
 -- or nothing when the answer was streamed or sent earlier. When requests are recorded, the
 -- request and everything it caused become a case file as it ends.
 function M.run(kind, channel, req, spec, conn)
+  if kind == "inbox" then -- a claimed inbox entry: req is the message's JSON, spec its id, conn
+    return inbox_run(channel, req, spec, conn) -- the request id
+  end
   if kind == "push" then -- a proactive post (spec is the sender): not a case file to replay
     return run(kind, channel, req, spec)
   end
