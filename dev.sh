@@ -16,7 +16,8 @@ PACKAGES=(build-essential cmake pkg-config libmicrohttpd-dev liblua5.4-dev lua-c
           dpkg-dev man-db systemd     # the package test: dpkg-shlibdeps, man -l, systemd-analyze
           prometheus iproute2         # /metrics checked by promtool; admin tests in a netns
           chromium                    # the web chat page in a headless browser (test_webchat)
-          libhiredis-dev redis-server haproxy) # sb.store on Redis, several hosts behind HAProxy
+          libhiredis-dev redis-server haproxy stunnel4) # sb.store on Redis (a TLS Redis through
+                                                        # stunnel), several hosts behind HAProxy
 
 install_packages() {
   local missing=()

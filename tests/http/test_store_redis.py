@@ -407,6 +407,43 @@ class RedisStoreTests(unittest.TestCase):
             self.assertTrue(host.wait_for_log(r"longer than the response timeout"))
 
 
+@unittest.skipUnless(REDIS_SERVER and shutil.which("stunnel4"),
+                     "redis-server or stunnel4 is not installed")
+class TlsTunnelTests(unittest.TestCase):
+    """Redis over TLS, as docs/multi-host.md says to reach it (Debian 12's hiredis has no TLS):
+    a TLS-only redis-server, and stunnel on the host's side verifying its certificate."""
+
+    def test_a_redis_that_speaks_only_tls_is_reached_through_stunnel(self):
+        folder = tempfile.mkdtemp(prefix="sb-redis-tls-")
+        self.addCleanup(shutil.rmtree, folder, True)
+        key, cert = os.path.join(folder, "redis.key"), os.path.join(folder, "redis.crt")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                        "-out", cert, "-days", "1", "-subj", "/CN=redis.test",
+                        "-addext", "subjectAltName=IP:127.0.0.1"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        tls_port, tunnel_port = free_port(), free_port()
+        redis = subprocess.Popen(
+            [REDIS_SERVER, "--port", "0", "--tls-port", str(tls_port), "--bind", "127.0.0.1",
+             "--tls-cert-file", cert, "--tls-key-file", key, "--tls-ca-cert-file", cert,
+             "--tls-auth-clients", "no", "--save", "", "--appendonly", "no", "--dir", folder],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(lambda: (redis.kill(), redis.wait(10)))
+        conf = os.path.join(folder, "stunnel.conf")
+        with open(conf, "w") as f:
+            f.write("foreground = yes\npid =\n[redis]\nclient = yes\naccept = 127.0.0.1:%d\n"
+                    "connect = 127.0.0.1:%d\nverifyChain = yes\nCAfile = %s\n"
+                    "checkIP = 127.0.0.1\n" % (tunnel_port, tls_port, cert))
+        tunnel = subprocess.Popen(["stunnel4", conf], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        self.addCleanup(lambda: (tunnel.kill(), tunnel.wait(10)))
+        # Plain RESP on the TLS port gets nowhere: only the tunnel speaks to this Redis.
+        with serve(tunnel_port) as host:
+            wait_for_state(host, "connected")
+            self.assertEqual(call(host, "set", key="k", value={"over": "tls"}), [True])
+            self.assertEqual(call(host, "get", key="k"), [{"over": "tls"}])
+            self.assertEqual(call(host, "incr", key="n"), [1])
+
+
 @unittest.skipUnless(REDIS_SERVER, "redis-server is not installed")
 class StoreConfigTests(unittest.TestCase):
     def assert_fails(self, endpoints, parts):
