@@ -194,6 +194,66 @@ static const char *load_pem(lua_State *L, const char *pem, size_t len, int priva
     return classify(pkey, k);
 }
 
+/* ---- parsed public keys, kept per Lua state ------------------------------------------------- */
+
+/* OpenSSL 3 takes about half a millisecond to read a PEM public key or certificate, some twenty
+ * times the RS256 check itself, and channels verify every request with the same few keys
+ * (hangouts with Google's certificates, socketio's jwt_key). So the keys read from PEM text are
+ * kept in the state's registry, by their text: at most PEM_CACHE_SIZE, all dropped when it is
+ * full (keys rotate rarely; the set starts again). Only keys that classify() accepted are kept. */
+#define PEM_CACHE_SIZE 32
+
+static const char pem_cache_key = 'p'; /* its address names the cache in the registry */
+
+/* The cache table on top, made when missing.  [-0,+1,m] */
+static void push_pem_cache(lua_State *L)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &pem_cache_key) == LUA_TTABLE)
+        return;
+    lua_pop(L, 1);
+    lua_createtable(L, 0, PEM_CACHE_SIZE);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &pem_cache_key);
+}
+
+/* 1 and *k when the PEM text at `pem` was read before.  [-0,+0,m] */
+static int cached_pem_key(lua_State *L, int pem, struct key *k)
+{
+    push_pem_cache(L);
+    lua_pushvalue(L, pem);
+    lua_rawget(L, -2);
+    EVP_PKEY **box = luaL_testudata(L, -1, BOX_METATABLE);
+    int found = box && *box && classify(*box, k) == NULL;
+    lua_pop(L, 2);
+    return found;
+}
+
+/* Keep the box on top (just read from the PEM text at `pem`) in the cache; the stack slot is
+ * emptied so that drop_to does not free the kept key.  [-0,+0,m] */
+static void remember_pem_key(lua_State *L, int pem)
+{
+    int box = lua_gettop(L);
+    push_pem_cache(L);
+    lua_Integer count = 0;
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        lua_pop(L, 1);
+        count++;
+    }
+    if (count >= PEM_CACHE_SIZE) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &pem_cache_key); /* the old keys go with the GC */
+        push_pem_cache(L);
+    }
+    lua_pushvalue(L, pem);
+    lua_pushvalue(L, box);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    lua_replace(L, box);
+}
+
 /* ---- base64url ------------------------------------------------------------------------------ */
 
 static int b64url_value(unsigned char c)
@@ -779,9 +839,12 @@ static const char *select_key(lua_State *L, struct verify_opts *o, const struct 
         const char *s = lua_tolstring(L, slot, &len);
         size_t skip = strspn(s, " \t\r\n");
         if (looks_like_pem(s, len)) {
+            if (cached_pem_key(L, slot, k))
+                return NULL;
             const char *err = load_pem(L, s, len, 0, k);
             if (err)
                 opt_error(L, 2, "key", lua_pushfstring(L, "is %s", err));
+            remember_pem_key(L, slot);
             return NULL;
         }
         if (s[skip] != '{')

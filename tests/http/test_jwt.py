@@ -157,6 +157,28 @@ class NodeTokens(StandInHostCase):
             self.assertNotEqual(reason, "ok", case)
             self.assertFalse(reason.startswith("raised"), reason)
 
+    def test_pem_keys_read_once_keep_checking_every_token(self):
+        # Keys read from PEM text are kept per Lua state (32 at most, then all dropped): the
+        # same key must go on refusing changed tokens, and 40 texts of one key (trailing line
+        # breaks make them distinct) drop the kept keys on the way without losing one in use.
+        good = next(c for c in self.made["cases"]
+                    if c["expect"] == "ok" and c["opts"].get("key") == "rsa")
+        opts = self.opts_for(good["opts"])
+        head, body, sig = good["token"].split(".")
+        changed = head + "." + body + "." + sig[:10] + ("B" if sig[10] == "A" else "A") + sig[11:]
+        cases = []
+        for i in range(40):
+            o = dict(opts, key=opts["key"] + "\n" * i)
+            cases += [{"token": good["token"], "opts": o}, {"token": changed, "opts": o}]
+        cases.append({"token": good["token"], "opts": dict(opts, key=self.made["keys"]["p256"][
+            "public"])})
+        got = self.verify(cases * 2)
+        for copy in (0, len(cases)):
+            for i in range(copy, copy + 80, 2):
+                self.assertEqual(got[i], "ok", i)
+                self.assertEqual(got[i + 1], "bad signature", i)
+            self.assertEqual(got[copy + 80], "algorithm not allowed")
+
     def test_sign_is_accepted_by_jsonwebtoken_and_jose(self):
         keys = self.made["keys"]
         claims = {"sub": "user-9", "aud": "them", "exp": int(time.time()) + 600, "n": 3,
