@@ -15,6 +15,8 @@ the answer is {"ok": true, "value": v} or {"ok": false, "error": text}. The bot 
 the same way with (out, msg) as `...` and answers "ok <value>" or "error <text>"."""
 import json
 import os
+import shutil
+import tempfile
 import threading
 import time
 import unittest
@@ -599,7 +601,12 @@ class EnvironmentTests(Base):
                          (True, "number"))
 
     def test_loadfile_and_dofile_of_text(self):
-        path = os.path.join(self.host.cwd, "chunk.lua")
+        # Outside the project's folder: a new .lua file there makes the host reload its scripts
+        # (a module a script requires later is watched too), which would start the later tests
+        # of this class, and the module state they count on, on a new generation.
+        folder = tempfile.mkdtemp(prefix="sb-chunk-")
+        self.addCleanup(shutil.rmtree, folder, True)
+        path = os.path.join(folder, "chunk.lua")
         with open(path, "w") as f:
             f.write("IN_CHUNK = (IN_CHUNK or 0) + 1 return 'ran ' .. IN_CHUNK\n")
         self.assertEqual(self.ev("return loadfile(%r)() .. ' ' .. dofile(%r) .. ' ' .. IN_CHUNK"
