@@ -520,35 +520,46 @@ static void leave_key(struct store_redis_call *call)
     /* SUB_PENDING: the confirmation unsubscribes; SUB_LEAVING: already on its way. */
 }
 
+/* The wait key of `channel`: the one this worker has, or a new one (its subscription on the way)
+ * for the Redis key `rkey`. NULL when out of memory. Both pops and senders' turns wait on them. */
+static struct wait_key *key_open(struct store_redis *r, const char *channel, size_t channel_len,
+                                 const char *rkey, size_t rkey_len)
+{
+    struct wait_key *k = key_find(r, channel, channel_len);
+    if (k)
+        return k;
+    if (r->key_count >= r->bucket_count && keys_grow(r) != 0)
+        return NULL;
+    k = calloc(1, sizeof *k);
+    if (!k)
+        return NULL;
+    k->channel = malloc(channel_len);
+    k->rkey = malloc(rkey_len);
+    if (!k->channel || !k->rkey) {
+        free(k->channel);
+        free(k->rkey);
+        free(k);
+        return NULL;
+    }
+    memcpy(k->channel, channel, channel_len);
+    memcpy(k->rkey, rkey, rkey_len);
+    k->channel_len = channel_len;
+    k->rkey_len = rkey_len;
+    *key_slot(r, k->channel, k->channel_len) = k;
+    r->key_count++;
+    k->sub = SUB_PENDING;
+    subscribe(r, k, "SUBSCRIBE");
+    return k;
+}
+
 /* An LPOP found the list empty: wait on the key (subscribing to its channel first). */
 static void join_key(struct store_redis_call *call)
 {
     struct store_redis *r = call->r;
-    struct wait_key *k = key_find(r, call->channel, call->channel_len);
-    if (!k) {
-        if (r->key_count >= r->bucket_count && keys_grow(r) != 0)
-            goto nomem;
-        k = calloc(1, sizeof *k);
-        if (!k)
-            goto nomem;
-        k->channel = malloc(call->channel_len);
-        k->rkey = malloc(call->rkey_len);
-        if (!k->channel || !k->rkey) {
-            free(k->channel);
-            free(k->rkey);
-            free(k);
-            goto nomem;
-        }
-        memcpy(k->channel, call->channel, call->channel_len);
-        memcpy(k->rkey, call->rkey, call->rkey_len);
-        k->channel_len = call->channel_len;
-        k->rkey_len = call->rkey_len;
-        struct wait_key **slot = key_slot(r, k->channel, k->channel_len);
-        *slot = k;
-        r->key_count++;
-        k->sub = SUB_PENDING;
-        subscribe(r, k, "SUBSCRIBE");
-    }
+    struct wait_key *k = key_open(r, call->channel, call->channel_len, call->rkey,
+                                  call->rkey_len);
+    if (!k)
+        goto nomem;
     call->key = k;
     call->w_prev = k->tail;
     call->w_next = NULL;
@@ -1400,30 +1411,9 @@ static int turn_join_key(struct store_redis_turn *t)
     struct store_redis *r = t->r;
     if (t->key)
         return 0;
-    struct wait_key *k = key_find(r, t->channel, t->channel_len);
-    if (!k) {
-        if (r->key_count >= r->bucket_count && keys_grow(r) != 0)
-            return -1;
-        k = calloc(1, sizeof *k);
-        if (!k)
-            return -1;
-        k->channel = malloc(t->channel_len);
-        k->rkey = malloc(t->queue_len);
-        if (!k->channel || !k->rkey) {
-            free(k->channel);
-            free(k->rkey);
-            free(k);
-            return -1;
-        }
-        memcpy(k->channel, t->channel, t->channel_len);
-        memcpy(k->rkey, t->queue, t->queue_len);
-        k->channel_len = t->channel_len;
-        k->rkey_len = t->queue_len;
-        *key_slot(r, k->channel, k->channel_len) = k;
-        r->key_count++;
-        k->sub = SUB_PENDING;
-        subscribe(r, k, "SUBSCRIBE");
-    }
+    struct wait_key *k = key_open(r, t->channel, t->channel_len, t->queue, t->queue_len);
+    if (!k)
+        return -1;
     t->key = k;
     t->k_prev = NULL;
     t->k_next = k->turns;
