@@ -79,3 +79,21 @@ def started(proc, port):
     if proc.poll() is not None:
         raise SystemExit("%s exited (%d): is port %d taken?" % (proc.args[0], proc.returncode,
                                                                 port))
+
+
+def wrk(port, conns, script, seconds):
+    """wrk -t1 -c<conns> for `seconds` with a Lua script against 127.0.0.1:port: {requests,
+    rps, "50%", "99%" (wrk's text), errors (any non-2xx or socket error)}."""
+    out = subprocess.run(["wrk", "-t1", "-c%d" % conns, "-d%gs" % seconds, "--latency", "-s",
+                          script, "http://127.0.0.1:%d/" % port], capture_output=True,
+                         text=True).stdout
+    result = {"errors": "Non-2xx" in out or "Socket errors" in out}
+    for line in out.splitlines():
+        parts = line.split()
+        if "requests in" in line:
+            result["requests"] = int(parts[0])
+        elif line.strip().startswith("Requests/sec"):
+            result["rps"] = float(parts[1])
+        elif parts[:1] in (["50%"], ["99%"]):
+            result[parts[0]] = parts[1]
+    return result

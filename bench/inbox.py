@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 
-from benchlib import ROOT, free_port, release_binary, wait_port
+from benchlib import ROOT, free_port, release_binary, wait_port, wrk
 
 DURATION = float(sys.argv[1]) if len(sys.argv) > 1 else 5
 HZ = os.sysconf("SC_CLK_TCK")
@@ -73,22 +73,6 @@ def commands(port):
     return sum(calls.values()) - inner - calls.get("info", 0)
 
 
-def wrk(port, conns, script):
-    out = subprocess.run(["wrk", "-t1", "-c%d" % conns, "-d%gs" % DURATION, "--latency", "-s",
-                          script, "http://127.0.0.1:%d/" % port], capture_output=True,
-                         text=True).stdout
-    result = {"errors": "Non-2xx" in out or "Socket errors" in out}
-    for line in out.splitlines():
-        parts = line.split()
-        if "requests in" in line:
-            result["requests"] = int(parts[0])
-        elif line.strip().startswith("Requests/sec"):
-            result["rps"] = float(parts[1])
-        elif parts[:1] in (["50%"], ["99%"]):
-            result[parts[0]] = parts[1]
-    return result
-
-
 def run(binary, work, inbox):
     redis_port, port = free_port(), free_port()
     procs = []
@@ -117,12 +101,12 @@ def run(binary, work, inbox):
         wait_port(port)
         time.sleep(0.5)  # connected to Redis
         script = os.path.join(work, "post.lua")
-        wrk(port, 16, script)  # warm-up
+        wrk(port, 16, script, DURATION)  # warm-up
         rows = []
         for conns in (1, 16):
             cpu0 = (cpu_seconds(host.pid), cpu_seconds(redis.pid))
             calls0 = commands(redis_port)
-            r = wrk(port, conns, script)
+            r = wrk(port, conns, script, DURATION)
             time.sleep(0.3)  # the last acknowledgements
             cpu1 = (cpu_seconds(host.pid), cpu_seconds(redis.pid))
             n = max(r.get("requests", 1), 1)

@@ -33,7 +33,7 @@ import threading
 import time
 import http.client
 
-from benchlib import ROOT, release_binary, wait_port
+from benchlib import ROOT, release_binary, wait_port, wrk
 
 DURATION = float(sys.argv[1]) if len(sys.argv) > 1 else 5
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 200
@@ -153,25 +153,9 @@ class Stack:
             p.wait()
 
 
-def wrk(port, conns, script):
-    out = subprocess.run(["wrk", "-t1", "-c%d" % conns, "-d%gs" % DURATION, "--latency", "-s",
-                          script, "http://127.0.0.1:%d/" % port], capture_output=True,
-                         text=True).stdout
-    result = {"errors": "Non-2xx" in out or "Socket errors" in out}
-    for line in out.splitlines():
-        parts = line.split()
-        if "requests in" in line:
-            result["requests"] = int(parts[0])
-        elif line.strip().startswith("Requests/sec"):
-            result["rps"] = float(parts[1])
-        elif parts[:1] in (["50%"], ["99%"]):
-            result[parts[0]] = parts[1]
-    return result
-
-
 def load(stack, conns, script):
     cpu0, calls0 = stack.cpu(), stack.redis_calls()
-    r = wrk(stack.port, conns, script)
+    r = wrk(stack.port, conns, script, DURATION)
     cpu1, calls1 = stack.cpu(), stack.redis_calls()
     n = max(r.get("requests", 1), 1)
     r["cpu_us"] = [(b - a) * 1e6 / n for a, b in zip(cpu0, cpu1)]
@@ -227,7 +211,7 @@ def main():
         d = tempfile.mkdtemp(dir=work)
         stack = Stack(binary, d, hosts, redis, order, lb)
         try:
-            wrk(stack.port, 16, unique)  # warm-up (DURATION; keeps the runs comparable)
+            wrk(stack.port, 16, unique, DURATION)  # warm-up (DURATION; keeps the runs comparable)
             for label, conns, script in (("many senders", 16, unique), ("one sender", 16, one),
                                          ("many, -c1", 1, unique)):
                 r = load(stack, conns, script)
