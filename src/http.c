@@ -64,6 +64,7 @@ struct http_conn {
     struct http_conn *tprev, *tnext; /* touched list */
     struct http_exchange *x;         /* its current request, from on_uri to on_completed */
     int fd;
+    char remote_addr[INET6_ADDRSTRLEN]; /* the client's address as text, made once */
     uint64_t waiting_since_ms;
     unsigned waiting : 1;
     unsigned touched : 1;
@@ -240,6 +241,21 @@ static void conn_cut(struct http_server *s, struct http_conn *c)
     c->cut = 1;
 }
 
+/* The client's address as text, into out (empty when libmicrohttpd does not say). */
+static void format_remote_addr(struct MHD_Connection *conn, char out[INET6_ADDRSTRLEN])
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    out[0] = '\0';
+    if (!info || !info->client_addr)
+        return;
+    const struct sockaddr *sa = info->client_addr;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, INET6_ADDRSTRLEN);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, INET6_ADDRSTRLEN);
+}
+
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode code)
 {
@@ -259,6 +275,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
             return;
         }
         c->fd = fd;
+        format_remote_addr(conn, c->remote_addr);
         *socket_context = c;
         waiting_add(s, c);
         return;
@@ -879,6 +896,9 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     if (c) {
         c->x = x;
         touch(s, c);
+        memcpy(x->remote_addr, c->remote_addr, sizeof x->remote_addr);
+    } else {
+        format_remote_addr(conn, x->remote_addr);
     }
     clock_gettime(CLOCK_MONOTONIC, &x->arrived);
     /* 8 hex digits of the server's random base, then a counter: unique and cheap. */
@@ -889,21 +909,6 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     x->id[14] = '\0';
     LIST_PUSH(s->live, x, prev, next);
     return x;
-}
-
-static void fill_remote_addr(struct http_exchange *x)
-{
-    const union MHD_ConnectionInfo *info =
-        MHD_get_connection_info(x->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if (!info || !info->client_addr)
-        return;
-    const struct sockaddr *sa = info->client_addr;
-    if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, x->remote_addr,
-                  sizeof x->remote_addr);
-    else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, x->remote_addr,
-                  sizeof x->remote_addr);
 }
 
 /* A client (a proxy, a platform) that sends X-Request-Id gets its id used in the log and in the
@@ -937,7 +942,6 @@ static void fill_request(struct http_exchange *x, const char *url, const char *m
     if (!host)
         host = MHD_lookup_connection_value(x->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
     r->host = host ? host : "";
-    fill_remote_addr(x);
     r->remote_addr = x->remote_addr;
     r->body = x->body.data ? x->body.data : "";
     r->body_len = x->body.len;

@@ -133,22 +133,13 @@ static void push_json(lua_State *L, const struct http_request *r)
     }
 }
 
-/* Build field `key` of the request; pushes nil for unknown names. */
+/* Build field `key` of the request; pushes nil for unknown names. The fields every webhook
+ * reads come first. */
 static void build_field(lua_State *L, struct lua_request *u, const char *key)
 {
     const struct http_request *r = u->r;
-    if (strcmp(key, "method") == 0) {
-        lua_pushstring(L, r->method);
-    } else if (strcmp(key, "path") == 0) {
-        lua_pushstring(L, r->path);
-    } else if (strcmp(key, "body") == 0) {
-        lua_pushlstring(L, r->body, r->body_len);
-    } else if (strcmp(key, "id") == 0) {
-        lua_pushstring(L, r->id);
-    } else if (strcmp(key, "remote_addr") == 0) {
-        lua_pushstring(L, r->remote_addr);
-    } else if (strcmp(key, "url") == 0) {
-        lua_pushfstring(L, "%s://%s%s", r->scheme, r->host, r->raw_uri);
+    if (strcmp(key, "json") == 0) {
+        push_json(L, r);
     } else if (strcmp(key, "query") == 0) {
         lua_createtable(L, 0, 2);
         if (r->query)
@@ -163,8 +154,18 @@ static void build_field(lua_State *L, struct lua_request *u, const char *key)
                 add_header(L, r->headers[i].name, r->headers[i].value);
         else
             http_each_header(u->x, add_header, L);
-    } else if (strcmp(key, "json") == 0) {
-        push_json(L, r);
+    } else if (strcmp(key, "body") == 0) {
+        lua_pushlstring(L, r->body, r->body_len);
+    } else if (strcmp(key, "id") == 0) {
+        lua_pushstring(L, r->id);
+    } else if (strcmp(key, "method") == 0) {
+        lua_pushstring(L, r->method);
+    } else if (strcmp(key, "path") == 0) {
+        lua_pushstring(L, r->path);
+    } else if (strcmp(key, "remote_addr") == 0) {
+        lua_pushstring(L, r->remote_addr);
+    } else if (strcmp(key, "url") == 0) {
+        lua_pushfstring(L, "%s://%s%s", r->scheme, r->host, r->raw_uri);
     } else if (strcmp(key, "form") == 0) {
         push_form(L, r->body, r->body_len);
     } else if (strcmp(key, "params") == 0) {

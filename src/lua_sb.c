@@ -154,10 +154,16 @@ static uint64_t rng_next(void)
 /* sb.uuid() -> 32 lower-case hex characters of a random (version 4) uuid  [-0,+1,e] */
 static int l_uuid(lua_State *L)
 {
+    sb_push_uuid(L);
+    return 1;
+}
+
+void sb_push_uuid(lua_State *L)
+{
     static const char digits[] = "0123456789abcdef";
     if (!rng_seeded) {
         if (getrandom(rng_state, sizeof rng_state, 0) != (ssize_t)sizeof rng_state)
-            return luaL_error(L, "sb.uuid: no randomness available");
+            luaL_error(L, "sb.uuid: no randomness available");
         rng_seeded = 1;
     }
     unsigned char b[16];
@@ -172,7 +178,6 @@ static int l_uuid(lua_State *L)
         hex[2 * i + 1] = digits[b[i] & 15];
     }
     lua_pushlstring(L, hex, 32);
-    return 1;
 }
 
 /* Continuation of every wait: return what the engine resumed with, or raise the cancellation. */

@@ -40,16 +40,23 @@ static size_t space_before(const unsigned char *s, size_t len)
     return 0;
 }
 
-/* sb.strip(s) -> s without leading and trailing white space (ASCII and Unicode)  [-0,+1,v] */
-static int l_strip(lua_State *L)
+void sb_push_stripped(lua_State *L, const char *text, size_t len)
 {
-    size_t len, n;
-    const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &len);
+    const unsigned char *s = (const unsigned char *)text;
+    size_t n;
     while (len > 0 && (n = space_at(s, len)) > 0)
         s += n, len -= n;
     while (len > 0 && (n = space_before(s, len)) > 0)
         len -= n;
     lua_pushlstring(L, (const char *)s, len);
+}
+
+/* sb.strip(s) -> s without leading and trailing white space (ASCII and Unicode)  [-0,+1,v] */
+static int l_strip(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    sb_push_stripped(L, s, len);
     return 1;
 }
 

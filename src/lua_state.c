@@ -5,6 +5,7 @@
 #include "channel_hooks.h"
 #include "config.h"
 #include "lua_budget.h"
+#include "lua_message.h"
 #include "lua_request.h"
 #include "lua_sandbox.h"
 #include "lua_sb.h"
@@ -360,6 +361,16 @@ static int l_open_hooks(lua_State *L)
     return 1;
 }
 
+/* The UserMessage rules (lua_message.c), read-only like the host's other modules. */
+static int l_open_message(lua_State *L)
+{
+    lua_settop(L, 0);
+    lua_pushcfunction(L, lua_message_open);
+    lua_call(L, 0, 1);
+    lua_sandbox_push_readonly(L, 1, "switchboard.message");
+    return 1;
+}
+
 /* lua-cjson 2.1.0's safe variant (the library has it; its header does not declare it). */
 extern int luaopen_cjson_safe(lua_State *L);
 
@@ -395,6 +406,7 @@ lua_State *lua_state_new(const struct lua_paths *paths, const struct lua_limits 
     lua_sandbox_per_env_module(L, "cjson.safe", luaopen_cjson_safe);
     preload(L, "switchboard", l_open_switchboard);
     preload(L, "switchboard.hooks", l_open_hooks);
+    preload(L, "switchboard.message", l_open_message);
     lua_request_open(L);
     return L;
 }

@@ -309,9 +309,14 @@ end
 local Out = {}
 local out_mt = { __index = Out, __metatable = false }
 
+-- With a collecting sink (collect and stream mode) the senders store their shape at once: the
+-- same result as the dispatch through `send` below, without its calls and extras tables.
+local CollectingOut = setmetatable({}, { __index = Out })
+local collecting_out_mt = { __index = CollectingOut, __metatable = false }
+
 function M.new_out(sink, recipient, protect, msg)
-  return setmetatable({ sink = sink, recipient_id = recipient, protect = protect, msg = msg },
-    out_mt)
+  local mt = sink.store == Collector.store and collecting_out_mt or out_mt
+  return setmetatable({ sink = sink, recipient_id = recipient, protect = protect, msg = msg }, mt)
 end
 
 -- Callers pass the sender's values, extras, then msg.
@@ -346,6 +351,25 @@ function Out:send_elements(elements, extras)
 end
 function Out:send_custom_json(value, extras)
   return send(self, "send_custom_json", value, extras or {}, self.msg)
+end
+
+function CollectingOut:send_text_message(text)
+  return Collector.send_text_message(self.sink, self.recipient_id, text)
+end
+function CollectingOut:send_text_with_buttons(text, buttons)
+  return Collector.send_text_with_buttons(self.sink, self.recipient_id, text, buttons)
+end
+function CollectingOut:send_quick_replies(text, quick_replies)
+  return Collector.send_text_with_buttons(self.sink, self.recipient_id, text, quick_replies)
+end
+function CollectingOut:send_image_url(url)
+  return Collector.send_image_url(self.sink, self.recipient_id, url)
+end
+function CollectingOut:send_attachment(value)
+  return Collector.send_attachment(self.sink, self.recipient_id, value)
+end
+function CollectingOut:send_custom_json(value)
+  return Collector.send_custom_json(self.sink, self.recipient_id, value)
 end
 
 function Out:send_response(message)

@@ -72,17 +72,30 @@ end
 -- The per-field hooks, from the host's one list of hook names (channel_hooks.c).
 local FIELD_HOOKS = require("switchboard.hooks").fields
 
-local function default_receive(channel, req)
-  for _, name in ipairs(FIELD_HOOKS) do
-    if channel[name] then
-      return { {
-        sender_id = hook(channel, "sender")(req),
-        text = hook(channel, "message")(req),
-        input_channel = hook(channel, "input_channel")(req),
-        metadata = hook(channel, "metadata")(req),
-        message_id = hook(channel, "message_id")(req),
-      } }
+-- Whether a channel overrides a per-field hook: known per channel table, as pushes() below.
+local field_hooked = setmetatable({}, { __mode = "k" })
+
+local function overrides_a_field(channel)
+  local known = field_hooked[channel]
+  if known == nil then
+    known = false
+    for _, name in ipairs(FIELD_HOOKS) do
+      known = known or channel[name] ~= nil
     end
+    field_hooked[channel] = known
+  end
+  return known
+end
+
+local function default_receive(channel, req)
+  if overrides_a_field(channel) then
+    return { {
+      sender_id = hook(channel, "sender")(req),
+      text = hook(channel, "message")(req),
+      input_channel = hook(channel, "input_channel")(req),
+      metadata = hook(channel, "metadata")(req),
+      message_id = hook(channel, "message_id")(req),
+    } }
   end
   -- No field hook overridden: read the body once (the rest channel's hot path).
   local body = json_object(req)
@@ -269,7 +282,7 @@ local function inbox_keep(channel, req, normalized)
   return nil
 end
 
--- A UserMessage as the inbox kept it (message.lua's fields).
+-- A UserMessage as the inbox kept it (the fields of normalize, src/lua_message.c).
 local function inbox_message(text)
   local ok, m = pcall(decode, text)
   if not ok or type(m) ~= "table" or type(m.sender_id) ~= "string"
@@ -353,9 +366,10 @@ function deliver(channel, req, state, messages, response, source)
   for i, m in ipairs(messages) do
     normalized[i] = normalize(m, channel.name, headers)
   end
+  local pushing = pushes(channel)
 
   local rec = state.rec
-  if pushes(channel) then
+  if pushing then
     local answer = response or hook(channel, "ack")(req)
     local kept
     if channel.async then

@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""Instructions per WebSocket message, counted by callgrind (steady on a busy machine, unlike
-timings), for three channels on one worker, each echoing `N` messages sent one at a time:
+"""Instructions per message, counted by callgrind (steady on a busy machine, unlike timings), on
+one worker, each run echoing `N` messages sent one at a time:
 
+  rest      POST /webhooks/rest/webhook on one keep-alive connection, a new sender each request
+            (bench/post.lua's body), the Lua echo bot: the rest echo of bench/run.sh
+  rest_get  GET /webhooks/rest/: the host's C-only answer, for the HTTP layer's own share
   bare      on_message(conn, data) conn:send(data): the host's own path (frame, event, job,
             coroutine, the pipeline's entry) without a bot
   pipeline  on_message returns the text as a UserMessage; the Lua echo bot's reply comes back as
@@ -10,13 +13,18 @@ timings), for three channels on one worker, each echoing `N` messages sent one a
   socketio  the bundled socketio channel (session_persistence) with the same bot: Engine.IO and
             Socket.IO packets, JSON in and out, the room lookup in sb.store
 
-    bench/ws_instructions.py [messages [run ...]]      default 2000, all three runs
+    bench/instructions.py [messages [run ...]]      default 2000, every run
+
+SB_CALLGRIND_KEEP=DIR keeps the callgrind output files in DIR (callgrind_annotate reads them).
 
 Counting starts after 200 warm-up messages and stops before the host is stopped. Needs valgrind
 (`apt-get install valgrind`). Uses the Release build in build-bench/.
 """
 import glob
+import http.client
+import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -60,6 +68,28 @@ class Plain:
         assert "hello %d" % i in answer, answer
 
 
+class Rest:
+    """The rest channel over HTTP/1.1 keep-alive (no WebSocket)."""
+    path = None
+
+    def __init__(self, port):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port)
+
+    def one(self, i):
+        body = json.dumps({"sender": "user%d" % i, "message": "hello %d" % i})
+        self.conn.request("POST", "/webhooks/rest/webhook", body,
+                          {"Content-Type": "application/json"})
+        answer = self.conn.getresponse().read().decode()
+        assert "hello %d" % i in answer, answer
+
+
+class RestGet(Rest):
+    def one(self, i):
+        self.conn.request("GET", "/webhooks/rest/")
+        answer = self.conn.getresponse().read().decode()
+        assert "ok" in answer, answer
+
+
 class SocketIO:
     path = "/socket.io/?EIO=4&transport=websocket"
 
@@ -91,13 +121,14 @@ def count(binary, files, client):
     try:
         for _ in range(600):
             try:
-                ws = WebSocket(port, client.path)
+                session = client(WebSocket(port, client.path) if client.path else port)
+                if not client.path:
+                    session.one(0)
                 break
             except OSError:
                 time.sleep(0.1)
         else:
             raise SystemExit("the host did not start under valgrind")
-        session = client(ws)
         for i in range(WARM_UP):
             session.one(i)
         subprocess.run(["callgrind_control", "-i", "on", str(host.pid)], check=True,
@@ -115,13 +146,22 @@ def count(binary, files, client):
             for line in f:
                 if line.startswith(("summary:", "totals:")):
                     total = max(total, int(line.split()[1]))
+        keep = os.environ.get("SB_CALLGRIND_KEEP")
+        if keep:
+            os.makedirs(keep, exist_ok=True)
+            shutil.copy(path, keep)
+    shutil.rmtree(work, ignore_errors=True)
     return total / MESSAGES
 
 
 def main():
     binary = release_binary()
     one_worker = "server:\n  workers: 1\nbot:\n  script: bot.lua\n"
+    rest = {"credentials.yml": "rest:\n", "endpoints.yml": one_worker,
+            "bot.lua": open(os.path.join(ROOT, "bench", "echo_bot.lua")).read()}
     runs = [
+        ("rest", rest, Rest),
+        ("rest_get", rest, RestGet),
         ("bare", {"credentials.yml": "wsecho:\n", "wsecho.lua": BARE,
                   "endpoints.yml": one_worker, "bot.lua": ECHO_BOT}, Plain),
         ("pipeline", {"credentials.yml": "wsecho:\n", "wsecho.lua": PIPELINE,
