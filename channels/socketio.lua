@@ -26,6 +26,7 @@ local sb = require "switchboard"
 local util = require "switchboard.channel"
 
 local json, store = sb.json, sb.store
+local send_to_room, text_parts = sb.connections.send, util.text_parts
 local encode, decode, array, null = json.encode, json.decode, json.array, json.null
 
 local channel = { name = "socketio", async = true, websocket = "/" }
@@ -112,9 +113,15 @@ local function leave_polling_rooms(sid, rooms)
   end
 end
 
-local function emit(room, event, data)
-  local packet = "42" .. encode(array({ event, data }))
-  sb.connections.send(room, packet)
+-- packet_head: '42["<event>",', the start of every event packet of that name.
+local function emit(room, packet_head, data)
+  local packet
+  if data == nil then -- the event alone, as socket.io sends an event without arguments
+    packet = sub(packet_head, 1, -2) .. "]"
+  else
+    packet = packet_head .. encode(data) .. "]"
+  end
+  send_to_room(room, packet)
   local members = store.get(room_key(room))
   if type(members) == "table" then
     for _, sid in ipairs(members) do
@@ -409,12 +416,14 @@ end
 
 -- ---- bot messages, as Rasa's SocketIOOutput sends them ---------------------------------------
 
+local bot_event_head -- '42["bot_uttered",' (init)
+
 local function bot_event(recipient, message)
-  emit(recipient, cfg.bot_message_evt, message)
+  emit(recipient, bot_event_head, message)
 end
 
 function channel.send_text_message(recipient, text)
-  for _, part in ipairs(util.text_parts(text)) do
+  for _, part in ipairs(text_parts(text)) do
     bot_event(recipient, { text = part })
   end
 end
@@ -462,6 +471,7 @@ end
 function channel.init(config)
   local v = util.params(config, channel):values()
   cfg = v
+  bot_event_head = "42[" .. encode(v.bot_message_evt) .. ","
   local path = v.socketio_path
   if path:sub(1, 1) ~= "/" then path = "/" .. path end
   channel.mount = path

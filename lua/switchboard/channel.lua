@@ -65,17 +65,24 @@ M.copy = output.copy
 -- The parts of a text to send as separate messages, as Rasa's output channels do: the text
 -- (a table as JSON) stripped and split on blank lines ("\n\n"); parts that are only white space
 -- are left out (platforms refuse empty messages). nil and JSON null give no part.
+local strip, as_text, null = sb.strip, output.as_text, json.null
+local find, sub = string.find, string.sub
+
 function M.text_parts(text)
   local parts = {}
-  if not M.non_null(text) then
+  if text == nil or text == null then
     return parts
   end
-  text = sb.strip(M.as_text(text))
+  text = strip(as_text(text))
+  if not find(text, "\n\n", 1, true) then -- one part (the common case), already stripped
+    parts[1] = text ~= "" and text or nil
+    return parts
+  end
   local start = 1
   while true do
-    local i = text:find("\n\n", start, true)
-    local part = text:sub(start, (i or 0) - 1)
-    if sb.strip(part) ~= "" then
+    local i = find(text, "\n\n", start, true)
+    local part = sub(text, start, (i or 0) - 1)
+    if strip(part) ~= "" then
       parts[#parts + 1] = part
     end
     if not i then

@@ -245,6 +245,8 @@ end
 -- table through send_response, so every bot message reaches it. Made once per channel table and
 -- shared by its requests, so the bot gets it read-only.
 local channel_sinks = setmetatable({}, { __mode = "k" })
+-- A channel's sink -> the senders the channel defines itself, for PushingOut below.
+local own_senders = setmetatable({}, { __mode = "k" })
 
 local function refuse_write()
   error("a channel's sink is read-only (shared by every request of the channel)", 2)
@@ -281,10 +283,12 @@ function M.channel_sink(channel)
     return sink
   end
   sink = {}
+  local own = {}
   local send_response = channel.send_response
   for _, name in ipairs(M.SENDERS) do
     local f = channel[name]
     if f then
+      own[name] = f
       sink[name] = function(_, ...) return f(...) end
     elseif send_response then
       local as_message, arity = AS_MESSAGE[name], ARITY[name]
@@ -301,6 +305,7 @@ function M.channel_sink(channel)
   end
   sink = setmetatable({}, { __index = sink, __newindex = refuse_write, __metatable = false })
   channel_sinks[channel] = sink
+  own_senders[sink] = own
   return sink
 end
 
@@ -314,8 +319,18 @@ local out_mt = { __index = Out, __metatable = false }
 local CollectingOut = setmetatable({}, { __index = Out })
 local collecting_out_mt = { __index = CollectingOut, __metatable = false }
 
+-- With a push channel's sink, a sender the channel defines itself is called at once, protected,
+-- with the arguments the dispatch through `send` would give it.
+local PushingOut = setmetatable({}, { __index = Out })
+local pushing_out_mt = { __index = PushingOut, __metatable = false }
+
 function M.new_out(sink, recipient, protect, msg)
-  local mt = sink.store == Collector.store and collecting_out_mt or out_mt
+  local mt = out_mt
+  if sink.store == Collector.store then
+    mt = collecting_out_mt
+  elseif protect and own_senders[sink] then
+    mt = pushing_out_mt
+  end
   return setmetatable({ sink = sink, recipient_id = recipient, protect = protect, msg = msg }, mt)
 end
 
@@ -370,6 +385,33 @@ function CollectingOut:send_attachment(value)
 end
 function CollectingOut:send_custom_json(value)
   return Collector.send_custom_json(self.sink, self.recipient_id, value)
+end
+
+local function sent(self, ok, err)
+  if not ok then
+    log_error("sending to %s failed: %s", tostring(self.recipient_id), tostring(err))
+  end
+end
+
+-- The senders taking one value (then extras), and those taking two (text and buttons).
+for name, arity in pairs(ARITY) do
+  if arity == 2 then
+    PushingOut[name] = function(self, value, extras)
+      local f = own_senders[self.sink][name]
+      if not f then
+        return Out[name](self, value, extras)
+      end
+      sent(self, pcall(f, self.recipient_id, value, extras or {}, self.msg))
+    end
+  else
+    PushingOut[name] = function(self, text, values, extras)
+      local f = own_senders[self.sink][name]
+      if not f then
+        return Out[name](self, text, values, extras)
+      end
+      sent(self, pcall(f, self.recipient_id, text, values, extras or {}, self.msg))
+    end
+  end
 end
 
 function Out:send_response(message)
