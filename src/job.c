@@ -368,9 +368,15 @@ void job_free(struct job *job)
         luaL_unref(L, LUA_REGISTRYINDEX, job->task.record_ref);
     if (job->co) {
         lua_task_bind(job->co, NULL);
-        /* A coroutine that ended normally is reset and kept for the next job: creating one per
-         * request was a measurable share of the rest echo benchmark. */
-        if (lua_resetthread(job->co) == LUA_OK &&
+        /* A coroutine that ended normally is kept for the next job: creating one per request was
+         * a measurable share of the rest echo benchmark. One that returned only needs its stack
+         * emptied; resetting it would also shrink its stack to the minimum, which the next
+         * request grows again in steps. One that failed or was left waiting is reset. */
+        lua_Debug frame;
+        int returned = lua_status(job->co) == LUA_OK && !lua_getstack(job->co, 0, &frame);
+        if (returned)
+            lua_settop(job->co, 0);
+        if ((returned || lua_resetthread(job->co) == LUA_OK) &&
             st->idle_count < sizeof st->idle / sizeof st->idle[0])
             st->idle[st->idle_count++] = (struct idle_coroutine){job->co, job->co_ref};
         else
