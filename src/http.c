@@ -49,7 +49,9 @@
  * over our limits is still read whole and gets our JSON answer instead of libmicrohttpd's HTML
  * 414/431, and so that a head within them leaves room to read the body (libmicrohttpd stops
  * reading a socket when its memory is full) and to build the answer's head. */
+#ifndef MHD_CONNECTION_MEMORY /* -D for measurements (docs/performance.md) */
 #define MHD_CONNECTION_MEMORY 32768u
+#endif
 /* At the connection limit, how often to look for new clients waiting in the listen backlog
  * (libmicrohttpd does not watch the listening socket then), and how long a connection must
  * have waited for its head before it may be closed to make room. */

@@ -733,7 +733,7 @@ static int parse_array(struct decoder *d)
     lua_State *L = d->L;
     if (enter(d))
         return -1;
-    lua_createtable(L, 0, 0);
+    lua_createtable(L, 4, 0); /* room for a short array without growing it item by item */
     if (d->p < d->end && *d->p == ']') { /* [] stays an array: marked */
         d->p++;
         lua_rawgetp(L, LUA_REGISTRYINDEX, &key_array_mt);

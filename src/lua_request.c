@@ -175,21 +175,25 @@ static void build_field(lua_State *L, struct lua_request *u, const char *key)
     }
 }
 
-/* req.<field>  [-0,+1,e] */
+/* req.<field>  [-0,+1,e]. Only req objects reach it: scripts cannot get the metatable. The
+ * built fields are cached in the uservalue table under the key string the script used. */
 static int l_request_index(lua_State *L)
 {
-    struct lua_request *u = luaL_checkudata(L, 1, REQUEST_MT);
+    struct lua_request *u = lua_touserdata(L, 1);
     const char *key = luaL_checkstring(L, 2);
-    if (!u->r)
+    if (!u || !u->r)
         return luaL_error(L, "req.%s: the request object is no longer valid (it belongs to a "
                              "call that has finished)", key);
+    lua_settop(L, 2);
     lua_getiuservalue(L, 1, 1);
-    if (lua_getfield(L, -1, key) != LUA_TNIL)
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, 3) != LUA_TNIL)
         return 1;
     lua_pop(L, 1);
     build_field(L, u, key);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, key);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, 3);
     return 1;
 }
 
