@@ -226,7 +226,7 @@ local function sio_event(session, ns, ack, body, messages)
         sb.log.warn("socketio: a message without a valid session_id was received; it is " ..
           "answered to its socket (%s)", tostring(state.sock))
       else
-        sender = tostring(sid)
+        sender = type(sid) == "string" and sid or tostring(sid)
       end
     end
     local metadata = data[cfg.metadata_key]
@@ -236,7 +236,10 @@ local function sio_event(session, ns, ack, body, messages)
     end
     local text = data.message
     if text == null then text = nil end
-    messages[#messages + 1] = { sender_id = sender, text = text ~= nil and tostring(text) or "",
+    if type(text) ~= "string" then
+      text = text ~= nil and tostring(text) or ""
+    end
+    messages[#messages + 1] = { sender_id = sender, text = text,
       metadata = type(metadata) == "table" and metadata or nil }
   end
   if ack then
@@ -384,7 +387,8 @@ end
 
 function channel.on_message(conn, data, binary)
   if binary then return end
-  local upgrading = conn.data.upgrading
+  local conn_data = conn.data
+  local upgrading = conn_data.upgrading
   if upgrading then
     if data == "2probe" then
       conn:send("3probe")
@@ -397,7 +401,7 @@ function channel.on_message(conn, data, binary)
     return
   end
   -- Over WebSocket each frame is one Engine.IO packet (no record separators).
-  local session = { conn = conn, state = conn.data.state }
+  local session = { conn = conn, state = conn_data.state }
   local messages = {}
   engine_packet(session, data, messages)
   if session.closing then
