@@ -351,24 +351,25 @@ static int l_open_switchboard(lua_State *L)
     return 1;
 }
 
-/* The hook names (channel_hooks.c) as require gives them: read-only, nested tables too. */
-static int l_open_hooks(lua_State *L)
+/* A module of the host written in C as require gives it: read-only, nested tables too.
+ * Upvalues: the function that pushes its table, its name. */
+static int l_open_c_module(lua_State *L)
 {
     lua_settop(L, 0);
-    lua_pushcfunction(L, channel_hooks_open);
+    lua_pushvalue(L, lua_upvalueindex(1));
     lua_call(L, 0, 1);
-    lua_sandbox_push_readonly(L, 1, "switchboard.hooks");
+    lua_sandbox_push_readonly(L, 1, lua_tostring(L, lua_upvalueindex(2)));
     return 1;
 }
 
-/* The UserMessage rules (lua_message.c), read-only like the host's other modules. */
-static int l_open_message(lua_State *L)
+static void preload_c_module(lua_State *L, const char *name, lua_CFunction open)
 {
-    lua_settop(L, 0);
-    lua_pushcfunction(L, lua_message_open);
-    lua_call(L, 0, 1);
-    lua_sandbox_push_readonly(L, 1, "switchboard.message");
-    return 1;
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    lua_pushcfunction(L, open);
+    lua_pushstring(L, name);
+    lua_pushcclosure(L, l_open_c_module, 2);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 1);
 }
 
 /* lua-cjson 2.1.0's safe variant (the library has it; its header does not declare it). */
@@ -405,8 +406,8 @@ lua_State *lua_state_new(const struct lua_paths *paths, const struct lua_limits 
     lua_sandbox_per_env_module(L, "cjson", luaopen_cjson);
     lua_sandbox_per_env_module(L, "cjson.safe", luaopen_cjson_safe);
     preload(L, "switchboard", l_open_switchboard);
-    preload(L, "switchboard.hooks", l_open_hooks);
-    preload(L, "switchboard.message", l_open_message);
+    preload_c_module(L, "switchboard.hooks", channel_hooks_open);   /* the hook names */
+    preload_c_module(L, "switchboard.message", lua_message_open);   /* the UserMessage rules */
     lua_request_open(L);
     return L;
 }
