@@ -38,6 +38,7 @@ static int is_array_marked(lua_State *L, int idx)
 enum { KEY_STRING, KEY_INTEGER, KEY_FLOAT };
 struct key_entry {
     int kind;
+    int slot;   /* the stack slot of its value, kept from the traversal; 0: look it up */
     size_t len; /* KEY_STRING */
     union {
         const char *s;
@@ -48,6 +49,9 @@ struct key_entry {
 
 #define INLINE_TEXT 1024
 #define INLINE_KEYS 64
+/* An object keeps at most this many of its values on the stack while its keys are sorted; the
+ * values of a bigger one are looked up again by key. */
+#define KEPT_VALUES 32
 
 /* The text and the key stack start in C arrays; when one is outgrown it moves to a Lua
  * userdata held in its stack slot, so a raised error leaks nothing and the memory cap applies. */
@@ -269,23 +273,26 @@ static void encode_object(struct encoder *e, int t, size_t first, int depth)
             put_char(e, ',');
         if (k.kind == KEY_STRING) {
             encode_string(e, k.v.s, k.len);
-            lua_pushlstring(L, k.v.s, k.len);
         } else {
             char text[32];
-            size_t n;
-            if (k.kind == KEY_INTEGER) {
-                n = format_integer(text, k.v.i);
-                lua_pushinteger(L, k.v.i);
-            } else {
-                n = format_float(L, text, k.v.n);
-                lua_pushnumber(L, k.v.n);
-            }
+            size_t n = k.kind == KEY_INTEGER ? format_integer(text, k.v.i)
+                                             : format_float(L, text, k.v.n);
             put_char(e, '"');
             put(e, text, n);
             put_char(e, '"');
         }
         put_char(e, ':');
-        lua_rawget(L, t);
+        if (k.slot) {
+            lua_pushvalue(L, k.slot);
+        } else {
+            if (k.kind == KEY_STRING)
+                lua_pushlstring(L, k.v.s, k.len);
+            else if (k.kind == KEY_INTEGER)
+                lua_pushinteger(L, k.v.i);
+            else
+                lua_pushnumber(L, k.v.n);
+            lua_rawget(L, t);
+        }
         encode_value(e, lua_gettop(L), depth);
         lua_pop(L, 1);
     }
@@ -337,13 +344,22 @@ static void encode_table(struct encoder *e, int t, int depth)
         return;
     }
     size_t first = e->nkeys;
+    int base = lua_gettop(L);
     lua_Number max = 0;
-    size_t items = 0;
+    size_t items = 0, kept = 0;
     int array = 1;
     lua_pushnil(L);
     while (lua_next(L, t)) {
-        lua_pop(L, 1);
         struct key_entry k;
+        if (kept < KEPT_VALUES) { /* key, value stay; a copy of the key goes on */
+            luaL_checkstack(L, 2, "JSON value nested too deeply");
+            k.slot = lua_gettop(L);
+            lua_pushvalue(L, -2);
+            kept++;
+        } else {
+            k.slot = 0;
+            lua_pop(L, 1);
+        }
         int type = lua_type(L, -1);
         if (type == LUA_TSTRING) {
             k.kind = KEY_STRING;
@@ -388,6 +404,7 @@ static void encode_table(struct encoder *e, int t, int depth)
     } else {
         put(e, "{}", 2);
     }
+    lua_settop(L, base);
     e->nkeys = first;
 }
 
