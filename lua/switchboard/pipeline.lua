@@ -676,19 +676,17 @@ local function connection_message(channel, conn, data, binary)
   end
 end
 
-local function connection_event(event, channel, conn, a, b)
-  if event == "message" then
-    return connection_message(channel, conn, a, b)
-  end
+local function connection_closed(channel, conn, code, reason)
   if channel.on_close then
-    channel.on_close(conn, a, b)
+    channel.on_close(conn, code, reason)
   end
 end
 
 -- The engine's entry for a connection's events, one at a time per connection: "message" (data,
 -- binary) and "close" (code, reason). An error is logged; the connection stays open.
 function M.connection(event, channel, conn, a, b)
-  local ok, err = xpcall(connection_event, keep_http_errors, event, channel, conn, a, b)
+  local handler = event == "message" and connection_message or connection_closed
+  local ok, err = xpcall(handler, keep_http_errors, channel, conn, a, b)
   if not ok then
     if is_http_error(err) then
       log_warn("channel %s refused a message on connection %s: %d %s: %s", channel.name,
