@@ -15,7 +15,8 @@ one worker, each run echoing `N` messages sent one at a time:
 
     bench/instructions.py [messages [run ...]]      default 2000, every run
 
-SB_CALLGRIND_KEEP=DIR keeps the callgrind output files in DIR (callgrind_annotate reads them).
+SB_CALLGRIND_KEEP=DIR keeps the callgrind output files in DIR (callgrind_annotate reads them);
+SB_BINARY=PATH counts another build (a variant made with -D options, docs/performance.md).
 
 Counting starts after 200 warm-up messages and stops before the host is stopped. Needs valgrind
 (`apt-get install valgrind`). Uses the Release build in build-bench/.
@@ -155,7 +156,7 @@ def count(binary, files, client):
 
 
 def main():
-    binary = release_binary()
+    binary = os.environ.get("SB_BINARY") or release_binary()
     one_worker = "server:\n  workers: 1\nbot:\n  script: bot.lua\n"
     rest = {"credentials.yml": "rest:\n", "endpoints.yml": one_worker,
             "bot.lua": open(os.path.join(ROOT, "bench", "echo_bot.lua")).read()}

@@ -3,6 +3,7 @@
 #include "bot.h"
 
 #include "config.h"
+#include "curl_lib.h"
 #include "lua_state.h"
 #include "outbound.h"
 
@@ -56,6 +57,12 @@ int bot_load(lua_State *L, const struct endpoints *e, const char *data_dir, int 
     if (e->bot.kind == BOT_HTTP && !outbound_url_supported(e->bot.url)) {
         snprintf(err, errlen, "%s: url must start with http:// or https://", where);
         return -1;
+    }
+    if (e->bot.kind == BOT_HTTP) {
+        /* Every message goes out through libcurl: load it now rather than in the first
+         * message's time. A failure is logged once, and each message fails with it. */
+        char curl_err[512];
+        curl_lib_get(curl_err, sizeof curl_err);
     }
     char path[4096], lua_err[2048];
     bot_script_path(e, data_dir, path, sizeof path);

@@ -52,6 +52,11 @@
 #ifndef MHD_CONNECTION_MEMORY /* -D for measurements (docs/performance.md) */
 #define MHD_CONNECTION_MEMORY 32768u
 #endif
+/* More libmicrohttpd daemon flags, for measurements only (docs/performance.md, "The HTTP
+ * layer"): e.g. -DSB_MHD_EXTRA_FLAGS=MHD_USE_TURBO. */
+#ifndef SB_MHD_EXTRA_FLAGS
+#define SB_MHD_EXTRA_FLAGS 0
+#endif
 /* At the connection limit, how often to look for new clients waiting in the listen backlog
  * (libmicrohttpd does not watch the listening socket then), and how long a connection must
  * have waited for its head before it may be closed to make room. */
@@ -1165,7 +1170,7 @@ struct http_server *http_server_create(int listen_fd, const struct http_options 
                  ((uint64_t)getpid() << 16);
 
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE |
-                     MHD_USE_ERROR_LOG;
+                     MHD_USE_ERROR_LOG | SB_MHD_EXTRA_FLAGS;
     if (opt->tls_cert_pem && opt->tls_key_pem)
         flags |= MHD_USE_TLS;
     struct MHD_OptionItem tls_options[] = {

@@ -1,17 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /* outbound: see outbound.h. libcurl's multi-socket interface: curl tells us which sockets to
  * watch (socket callback) and when to call it back (timer callback); we tell curl what happened
- * (curl_multi_socket_action) and collect finished transfers (curl_multi_info_read). */
+ * (curl_multi_socket_action) and collect finished transfers (curl_multi_info_read).
+ * libcurl is loaded by the first request (curl_lib), so the multi handle is made then too. */
 #include "outbound.h"
 
 #include "buffer.h"
+#include "curl_lib.h"
 #include "list.h"
 #include "log.h"
 #include "metrics.h"
 #include "timers.h"
 
-#include <curl/curl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +23,7 @@
 #define MAX_RESPONSE_HEADERS 64
 
 struct outbound {
+    const struct curl_lib *curl; /* with multi: NULL until the first request */
     CURLM *multi;
     int epfd;
     int64_t timer_due_ms;  /* -1: no timer */
@@ -30,6 +31,7 @@ struct outbound {
 };
 
 struct outbound_call {
+    const struct curl_lib *curl;
     struct outbound *owner;
     struct outbound_call *prev, *next;
     CURL *easy;
@@ -44,10 +46,6 @@ struct outbound_call {
     char error[CURL_ERROR_SIZE];
     char host[256];             /* the URL's host, for the metrics */
 };
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
-
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
 {
@@ -98,7 +96,7 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
 
 static void call_free(struct outbound_call *call)
 {
-    curl_slist_free_all(call->request_headers);
+    call->curl->slist_free_all(call->request_headers);
     free(call->body);
     call->body = NULL;
     buffer_free(&call->response);
@@ -109,8 +107,8 @@ static void call_free(struct outbound_call *call)
 /* Detach from the multi handle and free. */
 static void call_finish(struct outbound *o, struct outbound_call *call)
 {
-    curl_multi_remove_handle(o->multi, call->easy);
-    curl_easy_cleanup(call->easy);
+    o->curl->multi_remove_handle(o->multi, call->easy);
+    o->curl->easy_cleanup(call->easy);
     LIST_UNLINK(o->calls, call, prev, next);
     call_free(call);
 }
@@ -152,7 +150,7 @@ static void report(struct outbound_call *call, CURLcode code)
     struct outbound_result r = {0};
     if (code == CURLE_OK) {
         r.ok = 1;
-        curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &r.status);
+        call->curl->easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &r.status);
         r.body = call->response.data ? call->response.data : "";
         r.body_len = call->response.len;
         const char *p = call->header_text.data;
@@ -169,7 +167,7 @@ static void report(struct outbound_call *call, CURLcode code)
     } else if (code == CURLE_OPERATION_TIMEDOUT) {
         r.error = "timed out";
     } else {
-        r.error = call->error[0] ? call->error : curl_easy_strerror(code);
+        r.error = call->error[0] ? call->error : call->curl->easy_strerror(code);
     }
     metrics_outbound(call->host, r.ok ? r.status : 0);
     call->done(call->ctx, &r);
@@ -185,11 +183,11 @@ static void collect_finished(struct outbound *o)
 {
     CURLMsg *msg;
     int left;
-    while ((msg = curl_multi_info_read(o->multi, &left))) {
+    while ((msg = o->curl->multi_info_read(o->multi, &left))) {
         if (msg->msg != CURLMSG_DONE)
             continue;
         struct outbound_call *call = NULL;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&call);
+        o->curl->easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&call);
         if (call)
             deliver(o, call, msg->data.result);
     }
@@ -204,7 +202,7 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
     ev.data.u64 = ((uint64_t)OUTBOUND_EPOLL_TAG << 32) | (uint32_t)fd;
     if (what == CURL_POLL_REMOVE) {
         epoll_ctl(o->epfd, EPOLL_CTL_DEL, fd, NULL);
-        curl_multi_assign(o->multi, fd, NULL);
+        o->curl->multi_assign(o->multi, fd, NULL);
         return 0;
     }
     ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
@@ -212,7 +210,7 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
         epoll_ctl(o->epfd, EPOLL_CTL_MOD, fd, &ev);
     } else {
         epoll_ctl(o->epfd, EPOLL_CTL_ADD, fd, &ev);
-        curl_multi_assign(o->multi, fd, o); /* non-NULL marks "registered" */
+        o->curl->multi_assign(o->multi, fd, o); /* non-NULL marks "registered" */
     }
     return 0;
 }
@@ -228,20 +226,37 @@ static int on_timer(CURLM *multi, long timeout_ms, void *userp)
 
 struct outbound *outbound_create(int epfd, char *err, size_t errlen)
 {
-    pthread_once(&curl_once, curl_init_once);
     struct outbound *o = calloc(1, sizeof *o);
-    if (!o || !(o->multi = curl_multi_init())) {
-        free(o);
-        snprintf(err, errlen, "cannot create the outbound HTTP client");
+    if (!o) {
+        snprintf(err, errlen, "cannot create the outbound HTTP client: out of memory");
         return NULL;
     }
     o->epfd = epfd;
     o->timer_due_ms = -1;
-    curl_multi_setopt(o->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-    curl_multi_setopt(o->multi, CURLMOPT_SOCKETDATA, o);
-    curl_multi_setopt(o->multi, CURLMOPT_TIMERFUNCTION, on_timer);
-    curl_multi_setopt(o->multi, CURLMOPT_TIMERDATA, o);
     return o;
+}
+
+/* The multi handle, made by the worker's first request (which loads libcurl). 0, or -1 with
+ * err. */
+static int ensure_multi(struct outbound *o, char *err, size_t errlen)
+{
+    if (o->multi)
+        return 0;
+    const struct curl_lib *curl = curl_lib_get(err, errlen);
+    if (!curl)
+        return -1;
+    CURLM *multi = curl->multi_init();
+    if (!multi) {
+        snprintf(err, errlen, "cannot create the outbound HTTP client");
+        return -1;
+    }
+    curl->multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl->multi_setopt(multi, CURLMOPT_SOCKETDATA, o);
+    curl->multi_setopt(multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl->multi_setopt(multi, CURLMOPT_TIMERDATA, o);
+    o->curl = curl;
+    o->multi = multi;
+    return 0;
 }
 
 void outbound_destroy(struct outbound *o)
@@ -250,7 +265,8 @@ void outbound_destroy(struct outbound *o)
         return;
     while (o->calls)
         call_finish(o, o->calls);
-    curl_multi_cleanup(o->multi);
+    if (o->multi)
+        o->curl->multi_cleanup(o->multi);
     free(o);
 }
 
@@ -260,7 +276,7 @@ static int add_header(struct outbound_call *call, const char *name, const char *
     if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n"))
         return -1; /* header injection */
     snprintf(line, sizeof line, "%s: %s", name, value);
-    struct curl_slist *l = curl_slist_append(call->request_headers, line);
+    struct curl_slist *l = call->curl->slist_append(call->request_headers, line);
     if (!l)
         return -1;
     call->request_headers = l;
@@ -268,38 +284,37 @@ static int add_header(struct outbound_call *call, const char *name, const char *
 }
 
 /* A configured transfer for `req`, not yet started; NULL with err. */
-static struct outbound_call *call_new(const struct outbound_request *req, outbound_done_fn done,
+static struct outbound_call *call_new(const struct curl_lib *curl,
+                                      const struct outbound_request *req, outbound_done_fn done,
                                       void *ctx, char *err, size_t errlen)
 {
-    if (!outbound_url_supported(req->url)) {
-        snprintf(err, errlen, "only http:// and https:// URLs are supported");
-        return NULL;
-    }
     struct outbound_call *call = calloc(1, sizeof *call);
-    if (!call || !(call->easy = curl_easy_init())) {
+    if (!call || !(call->easy = curl->easy_init())) {
         free(call);
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    call->curl = curl;
     call->done = done;
     call->ctx = ctx;
     url_host(req->url, call->host, sizeof call->host);
     CURL *e = call->easy;
-    curl_easy_setopt(e, CURLOPT_URL, req->url);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, call);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, call->error);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, call);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, call);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(req->timeout > 0 ? req->timeout * 1000 : 30000));
-    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+    curl->easy_setopt(e, CURLOPT_URL, req->url);
+    curl->easy_setopt(e, CURLOPT_PRIVATE, call);
+    curl->easy_setopt(e, CURLOPT_ERRORBUFFER, call->error);
+    curl->easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl->easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl->easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl->easy_setopt(e, CURLOPT_WRITEDATA, call);
+    curl->easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl->easy_setopt(e, CURLOPT_HEADERDATA, call);
+    curl->easy_setopt(e, CURLOPT_TIMEOUT_MS,
+                      (long)(req->timeout > 0 ? req->timeout * 1000 : 30000));
+    curl->easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
     if (req->ca_file)
-        curl_easy_setopt(e, CURLOPT_CAINFO, req->ca_file);
+        curl->easy_setopt(e, CURLOPT_CAINFO, req->ca_file);
     if (req->proxy)
-        curl_easy_setopt(e, CURLOPT_PROXY, req->proxy);
+        curl->easy_setopt(e, CURLOPT_PROXY, req->proxy);
     if (strcmp(req->method, "GET") != 0 || req->body) {
         if (req->body) {
             call->body = malloc(req->body_len ? req->body_len : 1);
@@ -307,12 +322,12 @@ static struct outbound_call *call_new(const struct outbound_request *req, outbou
                 goto oom;
             memcpy(call->body, req->body, req->body_len);
         }
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, call->body ? call->body : "");
+        curl->easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+        curl->easy_setopt(e, CURLOPT_POSTFIELDS, call->body ? call->body : "");
         if (strcmp(req->method, "POST") != 0)
-            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
+            curl->easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
         if (strcmp(req->method, "HEAD") == 0)
-            curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+            curl->easy_setopt(e, CURLOPT_NOBODY, 1L);
     }
     for (size_t i = 0; i < req->header_count; i++) {
         if (add_header(call, req->headers[i].name, req->headers[i].value) != 0) {
@@ -323,12 +338,12 @@ static struct outbound_call *call_new(const struct outbound_request *req, outbou
     /* libcurl would send "Expect: 100-continue" for larger bodies and wait for it. */
     if (add_header(call, "Expect", "") != 0)
         goto oom;
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, call->request_headers);
+    curl->easy_setopt(e, CURLOPT_HTTPHEADER, call->request_headers);
     return call;
 oom:
     snprintf(err, errlen, "out of memory");
 fail:
-    curl_easy_cleanup(call->easy);
+    curl->easy_cleanup(call->easy);
     call_free(call);
     return NULL;
 }
@@ -338,15 +353,28 @@ int outbound_url_supported(const char *url)
     return strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0;
 }
 
+/* Checked before libcurl is loaded: a URL it would refuse loads nothing. */
+static int check_url(const struct outbound_request *req, char *err, size_t errlen)
+{
+    if (outbound_url_supported(req->url))
+        return 0;
+    snprintf(err, errlen, "only http:// and https:// URLs are supported");
+    return -1;
+}
+
 struct outbound_call *outbound_start(struct outbound *o, const struct outbound_request *req,
                                      outbound_done_fn done, void *ctx, char *err, size_t errlen)
 {
-    struct outbound_call *call = call_new(req, done, ctx, err, errlen);
+    if (check_url(req, err, errlen) != 0)
+        return NULL;
+    if (ensure_multi(o, err, errlen) != 0)
+        return NULL;
+    struct outbound_call *call = call_new(o->curl, req, done, ctx, err, errlen);
     if (!call)
         return NULL;
-    if (curl_multi_add_handle(o->multi, call->easy) != CURLM_OK) {
+    if (o->curl->multi_add_handle(o->multi, call->easy) != CURLM_OK) {
         snprintf(err, errlen, "cannot start the request");
-        curl_easy_cleanup(call->easy);
+        o->curl->easy_cleanup(call->easy);
         call_free(call);
         return NULL;
     }
@@ -358,13 +386,17 @@ struct outbound_call *outbound_start(struct outbound *o, const struct outbound_r
 int outbound_perform_blocking(const struct outbound_request *req, outbound_done_fn done,
                               void *ctx, char *err, size_t errlen)
 {
-    pthread_once(&curl_once, curl_init_once);
-    struct outbound_call *call = call_new(req, done, ctx, err, errlen);
+    if (check_url(req, err, errlen) != 0)
+        return -1;
+    const struct curl_lib *curl = curl_lib_get(err, errlen);
+    if (!curl)
+        return -1;
+    struct outbound_call *call = call_new(curl, req, done, ctx, err, errlen);
     if (!call)
         return -1;
-    CURLcode code = curl_easy_perform(call->easy);
+    CURLcode code = curl->easy_perform(call->easy);
     report(call, code);
-    curl_easy_cleanup(call->easy);
+    curl->easy_cleanup(call->easy);
     call_free(call);
     return 0;
 }
@@ -384,7 +416,7 @@ void outbound_on_socket(struct outbound *o, int fd, uint32_t epoll_events)
         flags |= CURL_CSELECT_OUT;
     if (epoll_events & (EPOLLERR | EPOLLHUP))
         flags |= CURL_CSELECT_ERR;
-    curl_multi_socket_action(o->multi, fd, flags, &running);
+    o->curl->multi_socket_action(o->multi, fd, flags, &running);
     collect_finished(o);
 }
 
@@ -402,7 +434,7 @@ void outbound_on_timer(struct outbound *o)
         return;
     int running;
     o->timer_due_ms = -1;
-    curl_multi_socket_action(o->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    o->curl->multi_socket_action(o->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     collect_finished(o);
 }
 

@@ -5,9 +5,10 @@
  * worker's epoll loop. A call finishes by calling its `done` function from outbound_on_socket or
  * outbound_on_timer (never from inside outbound_start), so the worker decides when waiting code
  * resumes. Connections to the same host are kept alive and reused.
+ * libcurl is loaded by the first request of the process, and each multi handle is made by its
+ * worker's first request (curl_lib.h): a host that makes none never maps libcurl.
  * Each finished call is counted in metrics by host and status class.
- * Uses: libcurl (the only file that includes <curl/curl.h>), buffer, list, timers (its
- * clock), metrics, log. */
+ * Uses: curl_lib (libcurl), buffer, list, timers (its clock), metrics, log. */
 #ifndef SB_OUTBOUND_H
 #define SB_OUTBOUND_H
 
@@ -51,7 +52,8 @@ typedef void (*outbound_done_fn)(void *ctx, const struct outbound_result *result
 /* The tag the worker's epoll events for outbound sockets carry in data.u64's high half. */
 #define OUTBOUND_EPOLL_TAG 0x5342u
 
-/* A multi handle registering its sockets in epfd. Returns NULL with err. */
+/* An outbound whose multi handle will register its sockets in epfd. Loads nothing yet. Returns
+ * NULL with err. */
 struct outbound *outbound_create(int epfd, char *err, size_t errlen);
 /* Cancels every call (no done calls) and frees. */
 void outbound_destroy(struct outbound *o);
@@ -59,7 +61,8 @@ void outbound_destroy(struct outbound *o);
 /* 1 when the URL's scheme is one outbound requests support (http:// or https://). */
 int outbound_url_supported(const char *url);
 
-/* Start a call. Returns it, or NULL with err (bad URL, out of memory): done is then not called. */
+/* Start a call. Returns it, or NULL with err (bad URL, libcurl cannot be loaded, out of memory):
+ * done is then not called. */
 struct outbound_call *outbound_start(struct outbound *o, const struct outbound_request *req,
                                      outbound_done_fn done, void *ctx, char *err, size_t errlen);
 /* Make the request and wait for it (the thread blocks): for code that runs outside the workers'
