@@ -48,9 +48,11 @@
 /* libmicrohttpd's connection memory: twice our own head limit (http_checks.h), so that a head
  * over our limits is still read whole and gets our JSON answer instead of libmicrohttpd's HTML
  * 414/431, and so that a head within them leaves room to read the body (libmicrohttpd stops
- * reading a socket when its memory is full) and to build the answer's head. */
+ * reading a socket when its memory is full) and to build the answer's head. libmicrohttpd clears
+ * all of it between two requests of a connection: 32 KiB cost 24,500 instructions more per
+ * request than 16 KiB (docs/performance.md, "The HTTP layer"). */
 #ifndef MHD_CONNECTION_MEMORY /* -D for measurements (docs/performance.md) */
-#define MHD_CONNECTION_MEMORY 32768u
+#define MHD_CONNECTION_MEMORY 16384u
 #endif
 /* More libmicrohttpd daemon flags, for measurements only (docs/performance.md, "The HTTP
  * layer"): e.g. -DSB_MHD_EXTRA_FLAGS=MHD_USE_TURBO. */

@@ -198,7 +198,7 @@ struct http_verdict http_check_head_size(size_t head_bytes, size_t fields)
 {
     if (head_bytes > HTTP_MAX_HEAD)
         return verdict(431, "headers_too_large",
-                       "the request line and headers are larger than 16384 bytes");
+                       "the request line and headers are larger than 8192 bytes");
     if (fields > HTTP_MAX_FIELDS)
         return verdict(431, "headers_too_large",
                        "the request has more than 128 header fields, query arguments and cookies");

@@ -17,7 +17,8 @@
 /* Our limits on a request head. They sit below libmicrohttpd's own (its connection memory is
  * larger), so that a head over them gets our JSON answer, not libmicrohttpd's HTML page. */
 #define HTTP_MAX_TARGET 8192u  /* bytes of the request target: over it, 414 */
-#define HTTP_MAX_HEAD 16384u   /* bytes of the request line and header lines: over it, 431 */
+#define HTTP_MAX_HEAD 8192u    /* bytes of the request line and header lines: over it, 431 (as
+                                * Rasa's web server, Sanic, allows) */
 #define HTTP_MAX_FIELDS 128u   /* header fields, query arguments and cookies: over it, 431 */
 
 /* What to answer. status 0 means acceptable; code and message are static strings then NULL. */

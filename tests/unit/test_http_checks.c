@@ -192,7 +192,7 @@ static void test_head_size(void)
     struct http_verdict v = http_check_head_size(HTTP_MAX_HEAD + 1, 3);
     CHECK(v.status == 431);
     CHECK_STR(v.code, "headers_too_large");
-    CHECK(strstr(v.message, "16384") != NULL);
+    CHECK(strstr(v.message, "8192") != NULL);
     v = http_check_head_size(100, HTTP_MAX_FIELDS + 1);
     CHECK(v.status == 431);
     CHECK(strstr(v.message, "128") != NULL);
