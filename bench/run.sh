@@ -6,8 +6,10 @@
 #   bench/run.sh [rounds]      default 3 rounds of each measurement, interleaved
 #
 # 1. rest echo: Switchboard's rest channel with bench/echo_bot.lua vs nginx + lua-nginx-module +
-#    lua-cjson doing the same echo (bench/nginx.conf); wrk -t1 -c32 for throughput, -c1 for
-#    latency; server CPU time per request from /proc; RSS after the load.
+#    lua-cjson doing the same echo (bench/nginx.conf); wrk -t1 -c32 for throughput with 1,000
+#    senders in turn (bench/post.lua) and with every request from one sender (bench/post_one.lua),
+#    -c1 for latency; server CPU time per request from /proc; RSS after the load; Switchboard's
+#    instructions per request (bench/instructions.py, callgrind; skipped without valgrind).
 # 2. slow bot: 1,000 connections, each request a new sender, against an HTTP bot that answers
 #    after 200 ms (nginx's echo module stands in for it); messages/s vs the ideal 5,000/s, errors,
 #    and the host's thread count before and after.
@@ -57,12 +59,14 @@ sleep 0.3
 NGX_PIDS=$(pgrep -P "$(cat "$WORK/nginx.pid")" | tr '\n' ' ')
 
 # run_wrk NAME PORT CONNS PIDS... -> appends "name conns rps p50_us p99_us cpu_us" to results.
-# The name "health" measures GET /webhooks/rest/ instead: the host's C path alone (the floor).
+# The name "health" measures GET /webhooks/rest/ instead: the host's C path alone (the floor); a
+# name ending in "/1" posts every request from one sender.
 run_wrk() {
   local name=$1 port=$2 conns=$3; shift 3
   local before after out reqs rps p50 p99
   local target=(-s bench/post.lua "http://127.0.0.1:$port/")
   [ "$name" = health ] && target=("http://127.0.0.1:$port/webhooks/rest/")
+  [ "${name%/1}" != "$name" ] && target=(-s bench/post_one.lua "http://127.0.0.1:$port/")
   before=$(tree_ticks "$@")
   out=$(wrk -t1 -c"$conns" -d"${DURATION}s" --latency "${target[@]}")
   after=$(tree_ticks "$@")
@@ -85,22 +89,43 @@ for r in $(seq "$ROUNDS"); do
   run_wrk switchboard $SB_PORT 1 $SB_PID
   run_wrk nginx+lua $NGX_PORT 1 $NGX_PIDS
   run_wrk health $SB_PORT 32 $SB_PID
+  run_wrk switchboard/1 $SB_PORT 32 $SB_PID
+  run_wrk nginx+lua/1 $NGX_PORT 32 $NGX_PIDS
 done
 SB_RSS=$(rss_kib $SB_PID)
 NGX_RSS=$(rss_kib "$(cat "$WORK/nginx.pid")" $NGX_PIDS)
 
+# median NAME CONNS FIELD: the median over the rounds of one column (3 req/s, 6 CPU us/req)
+median() {
+  awk -v n="$1" -v c="$2" '$1==n && $2==c' "$WORK/results" | sort -k"$3" -g |
+    awk -v r="$ROUNDS" -v f="$3" 'NR==int((r+1)/2) {print $f}'
+}
+
 echo
 echo "1. rest echo (median of $ROUNDS rounds)"
-printf "%-12s %6s %12s %10s %10s %14s\n" server conns "req/s" "p50" "p99" "CPU us/req"
+printf "%-14s %6s %12s %10s %10s %14s\n" server conns "req/s" "p50" "p99" "CPU us/req"
 for conns in 32 1; do
-  for name in switchboard nginx+lua health; do
-    awk -v n="$name" -v c="$conns" '$1==n && $2==c' "$WORK/results" | sort -k3 -n |
-      awk -v r="$ROUNDS" 'NR==int((r+1)/2) {printf "%-12s %6s %12s %10s %10s %14s\n", $1, $2, $3, $4, $5, $6}'
+  for name in switchboard nginx+lua health switchboard/1 nginx+lua/1; do
+    awk -v n="$name" -v c="$conns" '$1==n && $2==c' "$WORK/results" | sort -k3 -g |
+      awk -v r="$ROUNDS" 'NR==int((r+1)/2) {printf "%-14s %6s %12s %10s %10s %14s\n", $1, $2, $3, $4, $5, $6}'
   done
 done
-echo "(health: switchboard's GET /webhooks/rest/, answered in C without Lua: the HTTP floor)"
+echo "(health: switchboard's GET /webhooks/rest/, answered in C without Lua: the HTTP floor;"
+echo " /1: every request from one sender, so Switchboard runs them one at a time)"
 printf "RSS after load: switchboard %.1f MiB, nginx+lua %.1f MiB (master + workers)\n" \
   "$(echo "$SB_RSS / 1024" | bc -l)" "$(echo "$NGX_RSS / 1024" | bc -l)"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+echo "against the targets (medians):"
+echo "  throughput, 1,000 senders: $(ratio "$(median switchboard 32 3)" "$(median nginx+lua 32 3)")x nginx+lua (target >= 1.05)"
+echo "  CPU per request:           $(ratio "$(median switchboard 32 6)" "$(median nginx+lua 32 6)")x nginx+lua (target <= 1)"
+echo "  throughput, one sender:    $(ratio "$(median switchboard/1 32 3)" "$(median nginx+lua/1 32 3)")x nginx+lua (target >= 0.9)"
+printf "  RSS:                       %.1f MiB (target <= 10)\n" "$(echo "$SB_RSS / 1024" | bc -l)"
+if command -v valgrind >/dev/null; then
+  echo "  instructions per request (callgrind, one worker, one connection):"
+  python3 bench/instructions.py 2000 rest rest_get | sed 's/^/    /'
+else
+  echo "  instructions per request: skipped (apt-get install valgrind)"
+fi
 kill $SB_PID
 wait $SB_PID 2>/dev/null || true
 
