@@ -106,11 +106,17 @@ struct worker {
     atomic_int accepting_stopped;
     uint64_t drain_until_ms;
 
-    /* Jobs handed their sender's turn by another message (possibly on another worker). */
+    /* Jobs handed their sender's turn by a message on another worker. */
     pthread_mutex_t inbox_lock;
     struct job *woken_head, *woken_tail;
     struct script_state *incoming; /* a reload's scripts, adopted between jobs */
     struct conn_mail *mail_head, *mail_tail; /* sends for this worker's connections */
+    /* worker_post writes the eventfd only while the loop waits in epoll_wait (inbox_asleep);
+     * an awake loop finds inbox_posted set before it waits again (engine.c). */
+    atomic_int inbox_posted, inbox_asleep;
+    /* Jobs handed their sender's turn by a message of this worker: no lock, no wake-up; the
+     * loop resumes them before it waits again (engine.c, run_handed). */
+    struct job *handed_head, *handed_tail;
 
     /* WebSocket connections (connections.c). */
     struct connection *connections;
@@ -183,7 +189,8 @@ void job_answer(struct job *job, lua_State *L, int base);
 
 /* ---- engine.c ------------------------------------------------------------------------------- */
 
-/* Put a job in its worker's inbox and wake the worker (any thread). */
+/* Put a job in its worker's inbox and wake the worker (any thread). On the worker's own thread
+ * it goes on the worker's handed list instead, which the loop empties without a wake-up. */
 void worker_post(struct worker *w, struct job *job);
 /* Wake the worker's loop (any thread): it drains its inbox. */
 void worker_wake(struct worker *w);

@@ -204,5 +204,129 @@ class LuaBotOrderTests(unittest.TestCase):
             self.assertGreaterEqual(max_overlap(spans), 5)
 
 
+# A bot that does not wait: one message runs from BEGIN to END in one step of its worker, so the
+# sender's queued messages pass the turn from one to the next without the loop in between. Each
+# answer names the Lua state (so the worker) that handled it; "hold" keeps the turn a while.
+BUSY_SENDER_BOT = """\
+local sb = require "switchboard"
+local bot = {}
+local state = tostring({})
+function bot.handle(msg, out)
+  sb.log.info("BEGIN %%s", msg.text)
+  if msg.text == "hold" then
+    sb.sleep(%s)
+  end
+  sb.log.info("END %%s", msg.text)
+  out:send_custom_json({ text = msg.text, state = state })
+end
+return bot
+"""
+HOLD = 3.0 * SLOWER
+
+
+def settled_log(host, ends, timeout=10.0):
+    """The host's log once it has `ends` END lines (an answer can reach the client before the
+    harness has read the line the bot logged before it)."""
+    deadline = time.monotonic() + timeout
+    while len(re.findall(r"\bEND \S+", host.log())) < ends and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return host.log()
+
+
+def bot_spans(test, log):
+    """The texts of the BEGIN/END lines in log order, checked to alternate BEGIN x, END x: one
+    message inside the bot at a time (a line is one write, and the gate orders the workers)."""
+    marks = re.findall(r"\b(BEGIN|END) (\S+)", log)
+    for i in range(0, len(marks) - 1, 2):
+        test.assertEqual((marks[i][0], marks[i + 1][0], marks[i + 1][1]), ("BEGIN", "END", marks[i][1]),
+                         "two messages inside the bot at once: %r" % marks[i:i + 4])
+    test.assertEqual(len(marks) % 2, 0, "a message without its END: %r" % marks[-3:])
+    return [text for kind, text in marks if kind == "BEGIN"]
+
+
+def wait_until_in_flight(host, count, timeout=10.0):
+    """Wait until /metrics counts `count` messages between message_begin and message_end."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = host.request("GET", "/metrics")[2].decode()
+        m = re.search(r"^switchboard_bot_messages_in_flight (\S+)$", body, re.M)
+        if m and float(m.group(1)) >= count:
+            return
+        time.sleep(0.005)
+    raise AssertionError("fewer than %d messages in flight after %g s" % (count, timeout))
+
+
+class BusySenderTests(unittest.TestCase):
+    """One sender's messages on both workers at once: they queue behind each other on either worker,
+    and the turn passes between the workers and along each worker's own run of them."""
+
+    def start(self):
+        host = Host(cwd=project(dict(CREDENTIALS, **{
+            "endpoints.yml": lua_bot_endpoints(workers=2),
+            "bot.lua": BUSY_SENDER_BOT % HOLD})))
+        self.addCleanup(host.stop)
+        return host
+
+    def test_queued_on_both_workers_in_arrival_order(self):
+        host = self.start()
+        held = []
+        holder = threading.Thread(target=lambda: held.append(post(host, "busy", "hold")),
+                                  daemon=True)
+        holder.start()
+        host.wait_for_log(r"BEGIN hold\b", timeout=10)
+        texts = ["m%02d" % i for i in range(24)]
+        results = [None] * len(texts)
+        threads = []
+        for i, text in enumerate(texts):
+            threads.append(threading.Thread(
+                target=lambda i=i: results.__setitem__(i, post(host, "busy", texts[i])),
+                daemon=True))
+            threads[-1].start()
+            # The gauge counts a message from just before it takes its place in the queue (the
+            # RECEIVED line comes earlier, before the pipeline's own steps): the next one is sent
+            # once this one is in line, so the order they are sent is the arrival order.
+            wait_until_in_flight(host, i + 2)
+        for t in threads:
+            t.join(60)
+        holder.join(60)
+        self.assertEqual(held[0][0], 200, held)
+        log = settled_log(host, 1 + len(texts))
+        self.assertLess(log.rfind("RECEIVED m23"), log.find("END hold"),
+                        "every message was to arrive while the first held the turn")
+        states = set()
+        for text, result in zip(texts, results):
+            self.assertEqual(result[0], 200, result)
+            self.assertEqual(result[2][0]["custom"]["text"], text, result)
+            states.add(result[2][0]["custom"]["state"])
+        self.assertEqual(len(states), 2, "the messages were to be handled by both workers")
+        self.assertEqual(bot_spans(self, log), ["hold"] + texts, "bot order")
+
+    def test_many_connections_at_once(self):
+        host = self.start()
+        per_client = 15
+
+        def client(c):
+            answers = []
+            for i in range(per_client):
+                status, _, body = post(host, "busy", "c%02d-%02d" % (c, i))
+                answers.append((status, body))
+            return answers
+        results = in_threads([functools.partial(client, c) for c in range(16)])
+        states = set()
+        for c, answers in enumerate(results):
+            self.assertIsInstance(answers, list, answers)
+            for i, (status, body) in enumerate(answers):
+                self.assertEqual(status, 200, body)
+                self.assertEqual(body[0]["custom"]["text"], "c%02d-%02d" % (c, i), body)
+                states.add(body[0]["custom"]["state"])
+        self.assertEqual(len(states), 2, "the messages were to be handled by both workers")
+        handled = bot_spans(self, settled_log(host, 16 * per_client))
+        self.assertEqual(sorted(handled), sorted("c%02d-%02d" % (c, i) for c in range(16)
+                                                 for i in range(per_client)))
+        for c in range(16):  # each client sent its next message once the last was answered
+            mine = [t for t in handled if t.startswith("c%02d-" % c)]
+            self.assertEqual(mine, sorted(mine))
+
+
 if __name__ == "__main__":
     unittest.main()
