@@ -334,15 +334,19 @@ function M.new_out(sink, recipient, protect, msg)
   return setmetatable({ sink = sink, recipient_id = recipient, protect = protect, msg = msg }, mt)
 end
 
+-- The end of a protected send: a sender that raised is logged and the bot goes on.
+local function sent(self, ok, err)
+  if not ok then
+    log_error("sending to %s failed: %s", tostring(self.recipient_id), tostring(err))
+  end
+end
+
 -- Callers pass the sender's values, extras, then msg.
 local function send(self, name, ...)
   if not self.protect then
     return call(self.sink, name, self.recipient_id, ...)
   end
-  local ok, err = pcall(call, self.sink, name, self.recipient_id, ...)
-  if not ok then
-    log_error("sending to %s failed: %s", tostring(self.recipient_id), tostring(err))
-  end
+  sent(self, pcall(call, self.sink, name, self.recipient_id, ...))
 end
 
 -- Every sender takes extras last; the bot may leave them out.
@@ -387,12 +391,6 @@ function CollectingOut:send_custom_json(value)
   return Collector.send_custom_json(self.sink, self.recipient_id, value)
 end
 
-local function sent(self, ok, err)
-  if not ok then
-    log_error("sending to %s failed: %s", tostring(self.recipient_id), tostring(err))
-  end
-end
-
 -- The senders taking one value (then extras), and those taking two (text and buttons).
 for name, arity in pairs(ARITY) do
   if arity == 2 then
@@ -418,10 +416,7 @@ function Out:send_response(message)
   if not self.protect then
     return M.dispatch(self.sink, self.recipient_id, message, self.msg)
   end
-  local ok, err = pcall(M.dispatch, self.sink, self.recipient_id, message, self.msg)
-  if not ok then
-    log_error("sending to %s failed: %s", tostring(self.recipient_id), tostring(err))
-  end
+  sent(self, pcall(M.dispatch, self.sink, self.recipient_id, message, self.msg))
 end
 
 return M

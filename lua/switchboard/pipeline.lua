@@ -72,20 +72,33 @@ end
 -- The per-field hooks, from the host's one list of hook names (channel_hooks.c).
 local FIELD_HOOKS = require("switchboard.hooks").fields
 
--- Whether a channel overrides a per-field hook: known per channel table, as pushes() below.
-local field_hooked = setmetatable({}, { __mode = "k" })
-
-local function overrides_a_field(channel)
-  local known = field_hooked[channel]
-  if known == nil then
-    known = false
-    for _, name in ipairs(FIELD_HOOKS) do
-      known = known or channel[name] ~= nil
+-- A fact about a channel table, worked out once per table by `find` (a reload makes new tables,
+-- so the facts of the old ones go with them).
+local function known_per_channel(find)
+  local known_for = setmetatable({}, { __mode = "k" })
+  return function(channel)
+    local known = known_for[channel]
+    if known == nil then
+      known = find(channel)
+      known_for[channel] = known
     end
-    field_hooked[channel] = known
+    return known
   end
-  return known
 end
+
+local function defines_any(channel, names)
+  for _, name in ipairs(names) do
+    if channel[name] ~= nil then
+      return true
+    end
+  end
+  return false
+end
+
+-- Whether a channel overrides a per-field hook.
+local overrides_a_field = known_per_channel(function(channel)
+  return defines_any(channel, FIELD_HOOKS)
+end)
 
 local function default_receive(channel, req)
   if overrides_a_field(channel) then
@@ -108,22 +121,10 @@ local function default_receive(channel, req)
   } }
 end
 
--- A channel that sends replies itself (docs/contract.md §4 item 3). Known per channel table (a
--- reload makes new tables), so the senders are looked up once.
-local pushing_channels = setmetatable({}, { __mode = "k" })
-
-local function pushes(channel)
-  local known = pushing_channels[channel]
-  if known ~= nil then
-    return known
-  end
-  known = channel.send_response ~= nil
-  for _, name in ipairs(SENDERS) do
-    known = known or channel[name] ~= nil
-  end
-  pushing_channels[channel] = known
-  return known
-end
+-- A channel that sends replies itself (docs/contract.md §4 item 3).
+local pushes = known_per_channel(function(channel)
+  return channel.send_response ~= nil or defines_any(channel, SENDERS)
+end)
 
 -- What a message's turn has got to: `in_bot` once the bot runs (a failure before that is the
 -- channel's before_message, or the deadline while waiting for the turn).
@@ -366,10 +367,9 @@ function deliver(channel, req, state, messages, response, source)
   for i, m in ipairs(messages) do
     normalized[i] = normalize(m, channel.name, headers)
   end
-  local pushing = pushes(channel)
 
   local rec = state.rec
-  if pushing then
+  if pushes(channel) then
     local answer = response or hook(channel, "ack")(req)
     local kept
     if channel.async then
