@@ -50,7 +50,8 @@ local cfg = {}
 local RS = "\30" -- Engine.IO's record separator between packets of one poll
 local byte, sub, find = string.byte, string.sub, string.find
 local CLOSE, PING, MESSAGE = byte("1"), byte("2"), byte("4") -- Engine.IO packet types
-local SLASH, ZERO, NINE = byte("/"), byte("0"), byte("9")
+local SLASH, ZERO, NINE, BRACKET = byte("/"), byte("0"), byte("9"), byte("[")
+local EVENT = byte("2") -- Socket.IO's packet type
 local MAX_PAYLOAD = 1000000
 local MAX_WAITING = 1000 -- packets waiting for a poll: past it the session no longer polls
 
@@ -122,7 +123,7 @@ local function emit(room, packet_head, data)
     packet = packet_head .. encode(data) .. "]"
   end
   send_to_room(room, packet)
-  local members = store.get(room_key(room))
+  local members = store.get("sio:room:" .. room) -- room_key(room) inline: every bot message
   if type(members) == "table" then
     for _, sid in ipairs(members) do
       local waiting = queue_for_poll(sid, packet)
@@ -200,13 +201,14 @@ local function sio_connect(session, ns, body)
   send(session, "40" .. ns_prefix(ns) .. encode({ sid = state.sock }))
 end
 
-local function sio_event(session, ns, ack, body, messages)
+-- An event packet; returns the user message it carries for the bot, if any.
+local function sio_event(session, ns, ack, body)
   local ok, args = pcall(decode, body)
   if not ok or type(args) ~= "table" or type(args[1]) ~= "string" then
     return
   end
   local state = session.state
-  local event, data = args[1], args[2]
+  local event, data, message = args[1], args[2], nil
   if type(data) ~= "table" then data = {} end
   if event == "session_request" then
     local session_id = data.session_id
@@ -230,39 +232,46 @@ local function sio_event(session, ns, ack, body, messages)
       end
     end
     local metadata = data[cfg.metadata_key]
-    if type(metadata) == "string" then
+    local metadata_type = type(metadata)
+    if metadata_type == "string" then
       local decoded_ok, value = pcall(decode, metadata)
       metadata = decoded_ok and value or nil
+      metadata_type = type(metadata)
     end
     local text = data.message
     if text == null then text = nil end
     if type(text) ~= "string" then
       text = text ~= nil and tostring(text) or ""
     end
-    messages[#messages + 1] = { sender_id = sender, text = text,
-      metadata = type(metadata) == "table" and metadata or nil }
+    message = { sender_id = sender, text = text,
+      metadata = metadata_type == "table" and metadata or nil }
   end
   if ack then
     send(session, "43" .. ns_prefix(ns) .. ack .. "[]")
   end
+  return message
 end
 
-local function sio_packet(session, p, messages)
+local function sio_packet(session, p)
   local kind, ns, ack, body = parse_sio(p, 2)
   if kind == "0" then
     sio_connect(session, ns, body)
   elseif kind == "2" and session.state.connected then
-    sio_event(session, ns, ack, body, messages)
+    return sio_event(session, ns, ack, body)
   elseif kind == "1" then
     session.state.connected = false
   end
 end
 
--- One Engine.IO packet from the client.
-local function engine_packet(session, p, messages)
-  local kind = byte(p, 1)
+-- One Engine.IO packet from the client; returns the user message it carries, if any.
+local function engine_packet(session, p)
+  local kind, second, third = byte(p, 1, 3)
   if kind == MESSAGE then
-    sio_packet(session, p, messages)
+    if second == EVENT and third == BRACKET then -- 42[...]: an event on "/", no ack
+      if session.state.connected then return sio_event(session, "/", nil, sub(p, 3)) end
+      return nil
+    end
+    return sio_packet(session, p)
   elseif kind == CLOSE then
     session.closing = true
   elseif kind == PING then
@@ -335,7 +344,7 @@ local function post(req)
   if not session then return engine_error(1, "Session ID unknown") end
   local messages = array()
   for p in (req.body .. RS):gmatch("([^" .. RS .. "]*)" .. RS) do
-    if p ~= "" then engine_packet(session, p, messages) end
+    if p ~= "" then messages[#messages + 1] = engine_packet(session, p) end
   end
   save(session)
   return messages, { status = 200, content_type = "text/html", body = "ok" }
@@ -356,6 +365,7 @@ function channel.on_open(conn, req)
     return
   end
   conn.data.state = { rooms = array() }
+  conn.data.session = { conn = conn, state = conn.data.state }
   conn:send(open_packet(conn.id, {}))
   conn:keepalive(cfg.ping_interval, "2")
 end
@@ -373,6 +383,7 @@ local function finish_upgrade(conn, sid)
   for _, room in ipairs(state.rooms or {}) do conn:bind(room) end
   conn.data.state = { rooms = state.rooms or array(), sock = state.sock,
     connected = state.connected }
+  conn.data.session = { conn = conn, state = conn.data.state }
   conn.data.sid = sid
   conn.data.upgrading = nil
   -- What waited for the next poll goes over the new transport; the poll itself ends with "6".
@@ -401,13 +412,12 @@ function channel.on_message(conn, data, binary)
     return
   end
   -- Over WebSocket each frame is one Engine.IO packet (no record separators).
-  local session = { conn = conn, state = conn_data.state }
-  local messages = {}
-  engine_packet(session, data, messages)
+  local session = conn_data.session
+  local message = engine_packet(session, data)
   if session.closing then
     conn:close(1000, "")
   end
-  return messages
+  if message then return { message } end
 end
 
 function channel.on_close(conn)
@@ -427,8 +437,9 @@ local function bot_event(recipient, message)
 end
 
 function channel.send_text_message(recipient, text)
-  for _, part in ipairs(text_parts(text)) do
-    bot_event(recipient, { text = part })
+  local parts = text_parts(text)
+  for i = 1, #parts do
+    emit(recipient, bot_event_head, { text = parts[i] })
   end
 end
 

@@ -804,7 +804,7 @@ static struct job *job_new(struct worker *w, const char *id)
     job->deadline = TIMER_INIT(deadline_fired);
     job->store_timer = TIMER_INIT(store_pop_timed_out);
     job->gate.wake = job_gate_wake;
-    snprintf(job->id, sizeof job->id, "%s", id);
+    memcpy(job->id, id, strnlen(id, sizeof job->id - 1)); /* calloc put the '\0' */
     job->task.request_id = job->id;
     job->task.ops = &task_ops;
     return job;

@@ -69,15 +69,17 @@ local strip, as_text, null = sb.strip, output.as_text, json.null
 local find, sub = string.find, string.sub
 
 function M.text_parts(text)
-  local parts = {}
   if text == nil or text == null then
-    return parts
+    return {}
   end
-  text = strip(as_text(text))
+  if type(text) ~= "string" then
+    text = as_text(text)
+  end
+  text = strip(text)
   if not find(text, "\n\n", 1, true) then -- one part (the common case), already stripped
-    parts[1] = text ~= "" and text or nil
-    return parts
+    return text ~= "" and { text } or {}
   end
+  local parts = {}
   local start = 1
   while true do
     local i = find(text, "\n\n", start, true)

@@ -334,11 +334,9 @@ function M.new_out(sink, recipient, protect, msg)
   return setmetatable({ sink = sink, recipient_id = recipient, protect = protect, msg = msg }, mt)
 end
 
--- The end of a protected send: a sender that raised is logged and the bot goes on.
-local function sent(self, ok, err)
-  if not ok then
-    log_error("sending to %s failed: %s", tostring(self.recipient_id), tostring(err))
-  end
+-- A protected send whose sender raised: logged, and the bot goes on.
+local function send_failed(self, err)
+  log_error("sending to %s failed: %s", tostring(self.recipient_id), tostring(err))
 end
 
 -- Callers pass the sender's values, extras, then msg.
@@ -346,7 +344,8 @@ local function send(self, name, ...)
   if not self.protect then
     return call(self.sink, name, self.recipient_id, ...)
   end
-  sent(self, pcall(call, self.sink, name, self.recipient_id, ...))
+  local ok, err = pcall(call, self.sink, name, self.recipient_id, ...)
+  if not ok then send_failed(self, err) end
 end
 
 -- Every sender takes extras last; the bot may leave them out.
@@ -399,7 +398,8 @@ for name, arity in pairs(ARITY) do
       if not f then
         return Out[name](self, value, extras)
       end
-      sent(self, pcall(f, self.recipient_id, value, extras or {}, self.msg))
+      local ok, err = pcall(f, self.recipient_id, value, extras or {}, self.msg)
+      if not ok then send_failed(self, err) end
     end
   else
     PushingOut[name] = function(self, text, values, extras)
@@ -407,7 +407,8 @@ for name, arity in pairs(ARITY) do
       if not f then
         return Out[name](self, text, values, extras)
       end
-      sent(self, pcall(f, self.recipient_id, text, values, extras or {}, self.msg))
+      local ok, err = pcall(f, self.recipient_id, text, values, extras or {}, self.msg)
+      if not ok then send_failed(self, err) end
     end
   end
 end
@@ -416,7 +417,8 @@ function Out:send_response(message)
   if not self.protect then
     return M.dispatch(self.sink, self.recipient_id, message, self.msg)
   end
-  sent(self, pcall(M.dispatch, self.sink, self.recipient_id, message, self.msg))
+  local ok, err = pcall(M.dispatch, self.sink, self.recipient_id, message, self.msg)
+  if not ok then send_failed(self, err) end
 end
 
 return M

@@ -28,7 +28,7 @@ local log_error, log_warn, log_info, log_debug = sb.log.error, sb.log.warn, sb.l
 local encode, decode, null = sb.json.encode, sb.json.decode, sb.json.null
 local SENDERS, new_out, channel_sink, collector =
   output.SENDERS, output.new_out, output.channel_sink, output.collector
-local normalize = message.normalize
+local normalize_all = message.normalize_all
 local M = {}
 local host, bot, recorder
 
@@ -362,11 +362,7 @@ function deliver(channel, req, state, messages, response, source)
   elseif type(messages) ~= "table" then
     error(format("%s must return an array of messages, not %s", source, type(messages)), 0)
   end
-  local headers = req.headers
-  local normalized = {}
-  for i, m in ipairs(messages) do
-    normalized[i] = normalize(m, channel.name, headers)
-  end
+  local normalized = normalize_all(messages, channel.name, req.headers)
 
   local rec = state.rec
   if pushes(channel) then
@@ -645,9 +641,14 @@ end
 -- Where the bot's replies to a connection's message go: the channel's senders when it has any
 -- (they reach the sender's connections, sb.connections.send), else each bot message as JSON
 -- text on the connection the message came in on.
+local push_sinks = known_per_channel(function(channel)
+  return pushes(channel) and channel_sink(channel) or false
+end)
+
 local function connection_sink(channel, conn)
-  if pushes(channel) then
-    return channel_sink(channel), true
+  local push_sink = push_sinks(channel)
+  if push_sink then
+    return push_sink, true
   end
   local sink = collector(function(shape)
     conn:send(encode(shape))
@@ -666,13 +667,10 @@ local function connection_message(channel, conn, data, binary)
     error(format("channel.on_message must return an array of messages or nothing, not %s",
       type(messages)), 0)
   end
-  local normalized = {}
-  for i, m in ipairs(messages) do
-    normalized[i] = normalize(m, channel.name, nil)
-  end
+  local normalized = normalize_all(messages, channel.name, nil)
   local sink, pushing = connection_sink(channel, conn)
-  for _, msg in ipairs(normalized) do
-    run_bot(channel, msg, sink, pushing)
+  for i = 1, #normalized do
+    run_bot(channel, normalized[i], sink, pushing)
   end
 end
 

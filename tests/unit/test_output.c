@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit tests of the message rules (docs/contract.md §3.5) and of the dispatch and collected
- * shapes (§4.1, §4.2), run in a real Lua state of the host: lua/switchboard/message.lua and
- * output.lua are Lua (their senders may wait), so the checks go through the state. */
+ * shapes (§4.1, §4.2), run in a real Lua state of the host: the rules are the C module
+ * `switchboard.message` (src/lua_message.c) and output.lua is Lua (its senders may wait), so the
+ * checks go through the state as a channel's would. */
 #include "check.h"
 #include "lua_state.h"
 
@@ -38,7 +39,7 @@ static void check_lua(const char *code, const char *expected, int line)
 static const char prelude[] =
     "sb = require 'switchboard'\n"
     "output = require 'switchboard.output'\n"
-    "local message = require 'switchboard.message'\n"
+    "message = require 'switchboard.message'\n"
     "local function canon(v)\n"
     "  if type(v) ~= 'table' then return sb.json.encode(v) end\n"
     "  if v[1] ~= nil or getmetatable(v) == getmetatable(sb.json.array()) then\n"
@@ -110,6 +111,29 @@ static void test_message_rules(void)
            "hi");
 }
 
+/* normalize_all: a channel's whole array, as ipairs walks it, every element checked before any
+ * is returned. */
+static void test_normalize_all(void)
+{
+    LUA_IS("local all = message.normalize_all({ { text = ' a ', sender_id = 's' }, { text = 'b' },"
+           " nil, { text = 'c' } }, 'web', { h = '1' })\n"
+           "return #all .. ' ' .. all[1].text .. all[1].sender_id .. all[2].text .. "
+           "all[2].sender_id .. ' ' .. all[1].input_channel .. ' ' .. all[2].headers.h .. ' ' .. "
+           "tostring(all[1].message_id ~= all[2].message_id)",
+           "2 asbdefault web 1 true");
+    LUA_IS("return #message.normalize_all({}, 'rest', nil)", "0");
+    LUA_IS("local ok, e = pcall(message.normalize_all, { { text = 'fine' }, { text = {} } }, "
+           "'rest') return sb.is_http_error(e) and e.status .. ' ' .. e.message",
+           "400 the message text must be a string, not a table");
+    LUA_IS("local ok, e = pcall(message.normalize_all, { { text = 'fine' }, 'x' }, 'rest')"
+           " return e",
+           "channel.receive must return an array of message tables; an element is a string");
+    LUA_IS("local list = setmetatable({}, { __index = function(_, i) if i <= 3 then "
+           "return { text = 't' .. i } end end })\n"
+           "local all = message.normalize_all(list, 'rest') return #all .. all[3].text",
+           "3t3");
+}
+
 int main(void)
 {
     const char *source = getenv("SB_SOURCE_DIR");
@@ -128,6 +152,7 @@ int main(void)
     test_collected_shapes();
     test_fallbacks();
     test_message_rules();
+    test_normalize_all();
     lua_state_close(L);
     return CHECK_DONE();
 }
