@@ -90,9 +90,7 @@ static void push_user_message(lua_State *L, int m, int channel, int headers)
         lua_pushnil(L);
         lua_replace(L, TEXT);
     } else if (lua_type(L, TEXT) == LUA_TSTRING) {
-        size_t len;
-        const char *s = lua_tolstring(L, TEXT, &len);
-        sb_push_stripped(L, s, len);
+        sb_push_stripped(L, TEXT);
         lua_replace(L, TEXT);
     } else {
         sb_raise_http_error(L, 400, "invalid_message", "the message text must be a string, not a %s",

@@ -106,8 +106,9 @@ void sb_push_urlencoded(lua_State *L, int idx);
 
 /* Push sb.uuid(): 32 lower-case hex characters of a random (version 4) uuid.  [-0,+1,e] */
 void sb_push_uuid(lua_State *L);
-/* Push sb.strip(text): without leading and trailing white space (ASCII and Unicode).  [-0,+1,m] */
-void sb_push_stripped(lua_State *L, const char *text, size_t len);
+/* Push sb.strip() of the string at idx: without leading and trailing white space (ASCII and
+ * Unicode); that string itself when it has nothing to strip.  [-0,+1,m] */
+void sb_push_stripped(lua_State *L, int idx);
 
 /* Raise an HTTP error: a table {status=, error=code, message=} with the module's metatable.
  * The pipeline answers it as {"error": code, "message": message} with that status. */

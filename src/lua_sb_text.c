@@ -40,23 +40,37 @@ static size_t space_before(const unsigned char *s, size_t len)
     return 0;
 }
 
-void sb_push_stripped(lua_State *L, const char *text, size_t len)
+/* The part of text[0..*len) without leading and trailing white space: its start, and its length
+ * in *len. */
+static const char *stripped_span(const char *text, size_t *len)
 {
     const unsigned char *s = (const unsigned char *)text;
-    size_t n;
-    while (len > 0 && (n = space_at(s, len)) > 0)
-        s += n, len -= n;
-    while (len > 0 && (n = space_before(s, len)) > 0)
-        len -= n;
-    lua_pushlstring(L, (const char *)s, len);
+    size_t left = *len, n;
+    while (left > 0 && (n = space_at(s, left)) > 0)
+        s += n, left -= n;
+    while (left > 0 && (n = space_before(s, left)) > 0)
+        left -= n;
+    *len = left;
+    return (const char *)s;
+}
+
+void sb_push_stripped(lua_State *L, int idx)
+{
+    size_t len;
+    const char *text = lua_tolstring(L, idx, &len);
+    size_t kept = len;
+    const char *s = stripped_span(text, &kept);
+    if (s == text && kept == len)
+        lua_pushvalue(L, idx); /* nothing to strip: the same string, not a copy to intern */
+    else
+        lua_pushlstring(L, s, kept);
 }
 
 /* sb.strip(s) -> s without leading and trailing white space (ASCII and Unicode)  [-0,+1,v] */
 static int l_strip(lua_State *L)
 {
-    size_t len;
-    const char *s = luaL_checklstring(L, 1, &len);
-    sb_push_stripped(L, s, len);
+    luaL_checkstring(L, 1);
+    sb_push_stripped(L, 1);
     return 1;
 }
 
