@@ -114,14 +114,9 @@ local function leave_polling_rooms(sid, rooms)
   end
 end
 
--- packet_head: '42["<event>",', the start of every event packet of that name.
-local function emit(room, packet_head, data)
-  local packet
-  if data == nil then -- the event alone, as socket.io sends an event without arguments
-    packet = sub(packet_head, 1, -2) .. "]"
-  else
-    packet = packet_head .. encode(data) .. "]"
-  end
+-- A finished packet to the room: its WebSocket members through the host, its polling ones
+-- through their outboxes.
+local function emit(room, packet)
   send_to_room(room, packet)
   local members = store.get("sio:room:" .. room) -- room_key(room) inline: every bot message
   if type(members) == "table" then
@@ -431,15 +426,21 @@ end
 -- ---- bot messages, as Rasa's SocketIOOutput sends them ---------------------------------------
 
 local bot_event_head -- '42["bot_uttered",' (init)
+local text_event_head -- '42["bot_uttered",{"text":' (init)
 
 local function bot_event(recipient, message)
-  emit(recipient, bot_event_head, message)
+  if message == nil then -- the event alone, as socket.io sends an event without arguments
+    emit(recipient, sub(bot_event_head, 1, -2) .. "]")
+  else
+    emit(recipient, bot_event_head .. encode(message) .. "]")
+  end
 end
 
+-- The most common bot message: its packet is put together without a table to encode.
 function channel.send_text_message(recipient, text)
   local parts = text_parts(text)
   for i = 1, #parts do
-    emit(recipient, bot_event_head, { text = parts[i] })
+    emit(recipient, text_event_head .. encode(parts[i]) .. "}]")
   end
 end
 
@@ -487,6 +488,7 @@ function channel.init(config)
   local v = util.params(config, channel):values()
   cfg = v
   bot_event_head = "42[" .. encode(v.bot_message_evt) .. ","
+  text_event_head = bot_event_head .. '{"text":'
   local path = v.socketio_path
   if path:sub(1, 1) ~= "/" then path = "/" .. path end
   channel.mount = path

@@ -74,6 +74,20 @@ class SocketIOTests(unittest.TestCase):
                         {"page": "test"},
                     ])
 
+    def test_text_arrives_intact_and_split_on_blank_lines(self):
+        # A text's bot_uttered packet is put together from its JSON string, without a table
+        # (channels/socketio.lua): quotes, backslashes, control characters and non-ASCII text
+        # must arrive as sent, and a blank line still makes two events.
+        odd = 'say "hi" \\ \t\u00fc \U0001F600 </script>'
+        with serve() as host:
+            for transports in (["websocket"], ["polling"]):
+                with self.subTest(transports=transports):
+                    (got,) = check(host, transports=transports, messages=[odd, "one\n\ntwo"],
+                                   expect=1.5, linger=300)
+                    self.assertIsNone(got["error"])
+                    self.assertEqual(got["replies"], [{"text": "echo: " + odd + " 0"},
+                                                      {"text": "echo: one"}, {"text": "two 0"}])
+
     def test_two_hundred_sessions_at_once(self):
         with serve() as host:
             started = time.monotonic()
