@@ -10,6 +10,10 @@
 #    senders in turn (bench/post.lua) and with every request from one sender (bench/post_one.lua),
 #    -c1 for latency; server CPU time per request from /proc; RSS after the load; Switchboard's
 #    instructions per request (bench/instructions.py, callgrind; skipped without valgrind).
+#    Also measured: "health", the host's C path alone (GET /webhooks/rest/), and "floor", a second
+#    host whose pipeline is bench/floor_pipeline.lua (only what any Lua pipeline must do: decode,
+#    UserMessage, bot, encode): how low the rest echo could go without libmicrohttpd or Lua 5.4
+#    changing.
 # 2. slow bot: 1,000 connections, each request a new sender, against an HTTP bot that answers
 #    after 200 ms (nginx's echo module stands in for it); messages/s vs the ideal 5,000/s, errors,
 #    and the host's thread count before and after.
@@ -18,7 +22,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
 DURATION=${DURATION:-5}
 WORK=$(mktemp -d /tmp/sb-bench.XXXXXX)
-SB_PORT=18081 NGX_PORT=18082 BOT_PORT=18083 SLOW_PORT=18084
+SB_PORT=18081 NGX_PORT=18082 BOT_PORT=18083 SLOW_PORT=18084 FLOOR_PORT=18085
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -51,10 +55,18 @@ $SB run -p $SB_PORT -i 127.0.0.1 --credentials "$WORK/credentials.yml" --endpoin
   --log-level error 2> "$WORK/sb.log" &
 SB_PID=$!
 PIDS+=("$SB_PID")
+mkdir -p "$WORK/floor"
+cp -r lua channels "$WORK/floor/"
+cp bench/floor_pipeline.lua "$WORK/floor/lua/switchboard/pipeline.lua"
+SWITCHBOARD_HOME="$WORK/floor" $SB run -p $FLOOR_PORT -i 127.0.0.1 --credentials "$WORK/credentials.yml" \
+  --endpoints "$WORK/endpoints.yml" --log-level error 2> "$WORK/floor.log" &
+FLOOR_PID=$!
+PIDS+=("$FLOOR_PID")
 sed -e "s#@DIR@#$WORK#g" -e "s#@PORT@#$NGX_PORT#g" bench/nginx.conf > "$WORK/nginx.conf"
 nginx -c "$WORK/nginx.conf" -p "$WORK" -g 'daemon on;' 2>/dev/null
 wait_port $SB_PORT
 wait_port $NGX_PORT
+wait_port $FLOOR_PORT
 sleep 0.3
 NGX_PIDS=$(pgrep -P "$(cat "$WORK/nginx.pid")" | tr '\n' ' ')
 
@@ -83,12 +95,16 @@ echo "rounds: $ROUNDS x ${DURATION}s per measurement, interleaved"
 # warm-up
 wrk -t1 -c32 -d1s -s bench/post.lua "http://127.0.0.1:$SB_PORT/" >/dev/null
 wrk -t1 -c32 -d1s -s bench/post.lua "http://127.0.0.1:$NGX_PORT/" >/dev/null
+wrk -t1 -c32 -d1s -s bench/post.lua "http://127.0.0.1:$FLOOR_PORT/" >/dev/null
 for r in $(seq "$ROUNDS"); do
   run_wrk switchboard $SB_PORT 32 $SB_PID
   run_wrk nginx+lua $NGX_PORT 32 $NGX_PIDS
   run_wrk switchboard $SB_PORT 1 $SB_PID
   run_wrk nginx+lua $NGX_PORT 1 $NGX_PIDS
   run_wrk health $SB_PORT 32 $SB_PID
+  run_wrk floor $FLOOR_PORT 32 $FLOOR_PID
+  run_wrk floor $FLOOR_PORT 1 $FLOOR_PID
+  run_wrk floor/1 $FLOOR_PORT 32 $FLOOR_PID
   run_wrk switchboard/1 $SB_PORT 32 $SB_PID
   run_wrk nginx+lua/1 $NGX_PORT 32 $NGX_PIDS
 done
@@ -105,12 +121,13 @@ echo
 echo "1. rest echo (median of $ROUNDS rounds)"
 printf "%-14s %6s %12s %10s %10s %14s\n" server conns "req/s" "p50" "p99" "CPU us/req"
 for conns in 32 1; do
-  for name in switchboard nginx+lua health switchboard/1 nginx+lua/1; do
+  for name in switchboard nginx+lua health floor switchboard/1 nginx+lua/1 floor/1; do
     awk -v n="$name" -v c="$conns" '$1==n && $2==c' "$WORK/results" | sort -k3 -g |
       awk -v r="$ROUNDS" 'NR==int((r+1)/2) {printf "%-14s %6s %12s %10s %10s %14s\n", $1, $2, $3, $4, $5, $6}'
   done
 done
 echo "(health: switchboard's GET /webhooks/rest/, answered in C without Lua: the HTTP floor;"
+echo " floor: the echo through bench/floor_pipeline.lua, the least Lua any pipeline must run;"
 echo " /1: every request from one sender, so Switchboard runs them one at a time)"
 printf "RSS after load: switchboard %.1f MiB, nginx+lua %.1f MiB (master + workers)\n" \
   "$(echo "$SB_RSS / 1024" | bc -l)" "$(echo "$NGX_RSS / 1024" | bc -l)"
@@ -119,15 +136,18 @@ echo "against the targets (medians):"
 echo "  throughput, 1,000 senders: $(ratio "$(median switchboard 32 3)" "$(median nginx+lua 32 3)")x nginx+lua (target >= 1.05)"
 echo "  CPU per request:           $(ratio "$(median switchboard 32 6)" "$(median nginx+lua 32 6)")x nginx+lua (target <= 1)"
 echo "  throughput, one sender:    $(ratio "$(median switchboard/1 32 3)" "$(median nginx+lua/1 32 3)")x nginx+lua (target >= 0.9)"
+echo "  the floor pipeline:        $(ratio "$(median floor 32 3)" "$(median nginx+lua 32 3)")x nginx+lua's throughput, CPU per request $(ratio "$(median floor 32 6)" "$(median nginx+lua 32 6)")x, one sender $(ratio "$(median floor/1 32 3)" "$(median nginx+lua/1 32 3)")x"
 printf "  RSS:                       %.1f MiB (target <= 10)\n" "$(echo "$SB_RSS / 1024" | bc -l)"
 if command -v valgrind >/dev/null; then
   echo "  instructions per request (callgrind, one worker, one connection):"
   python3 bench/instructions.py 2000 rest rest_get | sed 's/^/    /'
+  SWITCHBOARD_HOME="$WORK/floor" python3 bench/instructions.py 2000 rest |
+    sed 's/^rest /floor/; s/^/    /'
 else
   echo "  instructions per request: skipped (apt-get install valgrind)"
 fi
-kill $SB_PID
-wait $SB_PID 2>/dev/null || true
+kill $SB_PID $FLOOR_PID
+wait $SB_PID $FLOOR_PID 2>/dev/null || true
 
 # --- 2. slow bot ---------------------------------------------------------------------------------
 mkdir -p "$WORK/bot"
