@@ -81,6 +81,7 @@ static const struct job_wait wait_soon = {"the store's answer", cancel_soon};
 static const struct job_wait wait_store_pop = {"sb.store.pop", cancel_store_pop};
 static int cancel_order(struct job *job);
 static const struct job_wait wait_order = {"the sender's turn across hosts", cancel_order};
+static const struct job_wait wait_number = {"the sender's turn across hosts", cancel_order};
 
 /* ---- the sender's turn ---------------------------------------------------------------------- */
 
@@ -88,7 +89,13 @@ static const struct job_wait wait_order = {"the sender's turn across hosts", can
  * Only the message holding its sender's gate on this host asks Redis for the sender's turn, so
  * a host has one place in a sender's queue in Redis at most; the messages waiting behind it on
  * this host take an arrival number each, and a release queues the host again at once with the
- * number of its next one. */
+ * number of its next one.
+ * When that next message's number has not come back yet, a release could only leave the queue,
+ * and a message of another host that took a later number could go first. So the holder keeps
+ * the turn in Redis and hands it over unchecked (SENDER_GATE_TURN_UNCHECKED); the next message
+ * waits for its number (wait_number) and then asks with it, keeping the turn only when no host
+ * waits with a lower number (STORE_TURN_RECHECK). Its deadline or a lost connection end that
+ * wait as they end the wait for the turn. */
 
 static int order_on(const struct job *job) { return store_redis_order(job->w->redis); }
 
@@ -136,25 +143,38 @@ static void turn_ready(void *ctx, int held, const char *error)
     }
 }
 
-/* The job holds the gate on this host: ask for the turn in Redis (handed: this host's previous
- * message passed it on, keep it). Returns 1 when the job must wait for it. */
+/* The job holds the gate on this host: ask for the turn in Redis (handed: what this host's
+ * previous message passed on, a SENDER_GATE_*). Returns 1 when the job must wait for it. */
 static int take_turn(struct job *job, int handed)
 {
     char err[320];
-    if (job->seq_call) /* its number is late: the turn takes a new one */
+    if (handed == SENDER_GATE_TURN) { /* the host holds it for this message: keep it */
         drop_seq_call(job);
-    job->turn = store_redis_turn_take(job->w->redis, job->gate_sender, job->seq, handed,
+        job->turn = store_redis_turn_take(job->w->redis, job->gate_sender, 0, STORE_TURN_HANDED,
+                                          turn_ready, job, err, sizeof err);
+        if (!job->turn)
+            order_fallback(job, err);
+        return 0;
+    }
+    if (job->seq_call) { /* its number is on its way: a new one would come after later ones */
+        job->wait = &wait_number;
+        return 1;
+    }
+    job->turn = store_redis_turn_take(job->w->redis, job->gate_sender, job->seq,
+                                      handed == SENDER_GATE_TURN_UNCHECKED ? STORE_TURN_RECHECK
+                                                                           : STORE_TURN_JOIN,
                                       turn_ready, job, err, sizeof err);
     if (!job->turn) {
         order_fallback(job, err);
         return 0;
     }
-    if (handed)
-        return 0;
     job->wait = &wait_order;
     return 1;
 }
 
+/* The arrival number of a message waiting on this host. A message that holds the gate already
+ * and waits for it asks for the turn now (with no number when it failed: the turn takes one, or
+ * the message goes on without Redis). */
 static void number_came(void *ctx, const struct store_reply *reply)
 {
     struct job *job = ctx;
@@ -163,18 +183,29 @@ static void number_came(void *ctx, const struct store_reply *reply)
         job->seq = (unsigned long long)reply->integer;
         sender_gate_set_seq(job->gate_sender, &job->gate, job->seq);
     }
+    if (job->wait == &wait_number && !take_turn(job, job->gate.handed)) {
+        LIST_PUSH(job->w->soon, job, soon_prev, soon_next);
+        job->wait = &wait_soon;
+    }
 }
 
 /* Leave the gate. With a turn in Redis the turn is released first, and the gate is left when
- * Redis answered; a turn the host was handed for this job (handed) is released too. */
+ * Redis answered; a turn the host was handed for this job (handed) is released too. A turn held
+ * while the next message's number is still on its way is kept for it instead (see above). */
 static void leave_gate(struct job *job, int handed)
 {
     struct store_redis_turn *t = job->turn;
     job->turn = NULL;
     if (!t && handed && order_on(job)) {
+        if (sender_gate_leave_to_unnumbered(job->gate_sender, SENDER_GATE_TURN_UNCHECKED))
+            return;
         char err[320];
-        t = store_redis_turn_take(job->w->redis, job->gate_sender, 0, 1, NULL, NULL, err,
-                                  sizeof err);
+        t = store_redis_turn_take(job->w->redis, job->gate_sender, 0, STORE_TURN_HANDED, NULL,
+                                  NULL, err, sizeof err);
+    } else if (t && store_redis_turn_held(t) &&
+               sender_gate_leave_to_unnumbered(job->gate_sender, SENDER_GATE_TURN_UNCHECKED)) {
+        store_redis_turn_keep(t);
+        return;
     }
     if (t)
         store_redis_turn_release(t, sender_gate_first_seq(job->gate_sender), turn_released);
@@ -182,11 +213,12 @@ static void leave_gate(struct job *job, int handed)
         sender_gate_leave(job->gate_sender);
 }
 
-/* The deadline (or the job's end) while the turn in Redis is awaited: it is given back, and the
- * gate on this host goes with the release. */
+/* The deadline (or the job's end) while the turn in Redis, or the number to ask it with, is
+ * awaited: what the host holds or awaits is given back or passed on, and the gate goes with it. */
 static int cancel_order(struct job *job)
 {
-    leave_gate(job, 0);
+    drop_seq_call(job);
+    leave_gate(job, job->wait == &wait_number ? job->gate.handed : SENDER_GATE_NOTHING);
     job->gate_held = 0;
     free(job->gate_sender);
     job->gate_sender = NULL;
@@ -461,9 +493,11 @@ void job_resume_from_inbox(struct job *job)
     }
     job->gate_held = 1;
     /* Resumed into a cancellation, it asks Redis for nothing, but a turn it was handed is
-     * released when it leaves. */
-    if (order_on(job) && (job->gate.handed || !job->task.cancelled) &&
-        take_turn(job, job->gate.handed))
+     * passed on when it leaves. */
+    int handed = job->gate.handed;
+    if (job->task.cancelled && handed)
+        handed = SENDER_GATE_TURN;
+    if (order_on(job) && (handed || !job->task.cancelled) && take_turn(job, handed))
         return;
     job_resume(job, 0);
 }

@@ -86,15 +86,20 @@ static int handing_over(const struct gate_waiter *w)
     return 0;
 }
 
-void sender_gate_leave(const char *sender) { sender_gate_leave_handing(sender, 0); }
-
-void sender_gate_leave_handing(const char *sender, int handed)
+/* The holder leaves: the first waiter is handed the gate and woken, or the entry goes when none
+ * waits. only_unnumbered: only when the first waiter has no arrival number yet (returns 0 and
+ * changes nothing otherwise). */
+static int leave(const char *sender, int handed, int only_unnumbered)
 {
     struct gate_waiter *next = NULL;
     struct hand_over self = {NULL, NULL};
     pthread_mutex_lock(&gate_lock);
     struct gate_entry **slot = find_slot(sender);
     struct gate_entry *e = *slot;
+    if (only_unnumbered && (!e || !e->head || e->head->seq != 0)) {
+        pthread_mutex_unlock(&gate_lock);
+        return 0;
+    }
     if (e) {
         next = e->head;
         if (next) {
@@ -115,7 +120,7 @@ void sender_gate_leave_handing(const char *sender, int handed)
     }
     pthread_mutex_unlock(&gate_lock);
     if (!next)
-        return;
+        return 1;
     next->wake(next); /* outside the lock: it takes the waiter's worker's inbox lock */
     pthread_mutex_lock(&gate_lock);
     struct hand_over **link = &hand_overs;
@@ -124,6 +129,16 @@ void sender_gate_leave_handing(const char *sender, int handed)
     *link = self.next;
     pthread_cond_broadcast(&hand_over_done);
     pthread_mutex_unlock(&gate_lock);
+    return 1;
+}
+
+void sender_gate_leave(const char *sender) { leave(sender, SENDER_GATE_NOTHING, 0); }
+
+void sender_gate_leave_handing(const char *sender, int handed) { leave(sender, handed, 0); }
+
+int sender_gate_leave_to_unnumbered(const char *sender, int handed)
+{
+    return leave(sender, handed, 1);
 }
 
 int sender_gate_cancel(const char *sender, struct gate_waiter *w)

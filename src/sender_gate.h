@@ -14,10 +14,20 @@ struct gate_waiter {
     void (*wake)(struct gate_waiter *w);
     struct gate_waiter *next;
     /* For the order across hosts (docs/multi-host.md): the waiter's number in the sender's
-     * arrival order in Redis (0: none yet), and what the leaving holder handed it (1: the host's
-     * turn in Redis, which it must then release). Both under the gate's lock. */
+     * arrival order in Redis (0: none yet), and what the leaving holder handed it (a
+     * SENDER_GATE_* below). Both under the gate's lock. */
     unsigned long long seq;
     int handed;
+};
+
+/* What a leaving holder hands the next waiter besides the gate. */
+enum {
+    SENDER_GATE_NOTHING = 0,
+    /* The host's turn in Redis, kept for this waiter's number: it must release it later. */
+    SENDER_GATE_TURN = 1,
+    /* The host's turn in Redis, kept while this waiter's number was still on its way: it must
+     * check it against the other hosts' numbers once that number is in (or release it). */
+    SENDER_GATE_TURN_UNCHECKED = 2,
 };
 
 /* Returns 1 when the gate was free and is now the caller's, 0 when `w` was queued (wake comes
@@ -29,6 +39,10 @@ void sender_gate_leave(const char *sender);
 void sender_gate_leave_handing(const char *sender, int handed);
 /* The arrival number of the sender's first waiter (0: no waiter, or it has none yet). */
 unsigned long long sender_gate_first_seq(const char *sender);
+/* Leave, handing the next waiter `handed`, only when it has no arrival number yet: returns 1
+ * then, else 0 and nothing changes (one step under the lock, so the waiter cannot change in
+ * between). */
+int sender_gate_leave_to_unnumbered(const char *sender, int handed);
 /* Record a queued waiter's arrival number (nothing when it is no longer queued). */
 void sender_gate_set_seq(const char *sender, struct gate_waiter *w, unsigned long long seq);
 /* Take a queued waiter back (its message is abandoned). Returns 1 when it was removed, 0 when it

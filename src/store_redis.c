@@ -1294,16 +1294,23 @@ void store_redis_detach(struct store_redis_call *call)
  * timer to the holder's lease: when it fires and the holder has not renewed it (a host gone), its
  * JOIN finds no holder and promotes the next host. */
 
-/* KEYS: queue, holder, counter. ARGV: host id, arrival number (0: take one), lease ms, channel.
- * -> {held, number, ms until the holder's lease ends, 1 when it passed an expired turn on}: a
- * queue without a holder means the holder's lease ran out, since a release passes the turn on. */
+/* KEYS: queue, holder, counter. ARGV: host id, arrival number (0: take one), lease ms, channel,
+ * recheck ('1': the host kept the turn while this message's number was on its way, so a host
+ * waiting with a lower number gets it first). -> {held, number, ms until the holder's lease
+ * ends, 1 when it passed an expired turn on}: a queue without a holder means the holder's lease
+ * ran out, since a release passes the turn on. */
 static const char JOIN_SCRIPT[] =
     "local q, h, me, lease = KEYS[1], KEYS[2], ARGV[1], ARGV[3] "
     "local seq = tonumber(ARGV[2]) "
     "if seq == 0 then seq = redis.call('incr', KEYS[3]) end "
     "local holder = redis.call('get', h) "
-    "if holder == me then redis.call('pexpire', h, lease) redis.call('zrem', q, me) "
-    "  return {1, seq, 0, 0} end "
+    "if holder == me then redis.call('zrem', q, me) "
+    "  local first = ARGV[5] == '1' and redis.call('zrange', q, 0, 0, 'withscores') or {} "
+    "  if first[2] and tonumber(first[2]) < seq then "
+    "    redis.call('zadd', q, seq, me) redis.call('zrem', q, first[1]) "
+    "    redis.call('set', h, first[1], 'px', lease) redis.call('publish', ARGV[4], first[1]) "
+    "    return {0, seq, tonumber(lease), 0} end "
+    "  redis.call('pexpire', h, lease) return {1, seq, 0, 0} end "
     "local expired = 0 "
     "if not holder and redis.call('zcard', q) > 0 then expired = 1 end "
     "redis.call('zadd', q, seq, me) "
@@ -1351,6 +1358,7 @@ struct store_redis_turn {
     unsigned long long seq, next_seq;
     unsigned pending;           /* commands waiting for their reply */
     int checking;               /* a JOIN waits for its reply */
+    int recheck;                /* its first JOIN checks a kept turn (STORE_TURN_RECHECK) */
     int lost;                   /* its lease ran out while held (logged once) */
     struct wait_key *key;       /* subscribed while it waits */
     struct store_redis_turn *k_prev, *k_next;
@@ -1490,17 +1498,20 @@ static int turn_send_join(struct store_redis_turn *t)
     size_t counter_len = (size_t)snprintf(counter, sizeof counter, "%s", r->cfg->prefix);
     memcpy(counter + counter_len, "\0turn:seq", 9);
     counter_len += 9;
+    /* Only the first JOIN rechecks: a later one (subscribed, the lease's timer) finding this host
+     * the holder was promoted by a release, which gave it to the lowest number already. */
     const char *argv[] = {"EVAL", JOIN_SCRIPT, "3", t->queue, t->holder, counter, r->h->id,
-                          seq, lease, t->channel};
+                          seq, lease, t->channel, t->recheck ? "1" : "0"};
     size_t lens[] = {4, sizeof JOIN_SCRIPT - 1, 1, t->queue_len, t->holder_len, counter_len,
                      strlen(r->h->id),
                      (size_t)snprintf(seq, sizeof seq, "%llu", t->seq),
                      (size_t)snprintf(lease, sizeof lease, "%llu",
                                       (unsigned long long)lease_ms(r)),
-                     t->channel_len};
-    if (turn_send(t, CMD_JOIN, 10, argv, lens) != 0)
+                     t->channel_len, 1};
+    if (turn_send(t, CMD_JOIN, 11, argv, lens) != 0)
         return -1;
     t->checking = 1;
+    t->recheck = 0;
     return 0;
 }
 
@@ -1667,11 +1678,11 @@ static void fail_turns(struct store_redis *r, const char *error)
 }
 
 struct store_redis_turn *store_redis_turn_take(struct store_redis *r, const char *sender,
-                                               unsigned long long seq, int held,
+                                               unsigned long long seq, enum store_turn_ask how,
                                                store_redis_turn_done done, void *ctx, char *err,
                                                size_t errlen)
 {
-    if (!held && !can_send(r)) {
+    if (how != STORE_TURN_HANDED && !can_send(r)) {
         snprintf(err, errlen, "store unavailable: %s",
                  r->logged_error[0] ? r->logged_error : "not connected to Redis yet");
         return NULL;
@@ -1685,6 +1696,7 @@ struct store_redis_turn *store_redis_turn_take(struct store_redis *r, const char
     t->done = done;
     t->ctx = ctx;
     t->seq = seq;
+    t->recheck = how == STORE_TURN_RECHECK;
     t->timer = TIMER_INIT(turn_timer_fired);
     t->sender = strdup(sender);
     t->queue = joined(r->cfg->prefix, "\0turn:q:", 8, sender, &t->queue_len);
@@ -1702,7 +1714,7 @@ struct store_redis_turn *store_redis_turn_take(struct store_redis *r, const char
         turn_maybe_free(t);
         return NULL;
     }
-    if (held) { /* handed by this host's previous message: keep renewing it */
+    if (how == STORE_TURN_HANDED) { /* from this host's previous message: keep renewing it */
         t->state = TURN_HELD;
         timer_start(r->timers, &t->timer, timers_now_ms() + lease_ms(r) / 3);
         return t;
@@ -1739,6 +1751,15 @@ void store_redis_turn_release(struct store_redis_turn *t, unsigned long long nex
         timer_start(r->timers, &t->timer, timers_now_ms()); /* answered from the loop */
     else
         timer_stop(r->timers, &t->timer);
+}
+
+int store_redis_turn_held(const struct store_redis_turn *t) { return t->state == TURN_HELD; }
+
+void store_redis_turn_keep(struct store_redis_turn *t)
+{
+    t->done = NULL; /* nothing to answer: the turn stays the host's in Redis */
+    turn_end(t, 0, NULL);
+    turn_maybe_free(t);
 }
 
 struct store_redis_call *store_redis_turn_number(struct store_redis *r, store_redis_done done,

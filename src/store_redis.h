@@ -141,13 +141,27 @@ const char *store_redis_host_id(const struct store_redis *r);
  * a STORE_REPLY_INT, as store_redis_call. */
 struct store_redis_call *store_redis_turn_number(struct store_redis *r, store_redis_done done,
                                                  void *ctx, char *err, size_t errlen);
-/* Ask for the sender's turn with the message's arrival number (0: take one now); held 1: this
- * host's previous message handed it over, only renew it. NULL (err set) when Redis cannot be
- * asked: then done is never called. */
+/* How store_redis_turn_take asks for the turn. */
+enum store_turn_ask {
+    /* join the sender's queue with the message's number (0: take one now) */
+    STORE_TURN_JOIN,
+    /* this host's previous message handed it over: only renew it */
+    STORE_TURN_HANDED,
+    /* this host's previous message kept it while this message's number was on its way: keep it
+     * when no other host waits with a lower number, else pass it on and join the queue */
+    STORE_TURN_RECHECK,
+};
+/* Ask for the sender's turn with the message's arrival number seq. NULL (err set) when Redis
+ * cannot be asked: then done is never called. */
 struct store_redis_turn *store_redis_turn_take(struct store_redis *r, const char *sender,
-                                               unsigned long long seq, int held,
+                                               unsigned long long seq, enum store_turn_ask how,
                                                store_redis_turn_done done, void *ctx, char *err,
                                                size_t errlen);
+/* Whether t holds the turn now (not still awaited, not lost with the connection). */
+int store_redis_turn_held(const struct store_redis_turn *t);
+/* Forget a held turn here without giving it back in Redis: this host's next message takes it
+ * over (STORE_TURN_RECHECK, on any worker) while the lease runs. Frees t. */
+void store_redis_turn_keep(struct store_redis_turn *t);
 /* Give the turn back (held or still awaited; its done is not called any more); next_seq, when
  * not 0, queues the host again at once for its next waiting message. Frees the turn once
  * released is called. */

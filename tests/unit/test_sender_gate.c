@@ -155,6 +155,38 @@ static void test_cancel(void)
     CHECK(sender_gate_cancel("carol", &ws[3].w) == 0);
 }
 
+/* For the order across hosts: leave_to_unnumbered hands the gate over only while the first waiter
+ * has no arrival number yet (the holder then keeps its turn in Redis for it), in one step, and
+ * the waiter learns what it was handed. */
+static void test_leave_to_unnumbered(void)
+{
+    struct logged_waiter ws[3];
+
+    init_waiters(ws, 3);
+    CHECK(sender_gate_leave_to_unnumbered("erin", SENDER_GATE_TURN_UNCHECKED) == 0); /* no entry */
+    CHECK(sender_gate_enter("erin", &ws[0].w) == 1);
+    CHECK(sender_gate_leave_to_unnumbered("erin", SENDER_GATE_TURN_UNCHECKED) == 0); /* no waiter */
+    CHECK(sender_gate_active() == 1); /* the holder still holds it */
+    CHECK(sender_gate_enter("erin", &ws[1].w) == 0);
+    CHECK(sender_gate_enter("erin", &ws[2].w) == 0);
+    CHECK(sender_gate_first_seq("erin") == 0);
+    sender_gate_set_seq("erin", &ws[1].w, 7);
+    CHECK(sender_gate_first_seq("erin") == 7);
+    /* the first waiter has its number: nothing changes, the holder releases with it instead */
+    CHECK(sender_gate_leave_to_unnumbered("erin", SENDER_GATE_TURN_UNCHECKED) == 0);
+    CHECK(nwoken == 0);
+    sender_gate_leave_handing("erin", SENDER_GATE_TURN);
+    CHECK(nwoken == 1 && woken[0] == 1 && ws[1].w.handed == SENDER_GATE_TURN);
+    /* the next one has no number yet: it is handed the gate with the turn still to check */
+    CHECK(sender_gate_first_seq("erin") == 0);
+    CHECK(sender_gate_leave_to_unnumbered("erin", SENDER_GATE_TURN_UNCHECKED) == 1);
+    CHECK(nwoken == 2 && woken[1] == 2 && ws[2].w.handed == SENDER_GATE_TURN_UNCHECKED);
+    CHECK(sender_gate_active() == 1);
+    sender_gate_leave("erin");
+    CHECK(sender_gate_active() == 0);
+    CHECK(nwoken == 2);
+}
+
 /* ---- multi-threaded stress ------------------------------------------------------------------- */
 
 #define THREADS 4
@@ -283,6 +315,7 @@ int main(void)
     test_fifo();
     test_independent();
     test_cancel();
+    test_leave_to_unnumbered();
     test_stress();
     return CHECK_DONE();
 }
