@@ -15,18 +15,10 @@ import time
 import unittest
 
 from harness import project
-from test_multihost import PREFIX, REDIS_SERVER, SLOWER, in_thread, post, wait_until
+from test_multihost import CHANNEL, PREFIX, REDIS_SERVER, SLOWER, in_thread, post, wait_until
 from test_store_redis import Redis, metric, wait_for_state
 from util import QuietHost as Host
 
-CHANNEL = """\
-local c = { name = "ordered" }
-function c.receive(req)
-  local b = req.json
-  return { { sender_id = b.sender, text = b.message, metadata = { sleep = b.sleep } } }
-end
-return c
-"""
 # Records each message in Redis when it reaches the bot, logs once Redis answered, then sleeps
 # without asking Redis anything more (so a message can end while Redis's replies are held).
 BOT = """\
