@@ -347,6 +347,11 @@ end
 
 -- ---- WebSocket --------------------------------------------------------------------------------
 
+-- The session object of each WebSocket connection, made at its first message instead of at
+-- every one. Not in conn.data: that is carried to new scripts at a reload as JSON, which cannot
+-- hold the connection; this table starts empty with the new scripts.
+local ws_sessions = setmetatable({}, { __mode = "k" })
+
 function channel.on_open(conn, req)
   local q = req.query
   if q.EIO ~= "4" then return engine_error(5, "Unsupported protocol version") end
@@ -360,7 +365,6 @@ function channel.on_open(conn, req)
     return
   end
   conn.data.state = { rooms = array() }
-  conn.data.session = { conn = conn, state = conn.data.state }
   conn:send(open_packet(conn.id, {}))
   conn:keepalive(cfg.ping_interval, "2")
 end
@@ -378,7 +382,7 @@ local function finish_upgrade(conn, sid)
   for _, room in ipairs(state.rooms or {}) do conn:bind(room) end
   conn.data.state = { rooms = state.rooms or array(), sock = state.sock,
     connected = state.connected }
-  conn.data.session = { conn = conn, state = conn.data.state }
+  ws_sessions[conn] = nil -- its state is a new table
   conn.data.sid = sid
   conn.data.upgrading = nil
   -- What waited for the next poll goes over the new transport; the poll itself ends with "6".
@@ -407,7 +411,11 @@ function channel.on_message(conn, data, binary)
     return
   end
   -- Over WebSocket each frame is one Engine.IO packet (no record separators).
-  local session = conn_data.session
+  local session = ws_sessions[conn]
+  if not session then
+    session = { conn = conn, state = conn_data.state }
+    ws_sessions[conn] = session
+  end
   local message = engine_packet(session, data)
   if session.closing then
     conn:close(1000, "")

@@ -17,6 +17,7 @@ import unittest
 from channel_fixtures import sdk
 from harness import project
 from util import QuietHost as Host
+from wsclient import WebSocket
 
 BOT = """\
 local sb = require "switchboard"
@@ -87,6 +88,25 @@ class SocketIOTests(unittest.TestCase):
                     self.assertIsNone(got["error"])
                     self.assertEqual(got["replies"], [{"text": "echo: " + odd + " 0"},
                                                       {"text": "echo: one"}, {"text": "two 0"}])
+
+    def test_a_reload_keeps_websocket_sessions_working(self):
+        # conn.data is carried to the new scripts as JSON: what the channel keeps there must
+        # survive that, and the next message must reach the new bot.
+        with serve() as host:
+            ws = WebSocket(host.port, "/socket.io/?EIO=4&transport=websocket")
+            self.assertTrue(ws.recv().startswith("0{"))
+            ws.send("40")
+            self.assertTrue(ws.recv().startswith("40{"))
+            ws.send('42["user_uttered",{"message":"one"}]')
+            self.assertEqual(json.loads(ws.recv()[2:]), ["bot_uttered", {"text": "echo: one"}])
+            path = os.path.join(host.cwd, "bot.lua")
+            with open(path + ".tmp", "w") as f:
+                f.write(BOT.replace('"echo: "', '"v2: "'))
+            os.replace(path + ".tmp", path)
+            host.wait_for_log("scripts reloaded", timeout=10)
+            ws.send('42["user_uttered",{"message":"two"}]')
+            self.assertEqual(json.loads(ws.recv()[2:]), ["bot_uttered", {"text": "v2: two"}])
+            self.assertNotIn("could not be carried", host.log())
 
     def test_two_hundred_sessions_at_once(self):
         with serve() as host:
