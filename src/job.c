@@ -95,7 +95,10 @@ static const struct job_wait wait_number = {"the sender's turn across hosts", ca
  * the turn in Redis and hands it over unchecked (SENDER_GATE_TURN_UNCHECKED); the next message
  * waits for its number (wait_number) and then asks with it, keeping the turn only when no host
  * waits with a lower number (STORE_TURN_RECHECK). Its deadline or a lost connection end that
- * wait as they end the wait for the turn. */
+ * wait as they end the wait for the turn. A message that leaves while still waiting for the turn
+ * (its deadline) keeps the host's place in the queue the same way (SENDER_GATE_PLACE): the next
+ * message's JOIN then moves it to its own number, or rechecks the turn when the place came to
+ * the top meanwhile. */
 
 static int order_on(const struct job *job) { return store_redis_order(job->w->redis); }
 
@@ -143,27 +146,37 @@ static void turn_ready(void *ctx, int held, const char *error)
     }
 }
 
+/* Own, without asking Redis, what this host's previous message handed over: the turn (renewed
+ * while held) or the host's place in the queue; leave_gate passes it on. */
+static void own_handed(struct job *job, int handed)
+{
+    char err[320];
+    drop_seq_call(job);
+    job->turn =
+        store_redis_turn_take(job->w->redis, job->gate_sender, 0,
+                              handed == SENDER_GATE_PLACE ? STORE_TURN_PLACE : STORE_TURN_HANDED,
+                              turn_ready, job, err, sizeof err);
+    if (!job->turn)
+        order_fallback(job, err);
+}
+
 /* The job holds the gate on this host: ask for the turn in Redis (handed: what this host's
  * previous message passed on, a SENDER_GATE_*). Returns 1 when the job must wait for it. */
 static int take_turn(struct job *job, int handed)
 {
     char err[320];
     if (handed == SENDER_GATE_TURN) { /* the host holds it for this message: keep it */
-        drop_seq_call(job);
-        job->turn = store_redis_turn_take(job->w->redis, job->gate_sender, 0, STORE_TURN_HANDED,
-                                          turn_ready, job, err, sizeof err);
-        if (!job->turn)
-            order_fallback(job, err);
+        own_handed(job, handed);
         return 0;
     }
     if (job->seq_call) { /* its number is on its way: a new one would come after later ones */
         job->wait = &wait_number;
         return 1;
     }
+    int recheck = handed == SENDER_GATE_TURN_UNCHECKED || handed == SENDER_GATE_PLACE;
     job->turn = store_redis_turn_take(job->w->redis, job->gate_sender, job->seq,
-                                      handed == SENDER_GATE_TURN_UNCHECKED ? STORE_TURN_RECHECK
-                                                                           : STORE_TURN_JOIN,
-                                      turn_ready, job, err, sizeof err);
+                                      recheck ? STORE_TURN_RECHECK : STORE_TURN_JOIN, turn_ready,
+                                      job, err, sizeof err);
     if (!job->turn) {
         order_fallback(job, err);
         return 0;
@@ -189,26 +202,35 @@ static void number_came(void *ctx, const struct store_reply *reply)
     }
 }
 
-/* Leave the gate. With a turn in Redis the turn is released first, and the gate is left when
- * Redis answered; a turn the host was handed for this job (handed) is released too. A turn held
- * while the next message's number is still on its way is kept for it instead (see above). */
+/* Leave the gate. With a turn in Redis (held or awaited) the turn is released first, and the
+ * gate is left when Redis answered; what the host was handed for this job (handed) is released
+ * too. When the next message's number is still on its way, what the host has in Redis is kept
+ * for it instead (see above). The first waiter's number is read in the same step as that check:
+ * a waiter cancelled in between would leave the queue to one without a number. */
 static void leave_gate(struct job *job, int handed)
 {
     struct store_redis_turn *t = job->turn;
     job->turn = NULL;
-    if (!t && handed && order_on(job)) {
-        if (sender_gate_leave_to_unnumbered(job->gate_sender, SENDER_GATE_TURN_UNCHECKED))
-            return;
-        char err[320];
-        t = store_redis_turn_take(job->w->redis, job->gate_sender, 0, STORE_TURN_HANDED, NULL,
-                                  NULL, err, sizeof err);
-    } else if (t && store_redis_turn_held(t) &&
-               sender_gate_leave_to_unnumbered(job->gate_sender, SENDER_GATE_TURN_UNCHECKED)) {
-        store_redis_turn_keep(t);
+    if (!t && (!handed || !order_on(job))) {
+        sender_gate_leave(job->gate_sender);
         return;
     }
+    int place = t ? !store_redis_turn_held(t) : handed == SENDER_GATE_PLACE;
+    unsigned long long next_seq;
+    if (sender_gate_leave_to_unnumbered(
+            job->gate_sender, place ? SENDER_GATE_PLACE : SENDER_GATE_TURN_UNCHECKED, &next_seq)) {
+        if (t)
+            store_redis_turn_keep(t);
+        return;
+    }
+    if (!t) {
+        char err[320];
+        t = store_redis_turn_take(job->w->redis, job->gate_sender, 0,
+                                  place ? STORE_TURN_PLACE : STORE_TURN_HANDED, NULL, NULL, err,
+                                  sizeof err);
+    }
     if (t)
-        store_redis_turn_release(t, sender_gate_first_seq(job->gate_sender), turn_released);
+        store_redis_turn_release(t, next_seq, turn_released);
     else
         sender_gate_leave(job->gate_sender);
 }
@@ -492,12 +514,12 @@ void job_resume_from_inbox(struct job *job)
         return;
     }
     job->gate_held = 1;
-    /* Resumed into a cancellation, it asks Redis for nothing, but a turn it was handed is
-     * passed on when it leaves. */
+    /* Resumed into a cancellation, it asks Redis for nothing, but a turn or place it was handed
+     * is passed on when it leaves. */
     int handed = job->gate.handed;
-    if (job->task.cancelled && handed)
-        handed = SENDER_GATE_TURN;
-    if (order_on(job) && (handed || !job->task.cancelled) && take_turn(job, handed))
+    if (order_on(job) && job->task.cancelled && handed)
+        own_handed(job, handed);
+    else if (order_on(job) && !job->task.cancelled && take_turn(job, handed))
         return;
     job_resume(job, 0);
 }

@@ -87,16 +87,17 @@ static int handing_over(const struct gate_waiter *w)
 }
 
 /* The holder leaves: the first waiter is handed the gate and woken, or the entry goes when none
- * waits. only_unnumbered: only when the first waiter has no arrival number yet (returns 0 and
- * changes nothing otherwise). */
-static int leave(const char *sender, int handed, int only_unnumbered)
+ * waits. first_seq set: only when the first waiter has no arrival number yet (returns 0, changes
+ * nothing and sets *first_seq to that waiter's number otherwise). */
+static int leave(const char *sender, int handed, unsigned long long *first_seq)
 {
     struct gate_waiter *next = NULL;
     struct hand_over self = {NULL, NULL};
     pthread_mutex_lock(&gate_lock);
     struct gate_entry **slot = find_slot(sender);
     struct gate_entry *e = *slot;
-    if (only_unnumbered && (!e || !e->head || e->head->seq != 0)) {
+    if (first_seq && (!e || !e->head || e->head->seq != 0)) {
+        *first_seq = e && e->head ? e->head->seq : 0;
         pthread_mutex_unlock(&gate_lock);
         return 0;
     }
@@ -132,13 +133,13 @@ static int leave(const char *sender, int handed, int only_unnumbered)
     return 1;
 }
 
-void sender_gate_leave(const char *sender) { leave(sender, SENDER_GATE_NOTHING, 0); }
+void sender_gate_leave(const char *sender) { leave(sender, SENDER_GATE_NOTHING, NULL); }
 
-void sender_gate_leave_handing(const char *sender, int handed) { leave(sender, handed, 0); }
+void sender_gate_leave_handing(const char *sender, int handed) { leave(sender, handed, NULL); }
 
-int sender_gate_leave_to_unnumbered(const char *sender, int handed)
+int sender_gate_leave_to_unnumbered(const char *sender, int handed, unsigned long long *first_seq)
 {
-    return leave(sender, handed, 1);
+    return leave(sender, handed, first_seq);
 }
 
 int sender_gate_cancel(const char *sender, struct gate_waiter *w)
@@ -166,17 +167,6 @@ int sender_gate_cancel(const char *sender, struct gate_waiter *w)
         pthread_cond_wait(&hand_over_done, &gate_lock);
     pthread_mutex_unlock(&gate_lock);
     return removed;
-}
-
-unsigned long long sender_gate_first_seq(const char *sender)
-{
-    unsigned long long seq = 0;
-    pthread_mutex_lock(&gate_lock);
-    struct gate_entry *e = *find_slot(sender);
-    if (e && e->head)
-        seq = e->head->seq;
-    pthread_mutex_unlock(&gate_lock);
-    return seq;
 }
 
 void sender_gate_set_seq(const char *sender, struct gate_waiter *w, unsigned long long seq)

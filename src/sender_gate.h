@@ -28,6 +28,9 @@ enum {
     /* The host's turn in Redis, kept while this waiter's number was still on its way: it must
      * check it against the other hosts' numbers once that number is in (or release it). */
     SENDER_GATE_TURN_UNCHECKED = 2,
+    /* The host's place in the sender's queue in Redis (it may hold the turn by now), kept while
+     * this waiter's number was on its way: it must ask with that number (or leave the queue). */
+    SENDER_GATE_PLACE = 3,
 };
 
 /* Returns 1 when the gate was free and is now the caller's, 0 when `w` was queued (wake comes
@@ -37,12 +40,10 @@ int sender_gate_enter(const char *sender, struct gate_waiter *w);
 void sender_gate_leave(const char *sender);
 /* The same, handing the next waiter `handed` (its gate_waiter.handed; 0 when there is none). */
 void sender_gate_leave_handing(const char *sender, int handed);
-/* The arrival number of the sender's first waiter (0: no waiter, or it has none yet). */
-unsigned long long sender_gate_first_seq(const char *sender);
 /* Leave, handing the next waiter `handed`, only when it has no arrival number yet: returns 1
- * then, else 0 and nothing changes (one step under the lock, so the waiter cannot change in
- * between). */
-int sender_gate_leave_to_unnumbered(const char *sender, int handed);
+ * then, else 0, nothing changes and *first_seq is the first waiter's number (0: none waits). One
+ * step under the lock, so the first waiter cannot change in between. */
+int sender_gate_leave_to_unnumbered(const char *sender, int handed, unsigned long long *first_seq);
 /* Record a queued waiter's arrival number (nothing when it is no longer queued). */
 void sender_gate_set_seq(const char *sender, struct gate_waiter *w, unsigned long long seq);
 /* Take a queued waiter back (its message is abandoned). Returns 1 when it was removed, 0 when it

@@ -1682,7 +1682,8 @@ struct store_redis_turn *store_redis_turn_take(struct store_redis *r, const char
                                                store_redis_turn_done done, void *ctx, char *err,
                                                size_t errlen)
 {
-    if (how != STORE_TURN_HANDED && !can_send(r)) {
+    /* What the host has from its previous message is let go even without Redis (see release). */
+    if (how != STORE_TURN_HANDED && how != STORE_TURN_PLACE && !can_send(r)) {
         snprintf(err, errlen, "store unavailable: %s",
                  r->logged_error[0] ? r->logged_error : "not connected to Redis yet");
         return NULL;
@@ -1713,6 +1714,10 @@ struct store_redis_turn *store_redis_turn_take(struct store_redis *r, const char
         turn_end(t, 0, NULL);
         turn_maybe_free(t);
         return NULL;
+    }
+    if (how == STORE_TURN_PLACE) { /* the host's place: nothing to ask, never held here */
+        t->state = TURN_WAITING;
+        return t;
     }
     if (how == STORE_TURN_HANDED) { /* from this host's previous message: keep renewing it */
         t->state = TURN_HELD;

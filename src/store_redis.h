@@ -147,9 +147,13 @@ enum store_turn_ask {
     STORE_TURN_JOIN,
     /* this host's previous message handed it over: only renew it */
     STORE_TURN_HANDED,
-    /* this host's previous message kept it while this message's number was on its way: keep it
-     * when no other host waits with a lower number, else pass it on and join the queue */
+    /* this host's previous message kept it, or the host's place in the queue, while this
+     * message's number was on its way: keep the turn when no other host waits with a lower
+     * number, else pass it on and join the queue (with this number) */
     STORE_TURN_RECHECK,
+    /* this host's previous message kept the host's place in the queue (it may hold the turn by
+     * now) for this message, which goes without the turn: ask nothing, only keep or release it */
+    STORE_TURN_PLACE,
 };
 /* Ask for the sender's turn with the message's arrival number seq. NULL (err set) when Redis
  * cannot be asked: then done is never called. */
@@ -159,8 +163,9 @@ struct store_redis_turn *store_redis_turn_take(struct store_redis *r, const char
                                                size_t errlen);
 /* Whether t holds the turn now (not still awaited, not lost with the connection). */
 int store_redis_turn_held(const struct store_redis_turn *t);
-/* Forget a held turn here without giving it back in Redis: this host's next message takes it
- * over (STORE_TURN_RECHECK, on any worker) while the lease runs. Frees t. */
+/* Forget a turn here without telling Redis: this host's next message takes it over
+ * (STORE_TURN_RECHECK, on any worker), a held turn while its lease runs, an awaited one as the
+ * host's place in the queue (a JOIN still on its way lands, its answer is dropped). Frees t. */
 void store_redis_turn_keep(struct store_redis_turn *t);
 /* Give the turn back (held or still awaited; its done is not called any more); next_seq, when
  * not 0, queues the host again at once for its next waiting message. Frees the turn once

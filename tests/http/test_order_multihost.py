@@ -245,6 +245,110 @@ class LateNumberTests(unittest.TestCase):
         self.assertEqual(third[1]["value"][0], 200, third[1])
         self.assertEqual(self.log_of("alice"), ["A1", "B1"])
 
+    def a1_times_out_waiting_for_b0_while_a2_has_no_number(self, a, b, b0_sleep):
+        """B0 runs on B; A1 waits on A for the turn and reaches its response timeout (4 s times
+        SLOWER: hosts(timeout_a=4)) while A2, behind it on A, has no number yet (Redis's replies
+        to A held) and B1 waits behind B0 on B with a later number. A2 arrives 2 s after A1, so
+        it has 2 s left once A1 timed out. B0 ends after b0_sleep (times SLOWER)."""
+        zero = self.send(b, "alice", "B0", b0_sleep * SLOWER)
+        b.wait_for_log(r"BEGUN alice B0")
+        started = time.monotonic()
+        first = self.send(a, "alice", "A1", 0.05)
+        wait_until("A1's place in the queue", lambda: self.queued_hosts("alice") == 1)
+        time.sleep(max(0.0, started + 2.0 * SLOWER - time.monotonic()))
+        self.proxy.hold()
+        # Numbers 1 and 2 went to B0's and A1's requests for the turn.
+        second = self.send(a, "alice", "A2", 0.05)
+        wait_until("A2's number", lambda: self.numbers_taken() >= 3)
+        third = self.send(b, "alice", "B1", 0.05)
+        wait_until("B1's number", lambda: self.numbers_taken() >= 4)
+        first[0].join(30 * SLOWER)  # A1 timed out waiting for the turn
+        self.assertIn("value", first[1], first[1])
+        self.assertLess(time.monotonic() - started, (b0_sleep - 0.1) * SLOWER,
+                        "B0 ended before A1 timed out")
+        self.assertEqual(self.log_of("alice"), ["B0"])
+        return zero, second, third
+
+    def test_a_message_waiting_for_the_turn_times_out_and_the_next_keeps_the_hosts_place(self):
+        # A's place in the sender's queue stays for A2: B1, which took a later number than A2,
+        # must not go first once B0 ends.
+        a, b = self.hosts(timeout_a=4)
+        zero, second, third = self.a1_times_out_waiting_for_b0_while_a2_has_no_number(a, b, 4.5)
+        zero[0].join(30 * SLOWER)
+        self.assertEqual(zero[1]["value"][0], 200, zero[1])
+        time.sleep(0.5 * SLOWER)  # time enough for B1 to begin, were the turn given to B
+        self.assertEqual(self.log_of("alice"), ["B0"], "B1 began before A2, which arrived first")
+        self.proxy.flow()
+        for t, result in (second, third):
+            t.join(30 * SLOWER)
+            self.assertEqual(result["value"][0], 200, result)
+        self.assertEqual(self.log_of("alice"), ["B0", "A2", "B1"])
+        wait_until("the turn to be given back", lambda: self.redis.command(
+            "EXISTS", PREFIX + "\0turn:h:alice", db=0) == 0)
+        self.assertEqual(self.queued_hosts("alice"), 0)
+        self.assertEqual(metric(a, "switchboard_order_leases_lost_total"), 0)
+
+    def test_the_next_message_times_out_too_and_the_hosts_place_is_given_up(self):
+        # A2 times out as well, still waiting for its number: A's place (which came to the top
+        # when B0 ended: A holds the turn with no message) is given up, so B1 goes on at once
+        # instead of after A's lease.
+        a, b = self.hosts(timeout_a=4)
+        zero, second, third = self.a1_times_out_waiting_for_b0_while_a2_has_no_number(a, b, 4.5)
+        zero[0].join(30 * SLOWER)
+        self.assertEqual(zero[1]["value"][0], 200, zero[1])
+        second[0].join(30 * SLOWER)  # A2's deadline, its number still held
+        self.assertIn("value", second[1], second[1])
+        ended = time.monotonic()
+        third[0].join(30 * SLOWER)
+        self.assertEqual(third[1]["value"][0], 200, third[1])
+        self.assertLess(time.monotonic() - ended, 5, "B1 waited for A's lease (10 s)")
+        self.assertEqual(self.log_of("alice"), ["B0", "B1"])
+        self.proxy.flow()
+        wait_until("the turn to be given back", lambda: self.redis.command(
+            "EXISTS", PREFIX + "\0turn:h:alice", db=0) == 0)
+        self.assertEqual(self.queued_hosts("alice"), 0)
+        # A never held the turn for a message: no lease of its ran out.
+        time.sleep(0.5 * SLOWER)
+        self.assertEqual(metric(a, "switchboard_order_leases_lost_total"), 0)
+
+    def test_the_next_message_times_out_before_b0_ends_and_b1_goes_after_b0(self):
+        # A2 times out while B0 still runs: A leaves the queue and B1 follows B0.
+        a, b = self.hosts(timeout_a=4)
+        zero, second, third = self.a1_times_out_waiting_for_b0_while_a2_has_no_number(a, b, 7)
+        second[0].join(30 * SLOWER)
+        self.assertIn("value", second[1], second[1])
+        wait_until("A's place to be given up", lambda: self.queued_hosts("alice") == 0)
+        self.assertEqual(self.log_of("alice"), ["B0"])
+        for t, result in (zero, third):
+            t.join(30 * SLOWER)
+            self.assertEqual(result["value"][0], 200, result)
+        self.assertEqual(self.log_of("alice"), ["B0", "B1"])
+        self.proxy.flow()
+        wait_until("the turn to be given back", lambda: self.redis.command(
+            "EXISTS", PREFIX + "\0turn:h:alice", db=0) == 0)
+        time.sleep(0.5 * SLOWER)  # A's held replies are in: A was never the holder, no lease lost
+        self.assertEqual(metric(a, "switchboard_order_leases_lost_total"), 0)
+
+    def test_redis_lost_while_the_next_message_waits_for_its_number_nothing_hangs(self):
+        # The connection to Redis goes while A2 waits for its number with A's place kept: A2
+        # goes on in its turn on A only, and B1 follows B0 at the latest once A's place (come
+        # to the top, with nobody to renew it) has run out its lease (1 s here).
+        a, b = self.hosts("  order_lease: 1\n", "  order_lease: 1\n", timeout_a=4)
+        zero, second, third = self.a1_times_out_waiting_for_b0_while_a2_has_no_number(a, b, 4.5)
+        self.proxy.cut()
+        self.proxy.flow()
+        second[0].join(30 * SLOWER)
+        self.assertEqual(second[1]["value"][0], 200, second[1])
+        a.wait_for_log(r"BEGUN alice A2")
+        a.wait_for_log(r"ERROR .*order of a sender's messages across hosts is not kept")
+        for t, result in (zero, third):
+            t.join(30 * SLOWER)
+            self.assertEqual(result["value"][0], 200, result)
+        self.assertIn("B1", self.log_of("alice"))
+        wait_for_state(a, "connected", timeout=20)
+        self.assertEqual(post(a.port, "alice", "A3", 0.01)[0], 200)
+        self.assertEqual(post(b.port, "alice", "B2", 0.01)[0], 200)
+        self.assertEqual(self.log_of("alice")[-2:], ["A3", "B2"])
 
 if __name__ == "__main__":
     unittest.main()

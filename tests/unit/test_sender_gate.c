@@ -157,30 +157,33 @@ static void test_cancel(void)
 
 /* For the order across hosts: leave_to_unnumbered hands the gate over only while the first waiter
  * has no arrival number yet (the holder then keeps its turn in Redis for it), in one step, and
- * the waiter learns what it was handed. */
+ * the waiter learns what it was handed; otherwise it reports the first waiter's number, read in
+ * that same step (the holder releases with it). */
 static void test_leave_to_unnumbered(void)
 {
     struct logged_waiter ws[3];
+    unsigned long long seq = 99;
 
     init_waiters(ws, 3);
-    CHECK(sender_gate_leave_to_unnumbered("erin", SENDER_GATE_TURN_UNCHECKED) == 0); /* no entry */
+    CHECK(sender_gate_leave_to_unnumbered("erin", SENDER_GATE_TURN_UNCHECKED, &seq) == 0);
+    CHECK(seq == 0); /* no entry */
     CHECK(sender_gate_enter("erin", &ws[0].w) == 1);
-    CHECK(sender_gate_leave_to_unnumbered("erin", SENDER_GATE_TURN_UNCHECKED) == 0); /* no waiter */
+    seq = 99;
+    CHECK(sender_gate_leave_to_unnumbered("erin", SENDER_GATE_TURN_UNCHECKED, &seq) == 0);
+    CHECK(seq == 0);                  /* no waiter */
     CHECK(sender_gate_active() == 1); /* the holder still holds it */
     CHECK(sender_gate_enter("erin", &ws[1].w) == 0);
     CHECK(sender_gate_enter("erin", &ws[2].w) == 0);
-    CHECK(sender_gate_first_seq("erin") == 0);
     sender_gate_set_seq("erin", &ws[1].w, 7);
-    CHECK(sender_gate_first_seq("erin") == 7);
     /* the first waiter has its number: nothing changes, the holder releases with it instead */
-    CHECK(sender_gate_leave_to_unnumbered("erin", SENDER_GATE_TURN_UNCHECKED) == 0);
+    CHECK(sender_gate_leave_to_unnumbered("erin", SENDER_GATE_TURN_UNCHECKED, &seq) == 0);
+    CHECK(seq == 7);
     CHECK(nwoken == 0);
     sender_gate_leave_handing("erin", SENDER_GATE_TURN);
     CHECK(nwoken == 1 && woken[0] == 1 && ws[1].w.handed == SENDER_GATE_TURN);
-    /* the next one has no number yet: it is handed the gate with the turn still to check */
-    CHECK(sender_gate_first_seq("erin") == 0);
-    CHECK(sender_gate_leave_to_unnumbered("erin", SENDER_GATE_TURN_UNCHECKED) == 1);
-    CHECK(nwoken == 2 && woken[1] == 2 && ws[2].w.handed == SENDER_GATE_TURN_UNCHECKED);
+    /* the next one has no number yet: it is handed the gate with the host's place to check */
+    CHECK(sender_gate_leave_to_unnumbered("erin", SENDER_GATE_PLACE, &seq) == 1);
+    CHECK(nwoken == 2 && woken[1] == 2 && ws[2].w.handed == SENDER_GATE_PLACE);
     CHECK(sender_gate_active() == 1);
     sender_gate_leave("erin");
     CHECK(sender_gate_active() == 0);
