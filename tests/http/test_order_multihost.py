@@ -142,6 +142,16 @@ class LateNumberTests(unittest.TestCase):
     def queued_hosts(self, sender):
         return self.redis.command("ZCARD", PREFIX + "\0turn:q:" + sender, db=0)
 
+    def answered(self, *calls):
+        """Each (thread, result) of send() ends, answered 200."""
+        for t, result in calls:
+            t.join(30 * SLOWER)
+            self.assertEqual(result["value"][0], 200, result)
+
+    def wait_turn_given_back(self, sender):
+        wait_until("the turn to be given back", lambda: self.redis.command(
+            "EXISTS", PREFIX + "\0turn:h:" + sender, db=0) == 0)
+
     def send(self, host, sender, text, sleep):
         t, result = in_thread(post, host.port, sender, text, sleep)
         self.addCleanup(t.join, 60)
@@ -173,18 +183,14 @@ class LateNumberTests(unittest.TestCase):
             self):
         a, b = self.hosts()
         first, second, third = self.a1_running_then_a2_and_b1_arrive_with_replies_to_a_held(a, b)
-        first[0].join(30 * SLOWER)
-        self.assertEqual(first[1]["value"][0], 200, first[1])  # A1 ended: A2's number still held
+        self.answered(first)  # A1 ended: A2's number still held
         time.sleep(0.5 * SLOWER)  # time enough for B1 to begin, were the turn given to B
         self.assertEqual(self.log_of("alice"), ["A1"], "B1 began before A2, which arrived first")
         self.proxy.flow()
-        for t, result in (second, third):
-            t.join(30 * SLOWER)
-            self.assertEqual(result["value"][0], 200, result)
+        self.answered(second, third)
         self.assertEqual(self.log_of("alice"), ["A1", "A2", "B1"])
         # Nothing is left in Redis once the sender is done: no holder, no queue.
-        wait_until("the turn to be given back", lambda: self.redis.command(
-            "EXISTS", PREFIX + "\0turn:h:alice", db=0) == 0)
+        self.wait_turn_given_back("alice")
         self.assertEqual(self.queued_hosts("alice"), 0)
 
     def test_a_message_whose_number_is_late_still_goes_after_an_earlier_one_of_another_host(
@@ -192,29 +198,22 @@ class LateNumberTests(unittest.TestCase):
         a, b = self.hosts()
         first, second, third = self.a1_running_then_a2_and_b1_arrive_with_replies_to_a_held(
             a, b, b1_first=True)
-        first[0].join(30 * SLOWER)
-        self.assertEqual(first[1]["value"][0], 200, first[1])
+        self.answered(first)
         self.proxy.flow()  # A2's number comes: B1's is lower, so B1 goes first
-        for t, result in (second, third):
-            t.join(30 * SLOWER)
-            self.assertEqual(result["value"][0], 200, result)
+        self.answered(second, third)
         self.assertEqual(self.log_of("alice"), ["A1", "B1", "A2"])
-        wait_until("the turn to be given back", lambda: self.redis.command(
-            "EXISTS", PREFIX + "\0turn:h:alice", db=0) == 0)
+        self.wait_turn_given_back("alice")
         self.assertEqual(self.queued_hosts("alice"), 0)
 
     def test_a_late_number_that_never_comes_the_message_goes_on_and_nothing_hangs(self):
         # A short lease: the turn A kept for A2 is taken over by B once A stops renewing it.
         a, b = self.hosts("  order_lease: 1\n", "  order_lease: 1\n")
         first, second, third = self.a1_running_then_a2_and_b1_arrive_with_replies_to_a_held(a, b)
-        first[0].join(30 * SLOWER)
-        self.assertEqual(first[1]["value"][0], 200, first[1])
+        self.answered(first)
         self.proxy.cut()  # A2's number is lost with the connection
         self.proxy.flow()
         started = time.monotonic()
-        for t, result in (second, third):
-            t.join(30 * SLOWER)
-            self.assertEqual(result["value"][0], 200, result)
+        self.answered(second, third)
         self.assertLess(time.monotonic() - started, 5 * SLOWER)
         # A2 went on in its turn on A only (its push may find the store unavailable: it is then
         # missing from the list, but the bot logged it).
@@ -231,8 +230,7 @@ class LateNumberTests(unittest.TestCase):
     def test_a_message_whose_number_is_late_may_time_out_and_the_turn_goes_on(self):
         a, b = self.hosts(timeout_a=2.5)
         first, second, third = self.a1_running_then_a2_and_b1_arrive_with_replies_to_a_held(a, b)
-        first[0].join(30 * SLOWER)
-        self.assertEqual(first[1]["value"][0], 200, first[1])
+        self.answered(first)
         # A2 waits for its number, with the turn kept for it, until its response timeout ends
         # it; then B1 goes on.
         time.sleep(0.3 * SLOWER)
@@ -241,8 +239,7 @@ class LateNumberTests(unittest.TestCase):
         self.assertIn("value", second[1], second[1])
         a.wait_for_log(r"took longer than the response timeout")
         self.proxy.flow()
-        third[0].join(30 * SLOWER)
-        self.assertEqual(third[1]["value"][0], 200, third[1])
+        self.answered(third)
         self.assertEqual(self.log_of("alice"), ["A1", "B1"])
 
     def a1_times_out_waiting_for_b0_while_a2_has_no_number(self, a, b, b0_sleep):
@@ -274,17 +271,13 @@ class LateNumberTests(unittest.TestCase):
         # must not go first once B0 ends.
         a, b = self.hosts(timeout_a=4)
         zero, second, third = self.a1_times_out_waiting_for_b0_while_a2_has_no_number(a, b, 4.5)
-        zero[0].join(30 * SLOWER)
-        self.assertEqual(zero[1]["value"][0], 200, zero[1])
+        self.answered(zero)
         time.sleep(0.5 * SLOWER)  # time enough for B1 to begin, were the turn given to B
         self.assertEqual(self.log_of("alice"), ["B0"], "B1 began before A2, which arrived first")
         self.proxy.flow()
-        for t, result in (second, third):
-            t.join(30 * SLOWER)
-            self.assertEqual(result["value"][0], 200, result)
+        self.answered(second, third)
         self.assertEqual(self.log_of("alice"), ["B0", "A2", "B1"])
-        wait_until("the turn to be given back", lambda: self.redis.command(
-            "EXISTS", PREFIX + "\0turn:h:alice", db=0) == 0)
+        self.wait_turn_given_back("alice")
         self.assertEqual(self.queued_hosts("alice"), 0)
         self.assertEqual(metric(a, "switchboard_order_leases_lost_total"), 0)
 
@@ -294,18 +287,15 @@ class LateNumberTests(unittest.TestCase):
         # instead of after A's lease.
         a, b = self.hosts(timeout_a=4)
         zero, second, third = self.a1_times_out_waiting_for_b0_while_a2_has_no_number(a, b, 4.5)
-        zero[0].join(30 * SLOWER)
-        self.assertEqual(zero[1]["value"][0], 200, zero[1])
+        self.answered(zero)
         second[0].join(30 * SLOWER)  # A2's deadline, its number still held
         self.assertIn("value", second[1], second[1])
         ended = time.monotonic()
-        third[0].join(30 * SLOWER)
-        self.assertEqual(third[1]["value"][0], 200, third[1])
+        self.answered(third)
         self.assertLess(time.monotonic() - ended, 5, "B1 waited for A's lease (10 s)")
         self.assertEqual(self.log_of("alice"), ["B0", "B1"])
         self.proxy.flow()
-        wait_until("the turn to be given back", lambda: self.redis.command(
-            "EXISTS", PREFIX + "\0turn:h:alice", db=0) == 0)
+        self.wait_turn_given_back("alice")
         self.assertEqual(self.queued_hosts("alice"), 0)
         # A never held the turn for a message: no lease of its ran out.
         time.sleep(0.5 * SLOWER)
@@ -319,13 +309,10 @@ class LateNumberTests(unittest.TestCase):
         self.assertIn("value", second[1], second[1])
         wait_until("A's place to be given up", lambda: self.queued_hosts("alice") == 0)
         self.assertEqual(self.log_of("alice"), ["B0"])
-        for t, result in (zero, third):
-            t.join(30 * SLOWER)
-            self.assertEqual(result["value"][0], 200, result)
+        self.answered(zero, third)
         self.assertEqual(self.log_of("alice"), ["B0", "B1"])
         self.proxy.flow()
-        wait_until("the turn to be given back", lambda: self.redis.command(
-            "EXISTS", PREFIX + "\0turn:h:alice", db=0) == 0)
+        self.wait_turn_given_back("alice")
         time.sleep(0.5 * SLOWER)  # A's held replies are in: A was never the holder, no lease lost
         self.assertEqual(metric(a, "switchboard_order_leases_lost_total"), 0)
 
@@ -337,18 +324,16 @@ class LateNumberTests(unittest.TestCase):
         zero, second, third = self.a1_times_out_waiting_for_b0_while_a2_has_no_number(a, b, 4.5)
         self.proxy.cut()
         self.proxy.flow()
-        second[0].join(30 * SLOWER)
-        self.assertEqual(second[1]["value"][0], 200, second[1])
+        self.answered(second)
         a.wait_for_log(r"BEGUN alice A2")
         a.wait_for_log(r"ERROR .*order of a sender's messages across hosts is not kept")
-        for t, result in (zero, third):
-            t.join(30 * SLOWER)
-            self.assertEqual(result["value"][0], 200, result)
+        self.answered(zero, third)
         self.assertIn("B1", self.log_of("alice"))
         wait_for_state(a, "connected", timeout=20)
         self.assertEqual(post(a.port, "alice", "A3", 0.01)[0], 200)
         self.assertEqual(post(b.port, "alice", "B2", 0.01)[0], 200)
         self.assertEqual(self.log_of("alice")[-2:], ["A3", "B2"])
+
 
 if __name__ == "__main__":
     unittest.main()
