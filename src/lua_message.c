@@ -141,14 +141,6 @@ static void push_user_message(lua_State *L, int m, int channel, int headers)
     lua_settop(L, TEXT);
 }
 
-/* normalize(m, channel_name, headers) -> the UserMessage of message table m.  [-0,+1,v] */
-static int l_normalize(lua_State *L)
-{
-    lua_settop(L, 3);
-    push_user_message(L, 1, 2, 3);
-    return 1;
-}
-
 /* normalize_all(list, channel_name, headers) -> an array of the UserMessages of list's elements,
  * up to its first nil as ipairs goes: all are checked before the caller runs any. One call and
  * a presized array, since it runs for every request and every message on a connection. */
@@ -175,9 +167,7 @@ static int l_normalize_all(lua_State *L)
 
 int lua_message_open(lua_State *L)
 {
-    lua_createtable(L, 0, 2);
-    lua_pushcfunction(L, l_normalize);
-    lua_setfield(L, -2, "normalize");
+    lua_createtable(L, 0, 1);
     lua_pushcfunction(L, l_normalize_all);
     lua_setfield(L, -2, "normalize_all");
     return 1;

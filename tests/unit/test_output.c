@@ -51,7 +51,8 @@ static const char prelude[] =
     "CANON = canon\n"
     "function COLLECT(m) local sink, list = output.collector() output.dispatch(sink, 'u1', m)\n"
     "  return canon(list) end\n"
-    "function NORMALIZE(m) local ok, r = pcall(message.normalize, m, 'rest', {})\n"
+    "function NORMALIZE(m) local ok, r = pcall(message.normalize_all, { m }, 'rest', {})\n"
+    "  if ok then r = r[1] end\n"
     "  if not ok then return sb.is_http_error(r) and (r.status .. ' ' .. r.error) or tostring(r) end\n"
     "  r.headers = nil if #r.message_id == 32 and r.message_id:match('^[0-9a-f]+$') then r.message_id = 'HEX32' end\n"
     "  return canon(r) end\n";
