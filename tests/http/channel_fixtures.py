@@ -78,16 +78,24 @@ def bot_got_all(host):
     return [json.loads(m.group(1)) for m in BOT_GOT_RE.finditer(host.log())]
 
 
-def wait_bot_got(host, text, timeout=5.0):
-    """What the bot logged for the message with this text, once it has."""
+def wait_bot_got_where(host, match, n=1, timeout=5.0):
+    """The messages the bot logged for which match(message) is true, once there are `n` or more.
+    The host's log is read by another thread, so a reply the platform stand-in already got can
+    be ahead of the bot's log line: wait for the line, never read the log once."""
     deadline = time.monotonic() + timeout
     while True:
-        for got in bot_got_all(host):
-            if got.get("text") == text:
-                return got
+        found = [got for got in bot_got_all(host) if match(got)]
+        if len(found) >= n:
+            return found
         if time.monotonic() > deadline:
-            raise AssertionError("the bot never got %r; log:\n%s" % (text, host.log()))
+            raise AssertionError("the bot got %d such message(s), not %d; log:\n%s"
+                                 % (len(found), n, host.log()))
         time.sleep(0.02)
+
+
+def wait_bot_got(host, text, timeout=5.0):
+    """What the bot logged for the message with this text, once it has."""
+    return wait_bot_got_where(host, lambda got: got.get("text") == text, 1, timeout)[0]
 
 
 def wait_requests(api, find, what, n=1, timeout=5.0):

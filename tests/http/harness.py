@@ -58,6 +58,10 @@ class Host:
         with self._log_lock:
             return "".join(self._log)
 
+    def read_whole_log(self, timeout=5.0):
+        """Once the process has ended: wait until the reader thread has read all it wrote."""
+        self._reader.join(timeout)
+
     def wait_for_log(self, pattern, timeout=5.0):
         """Wait until a log line matches the regex; returns the match."""
         deadline = time.time() + timeout
@@ -103,7 +107,7 @@ class Host:
                 self.proc.kill()
                 self.proc.wait()
                 raise AssertionError("switchboard did not stop on SIGTERM; log:\n" + self.log())
-        self._reader.join(5)
+        self.read_whole_log()
         if expect_code is not None and self.proc.returncode != expect_code:
             raise AssertionError("switchboard exited with %s, expected %s; log:\n%s"
                                  % (self.proc.returncode, expect_code, self.log()))

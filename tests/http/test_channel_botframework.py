@@ -20,7 +20,7 @@ import urllib.parse
 
 import channel_fixtures
 from channel_fixtures import (assert_refused, bot_got_all, credentials_yml, sdk, serve_bot,
-                              wait_bot_got, wait_requests)
+                              wait_bot_got, wait_bot_got_where, wait_requests)
 from harness import project
 from standins import Reply, StandInHostCase, error_line
 from util import run_to_exit
@@ -410,8 +410,8 @@ class MessageTests(BotFrameworkCase):
         self.assert_success(activity)
         [rec] = self.sent("conv-attach")
         self.assertEqual(rec.json["text"], "echo:")  # stripped, as Rasa strips it
-        got = [g for g in bot_got_all(self.host)
-               if g.get("metadata", {}).get("activity_id") == activity["id"]][0]
+        [got] = wait_bot_got_where(
+            self.host, lambda g: g.get("metadata", {}).get("activity_id") == activity["id"])
         self.assertEqual(got["text"], "")
         self.assertEqual(got["metadata"]["attachments"], activity["attachments"])
 
@@ -457,7 +457,8 @@ class MessageTests(BotFrameworkCase):
         texts = [r.json["text"] for r in self.sent("conv-once", n=3)]
         self.assertEqual(texts[:2], ["echo: only once"] * 2)
         self.assertEqual(len(texts), 3, texts)
-        self.assertEqual(len([g for g in bot_got_all(self.host) if g["text"] == "only once"]), 2)
+        got = wait_bot_got_where(self.host, lambda g: g["text"] == "only once", n=2)
+        self.assertEqual(len(got), 2)
 
 
 class ReplyTests(BotFrameworkCase):

@@ -198,6 +198,7 @@ class SlackTestCase(StandInHostCase):
         status, _, _, _ = self.post(event_body("message_im.json", text=sentinel, user=sentinel_user))
         self.assertEqual(status, 200)
         self.wait_posts(lambda b: b.get("text") == sentinel)
+        self.bot_got(sentinel)  # the log is read in order: every earlier line is in too
         self.assertEqual(self.posts(lambda b: marker_text in json.dumps(b)), [])
         self.assertNotIn(marker_text, "".join(
             line for line in self.host.log().splitlines() if "BOT GOT" in line))
@@ -805,7 +806,9 @@ class RedeliveryTests(SlackTestCase):
                                                    user="U0SAME"))
             self.assertEqual(status, 200)
         self.wait_posts(lambda b: b.get("text") == "same text", 2)
-        self.assertEqual(self.got("U0SAME").count("same text"), 2)
+        got = channel_fixtures.wait_bot_got_where(
+            self.host, lambda g: g["sender_id"] == "U0SAME" and g["text"] == "same text", n=2)
+        self.assertEqual(len(got), 2)
 
     def test_an_ignored_retry_reason_is_still_answered_201(self):
         body = event_body("message_im.json", text="marker ignored reason", user="U0IGN")

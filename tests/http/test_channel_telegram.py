@@ -14,7 +14,7 @@ import unittest
 
 import channel_fixtures
 from channel_fixtures import (assert_refused, bot_got_all, credentials_yml, serve_bot,
-                              wait_bot_got, wait_requests)
+                              wait_bot_got, wait_bot_got_where, wait_requests)
 from harness import project
 from standins import Reply, StandIn, StandInHostCase, error_line, in_threads
 from util import run_to_exit, serve
@@ -260,8 +260,8 @@ class UpdateTests(TelegramTestCase):
 
     def test_restart_is_processed_as_restart_then_start(self):
         self.assert_success(text_update("/restart", chat_id=1004))
-        texts = [g["text"] for g in self.bot_got_all() if g["sender_id"] == "1004"]
-        self.assertEqual(texts, ["/restart", "/start"])
+        got = wait_bot_got_where(self.host, lambda g: g["sender_id"] == "1004", n=2)
+        self.assertEqual([g["text"] for g in got], ["/restart", "/start"])
         recs = self.calls("sendMessage", lambda b: b.get("chat_id") == 1004)
         self.assertEqual([r.json["text"] for r in recs], ["echo: /restart", "echo: /start"])
 

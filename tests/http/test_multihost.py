@@ -216,7 +216,11 @@ class MultiHostTests(unittest.TestCase):
             self.assertNotIn("error", result)
             self.assertEqual(result["value"][0], 200, result)
         assert_in_order_one_at_a_time(self, self.log_of("alice"), texts)
-        handled = [len(re.findall(r"HANDLING alice", h.log())) for h in hosts]
+        def handled():  # the hosts' logs are read by other threads: they may lag the answers
+            return [len(re.findall(r"HANDLING alice", h.log())) for h in hosts]
+        wait_until("every host's log to show what it handled",
+                   lambda: sum(handled()) >= len(texts))
+        handled = handled()
         self.assertEqual(sum(handled), len(texts))
         self.assertTrue(all(n > 0 for n in handled), "HAProxy spread them: %r" % handled)
         # Nothing is left in Redis once the sender is done: no holder, no queue. The last

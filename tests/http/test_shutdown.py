@@ -76,7 +76,9 @@ def wait_exit(host, timeout=10):
         host.proc.kill()
         host.proc.wait()
         raise AssertionError("the host did not exit within %s s; log:\n%s" % (timeout, host.log()))
-    return host.proc.returncode, time.monotonic()
+    exited = time.monotonic()
+    host.read_whole_log()
+    return host.proc.returncode, exited
 
 
 class GracefulStopTests(unittest.TestCase):
