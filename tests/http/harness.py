@@ -9,6 +9,7 @@ import http.client
 import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -34,9 +35,12 @@ class Host:
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self._log = []
         self._log_lock = threading.Lock()
+        self._partial = b""
+        self._log_ended = False
         self._started = threading.Event()
         self.port = None
         self.scheme = "http"
+        os.set_blocking(self.proc.stderr.fileno(), False)
         self._reader = threading.Thread(target=self._read_log, daemon=True)
         self._reader.start()
         if not self._started.wait(start_timeout) or self.port is None:
@@ -44,18 +48,52 @@ class Host:
             self.proc.wait()
             raise AssertionError("switchboard did not start: %s" % self.log())
 
+    def _drain_locked(self):
+        """Take in, under the log lock, every complete line the host has written so far. Reading
+        and recording happen in one locked step, so once the pipe is empty the log holds all
+        the host wrote: log() drains too, and a line written before an answer the test already
+        got is always in it (a reader thread alone could still be behind)."""
+        if self._log_ended or self.proc.stderr.closed:
+            return
+        fd = self.proc.stderr.fileno()
+        while not self._log_ended:
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                return
+            if not chunk:
+                self._log_ended = True
+                chunk, self._partial = self._partial, b""
+                if chunk:
+                    self._record(chunk.decode("utf-8", "replace"))
+                return
+            lines = (self._partial + chunk).split(b"\n")
+            self._partial = lines.pop()
+            for line in lines:
+                self._record(line.decode("utf-8", "replace") + "\n")
+
+    def _record(self, line):
+        self._log.append(line)
+        m = LISTEN_RE.search(line)
+        if m and self.port is None:
+            self.scheme, self.port = m.group(1), int(m.group(2))
+            self._started.set()
+
     def _read_log(self):
-        for line in self.proc.stderr:
+        fd = self.proc.stderr.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while True:
+            poller.poll()
             with self._log_lock:
-                self._log.append(line)
-            m = LISTEN_RE.search(line)
-            if m and self.port is None:
-                self.scheme, self.port = m.group(1), int(m.group(2))
-                self._started.set()
+                self._drain_locked()
+                if self._log_ended:
+                    break
         self._started.set()
 
     def log(self):
         with self._log_lock:
+            self._drain_locked()
             return "".join(self._log)
 
     def read_whole_log(self, timeout=5.0):
