@@ -234,9 +234,9 @@ def status_for_announced_body(host, method, path, length, timeout=10):
 
 
 def final_log(host):
-    """Stop the host (exit code 0 expected) and return its whole log. A line the host wrote
-    before answering may not have reached host.log() when the answer arrives; after the stop
-    every line has, so absence and order of log lines are checked on this."""
+    """Stop the host (exit code 0 expected) and return its whole log. host.log() holds what the
+    host has written so far; after the stop that is all it will ever write, so the absence of a
+    line that could still come later is checked on this."""
     host.stop()
     return host.log()
 
