@@ -256,6 +256,7 @@ static void drop_socket(struct connection *c, uint16_t code, const char *reason)
     timer_stop(&c->w->timers, &c->close_timer);
     timer_stop(&c->w->timers, &c->keepalive_timer);
     c->state = CONN_CLOSED;
+    bindings_drop(c);
     buffer_free(&c->out);
     c->out_off = 0;
     queue_close_event(c, code, reason);
@@ -330,6 +331,7 @@ static void send_close(struct connection *c, uint16_t code, const char *reason)
     c->state = CONN_CLOSING;
     send_frame(c, WS_OP_CLOSE, payload, len);
     c->close_sent = 1;
+    bindings_drop(c); /* nothing more reaches it: sends to its senders must not count it */
     if (c->state != CONN_CLOSED) {
         timer_start(&c->w->timers, &c->close_timer, timers_now_ms() + CLOSE_WAIT_MS);
         flush(c);
@@ -488,8 +490,8 @@ void connection_job_done(struct connection *c)
     schedule(c);
 }
 
-/* Gone from the worker, from the Lua states that know it, and from the bindings, once the socket
- * is closed and on_close has run. */
+/* Gone from the worker, from the Lua states that know it, and from the bindings (if the close
+ * did not drop them already) once the socket is closed and on_close has run. */
 static void free_if_done(struct connection *c)
 {
     if (c->state != CONN_CLOSED || c->job || c->ev_head)
@@ -806,7 +808,7 @@ int connection_keepalive(struct worker *w, const char *id, double seconds, const
 int connection_bind(struct worker *w, const char *id, const char *sender)
 {
     struct connection *c = connection_find(w, id);
-    if (!c || c->state == CONN_CLOSED)
+    if (!c || c->state == CONN_CLOSED || c->close_sent)
         return -1;
     return binding_add(c, sender);
 }

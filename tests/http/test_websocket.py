@@ -290,6 +290,31 @@ class BotAndSendTests(unittest.TestCase):
             self.assertEqual(json.loads(body), {"sent": 0})
 
 
+    def test_a_closed_connection_no_longer_counts_for_its_sender(self):
+        # on_close takes a while here: sends to the sender meanwhile, from either worker, must
+        # not count a connection that can no longer get them.
+        slow_close = ECHO.replace('sb.log.info("CLOSED %s %s", tostring(code), reason)\n',
+                                  'sb.log.info("CLOSED %s %s", tostring(code), reason)\n'
+                                  '  sb.sleep(1)\n')
+        self.assertNotEqual(slow_close, ECHO)
+        host, _ = serve(workers=2, channel=slow_close)
+        with host:
+            ws = WebSocket(host.port, WS_PATH)
+            ws.send("bind:alice")
+            self.assertEqual(ws.recv(), "bound alice")
+            ws.close()
+            ws.expect_close()
+            host.wait_for_log("CLOSED 1000")
+            sent = []
+            for i in range(10):  # new connections: both workers answer some of them
+                status, _, body = host.request("POST", "/webhooks/echo/notify",
+                                               json.dumps({"to": "alice", "text": "n%d" % i}),
+                                               {"Content-Type": "application/json"})
+                self.assertEqual(status, 200, body)
+                sent.append(json.loads(body)["sent"])
+            self.assertEqual(sent, [0] * 10)
+
+
 class OutsideCheckTests(unittest.TestCase):
     def test_the_ws_package_talks_to_the_host(self):
         host, _ = serve()
